@@ -1,0 +1,277 @@
+"""BridgeDiT blocks: the trainable interaction between the video and audio towers (§3.3, Figure 3).
+
+Dims legend: B batch, Nv video tokens (= F * S, F latent frames, S = H * W tokens per frame),
+Na audio tokens, D bridge width, Dv / Da tower widths, C timestep-embedding width.
+
+Every fusion kind shares one block shape, per stream (the DiT recipe, adaLN-Zero):
+
+    n      = LN(x) * (1 + scale_1(t)) + shift_1(t)                  # AdaLN on both timesteps
+    x'     = x + gate_1(t) * mix(n_video, n_audio)                  # Eq. 8 (residual)
+    x''    = x' + gate_2(t) * MLP(LN(x') * (1 + scale_2(t)) + shift_2(t))
+
+and fusion kinds differ only in `mix`, which reads the normalised *pre-bridge* states of both streams
+(symmetric): DCA (Eq. 7-8) cross-attends each way; full attention (Eq. 9-10) attends over the
+concatenation; additive fusion adds the other stream's projected, time-aligned features; one-way
+cross-attention (V2A, A2V) cross-attends one way while the conditioning stream gets a self-attention
+of the same shape. The gates start at zero, so an untrained bridge is exactly the identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention import FeedForward
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0, JointAttnProcessor2_0
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from einops import rearrange, reduce, repeat
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .config import BridgeConfig
+
+# ----------------------------------------------------------------------------------------------------
+# Mixers: the part of a block that differs between fusion kinds
+# ----------------------------------------------------------------------------------------------------
+
+MixerFactory = Callable[[int, int], nn.Module]
+FUSIONS: dict[str, MixerFactory] = {}
+
+
+def register_fusion(name: str) -> Callable[[MixerFactory], MixerFactory]:
+    def register(factory: MixerFactory) -> MixerFactory:
+        FUSIONS[name] = factory
+        return factory
+
+    return register
+
+
+def _attention(width: int, num_heads: int) -> Attention:
+    """Multi-head attention with its own Q, K, V and output projections; cross-attention when called with context."""
+    return Attention(
+        query_dim=width, heads=num_heads, dim_head=width // num_heads, bias=True, out_bias=True,
+        processor=AttnProcessor2_0(),
+    )
+
+
+@register_fusion("dca")
+class DualCrossAttention(nn.Module):
+    """Eq. 7-8 both ways in parallel: video queries audio (A-to-V) and audio queries video (V-to-A)."""
+
+    def __init__(self, width: int, num_heads: int) -> None:
+        super().__init__()
+        self.audio_to_video = _attention(width, num_heads)  # Q from video, K/V from audio
+        self.video_to_audio = _attention(width, num_heads)  # Q from audio, K/V from video
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int]):
+        return self.audio_to_video(video, audio), self.video_to_audio(audio, video)
+
+
+@register_fusion("full_attention")
+class FullAttention(nn.Module):
+    """Eq. 9-10: per-modality Q/K/V projections, one attention over the concatenated tokens, split back."""
+
+    def __init__(self, width: int, num_heads: int) -> None:
+        super().__init__()
+        self.joint = Attention(
+            query_dim=width, added_kv_proj_dim=width, heads=num_heads, dim_head=width // num_heads, out_dim=width,
+            context_pre_only=False, bias=True, out_bias=True, processor=JointAttnProcessor2_0(),
+        )
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int]):
+        return self.joint(video, audio)  # (video part, audio part) of the joint attention output
+
+
+@register_fusion("additive")
+class AdditiveFusion(nn.Module):
+    """Project the other stream and add it element-wise, aligned in time (SSVG-style, Figure 3 d).
+
+    Video -> audio: project, average each latent frame's S tokens, resample F frames to Na steps.
+    Audio -> video: project, resample Na steps to F frames, broadcast over each frame's S tokens.
+    """
+
+    def __init__(self, width: int, num_heads: int) -> None:
+        super().__init__()
+        self.video_proj = nn.Linear(width, width)
+        self.audio_proj = nn.Linear(width, width)
+
+    @staticmethod
+    def _resample(sequence: torch.Tensor, length: int) -> torch.Tensor:
+        # (B, T, D) -> (B, length, D), linear interpolation along time
+        if sequence.shape[1] == length:
+            return sequence
+        resampled = F.interpolate(sequence.transpose(1, 2), size=length, mode="linear", align_corners=False)
+        return resampled.transpose(1, 2)
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int]):
+        frames, height, width = video_grid
+        video_per_frame = reduce(self.video_proj(video), "b (f s) d -> b f d", "mean", f=frames)
+        to_audio = self._resample(video_per_frame, audio.shape[1])  # (B, Na, D)
+        audio_per_frame = self._resample(self.audio_proj(audio), frames)  # (B, F, D)
+        to_video = repeat(audio_per_frame, "b f d -> b (f s) d", s=height * width)  # (B, Nv, D)
+        return to_video, to_audio
+
+
+class OneWayCrossAttention(nn.Module):
+    """ControlNet-style one-way fusion: the conditioned stream cross-attends the conditioning stream, which
+    refines itself with a self-attention block of the same shape (§3.3, "Unidirectional Cross-Attention")."""
+
+    def __init__(self, width: int, num_heads: int, *, conditioned: str) -> None:
+        super().__init__()
+        self.conditioned = conditioned
+        self.cross = _attention(width, num_heads)
+        self.self_attention = _attention(width, num_heads)
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int]):
+        if self.conditioned == "audio":  # V2A: audio generated conditioned on video
+            return self.self_attention(video), self.cross(audio, video)
+        return self.cross(video, audio), self.self_attention(audio)  # A2V
+
+
+@register_fusion("v2a")
+def video_to_audio(width: int, num_heads: int) -> OneWayCrossAttention:
+    return OneWayCrossAttention(width, num_heads, conditioned="audio")
+
+
+@register_fusion("a2v")
+def audio_to_video(width: int, num_heads: int) -> OneWayCrossAttention:
+    return OneWayCrossAttention(width, num_heads, conditioned="video")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The block
+# ----------------------------------------------------------------------------------------------------
+
+
+class BridgeTimestepEmbedding(nn.Module):
+    """Embeds both towers' timesteps into one condition (B, C) that every stream of every bridge reads.
+
+    t_video is on Wan's 0..1000 scale, t_audio on Stable Audio's 0..1 scale; both get the same sinusoidal
+    frequencies after t_audio is put on the 0..1000 scale, then separate MLPs, summed. Because both
+    timesteps reach both streams, training with independent timesteps needs no change here.
+    """
+
+    def __init__(self, dim: int, frequency_dim: int = 256) -> None:
+        super().__init__()
+        self.frequencies = Timesteps(frequency_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.video_embedder = TimestepEmbedding(frequency_dim, dim)
+        self.audio_embedder = TimestepEmbedding(frequency_dim, dim)
+
+    def forward(self, t_video: torch.Tensor, t_audio: torch.Tensor) -> torch.Tensor:
+        dtype = self.video_embedder.linear_1.weight.dtype
+        video = self.video_embedder(self.frequencies(t_video).to(dtype))
+        audio = self.audio_embedder(self.frequencies(t_audio * 1000.0).to(dtype))
+        return video + audio
+
+
+class StreamModulation(nn.Module):
+    """adaLN-Zero: shift, scale and gate for the mix step and the MLP step of one stream."""
+
+    def __init__(self, width: int, condition_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(condition_dim, 6 * width)
+
+    def forward(self, condition: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # (B, C) -> 6 x (B, 1, D)
+        return self.linear(F.silu(condition)).unsqueeze(1).chunk(6, dim=-1)
+
+
+class BridgeStream(nn.Module):
+    """One stream's side of a bridge block: width adapters, modulation, MLP."""
+
+    def __init__(self, tower_width: int, config: BridgeConfig) -> None:
+        super().__init__()
+        width = config.width
+        self.adapted = tower_width != width
+        # no bias on the way out: a zero update must stay exactly zero
+        self.proj_in = nn.Linear(tower_width, width) if self.adapted else nn.Identity()
+        self.proj_out = nn.Linear(width, tower_width, bias=False) if self.adapted else nn.Identity()
+        self.modulation = StreamModulation(width, config.timestep_embed_dim)
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = FeedForward(width, mult=config.mlp_ratio, activation_fn="gelu-approximate")
+
+    def finish(self, tokens: torch.Tensor, inner: torch.Tensor, mixed: torch.Tensor, mods) -> torch.Tensor:
+        """Gated mix residual, then the modulated MLP with its gated residual; back to the tower width."""
+        _, _, gate_mix, shift_mlp, scale_mlp, gate_mlp = mods
+        updated = inner + gate_mix * mixed  # Eq. 8
+        updated = updated + gate_mlp * self.mlp(self.norm(updated) * (1 + scale_mlp) + shift_mlp)
+        if not self.adapted:
+            return updated
+        return tokens + self.proj_out(updated - inner)
+
+
+class BridgeBlock(nn.Module):
+    def __init__(self, mixer: nn.Module, config: BridgeConfig, video_width: int, audio_width: int) -> None:
+        super().__init__()
+        self.video = BridgeStream(video_width, config)
+        self.audio = BridgeStream(audio_width, config)
+        self.mixer = mixer
+
+    def forward(
+        self,
+        video_tokens: torch.Tensor,  # (B, Nv, Dv)
+        audio_tokens: torch.Tensor,  # (B, Na, Da), without Stable Audio's global token
+        condition: torch.Tensor,  # (B, C)
+        video_grid: tuple[int, int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        video_inner, audio_inner = self.video.proj_in(video_tokens), self.audio.proj_in(audio_tokens)
+        video_mods, audio_mods = self.video.modulation(condition), self.audio.modulation(condition)
+        # both directions read the normalised pre-bridge states of both streams (symmetric)
+        video_normed = self.video.norm(video_inner) * (1 + video_mods[1]) + video_mods[0]
+        audio_normed = self.audio.norm(audio_inner) * (1 + audio_mods[1]) + audio_mods[0]
+        video_mixed, audio_mixed = self.mixer(video_normed, audio_normed, video_grid)
+        return (
+            self.video.finish(video_tokens, video_inner, video_mixed, video_mods),
+            self.audio.finish(audio_tokens, audio_inner, audio_mixed, audio_mods),
+        )
+
+
+class BridgeStack(nn.Module):
+    """All bridges of a model plus their shared timestep embedding; empty for fusion "none"."""
+
+    def __init__(self, config: BridgeConfig, *, video_width: int, audio_width: int) -> None:
+        super().__init__()
+        self.config = config
+        self.gradient_checkpointing = False
+        if config.fusion == "none":
+            self.timestep_embedding = None
+            self.blocks = nn.ModuleList()
+            return
+        make_mixer = FUSIONS[config.fusion]
+        self.timestep_embedding = BridgeTimestepEmbedding(config.timestep_embed_dim)
+        self.blocks = nn.ModuleList(
+            BridgeBlock(make_mixer(config.width, config.num_heads), config, video_width, audio_width)
+            for _ in range(config.num_bridges)
+        )
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier-uniform linears with zero biases (as DiT), then zero every gate: the bridge starts as identity."""
+        for module in self.blocks.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            for stream in (block.video, block.audio):
+                nn.init.zeros_(stream.modulation.linear.weight)
+                nn.init.zeros_(stream.modulation.linear.bias)
+
+    def condition(self, t_video: torch.Tensor, t_audio: torch.Tensor) -> torch.Tensor | None:
+        if self.timestep_embedding is None:
+            return None
+        return self.timestep_embedding(t_video, t_audio)
+
+    def run(
+        self,
+        index: int,
+        video_tokens: torch.Tensor,
+        audio_tokens: torch.Tensor,
+        condition: torch.Tensor,
+        video_grid: tuple[int, int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        block = self.blocks[index]
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, video_tokens, audio_tokens, condition, video_grid, use_reentrant=False)
+        return block(video_tokens, audio_tokens, condition, video_grid)

@@ -1,0 +1,227 @@
+"""The schema of a BridgeDiT model: bridge settings, freezing policy and every derived length.
+
+Every length (frames -> latent frames -> tokens; seconds -> audio latent frames -> tokens) is computed
+here and only here, from rates and strides; nothing else in the package types them by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# ----------------------------------------------------------------------------------------------------
+# Bridges
+# ----------------------------------------------------------------------------------------------------
+
+#: Fusion kinds known to `bridgedit.bridge`. "dca" is the paper's Dual Cross-Attention (§3.3); the rest
+#: are the baselines of §4.3.2 / Table 9 ("none" is the "Separate" row: two towers, no interaction).
+FUSION_KINDS = ("dca", "full_attention", "additive", "v2a", "a2v", "none")
+
+#: Table 5's placement, "Uniform (Early Bias)" of Table 8: 0-based indices of the tower blocks after
+#: which each bridge runs.
+DEFAULT_VIDEO_BRIDGE_BLOCKS = (3, 7, 11, 15)
+DEFAULT_AUDIO_BRIDGE_BLOCKS = (2, 5, 8, 11)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot describe a valid model; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The trainable interaction module (Table 5, "Architecture Configuration")."""
+
+    fusion: str = "dca"
+    video_blocks: tuple[int, ...] = DEFAULT_VIDEO_BRIDGE_BLOCKS
+    audio_blocks: tuple[int, ...] = DEFAULT_AUDIO_BRIDGE_BLOCKS
+    width: int = 1536  # channels of Q, K, V inside a bridge block
+    num_heads: int = 12
+    timestep_embed_dim: int = 1536
+    mlp_ratio: float = 4.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "video_blocks", tuple(int(i) for i in self.video_blocks))
+        object.__setattr__(self, "audio_blocks", tuple(int(i) for i in self.audio_blocks))
+        if self.fusion not in FUSION_KINDS:
+            raise ConfigError(f"bridge.fusion={self.fusion!r} is unknown; choose one of {', '.join(FUSION_KINDS)}")
+        if self.width <= 0 or self.num_heads <= 0 or self.width % self.num_heads:
+            raise ConfigError(
+                f"bridge.width={self.width} must be a positive multiple of bridge.num_heads={self.num_heads}"
+            )
+        if self.timestep_embed_dim <= 0 or self.mlp_ratio <= 0:
+            raise ConfigError("bridge.timestep_embed_dim and bridge.mlp_ratio must be positive")
+        if self.fusion == "none":
+            return
+        if len(self.video_blocks) != len(self.audio_blocks):
+            raise ConfigError(
+                f"bridge placement needs one video and one audio block per bridge: got "
+                f"{len(self.video_blocks)} video blocks {list(self.video_blocks)} and "
+                f"{len(self.audio_blocks)} audio blocks {list(self.audio_blocks)}"
+            )
+        if not self.video_blocks:
+            raise ConfigError("bridge placement is empty; use fusion='none' for towers without bridges")
+        for name, blocks in (("video_blocks", self.video_blocks), ("audio_blocks", self.audio_blocks)):
+            if any(i < 0 for i in blocks):
+                raise ConfigError(f"bridge.{name}={list(blocks)} has a negative index; indices are 0-based")
+            if any(b <= a for a, b in zip(blocks, blocks[1:])):
+                raise ConfigError(f"bridge.{name}={list(blocks)} must be strictly increasing")
+
+    @property
+    def num_bridges(self) -> int:
+        return 0 if self.fusion == "none" else len(self.video_blocks)
+
+    def check_against_towers(self, num_video_blocks: int, num_audio_blocks: int) -> None:
+        """Raise if a placement index points past the end of a tower."""
+        if self.fusion == "none":
+            return
+        for name, blocks, depth in (
+            ("video_blocks", self.video_blocks, num_video_blocks),
+            ("audio_blocks", self.audio_blocks, num_audio_blocks),
+        ):
+            if blocks[-1] >= depth:
+                raise ConfigError(
+                    f"bridge.{name}={list(blocks)} points past the tower, which has {depth} blocks "
+                    f"(valid indices 0..{depth - 1})"
+                )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Freezing policy
+# ----------------------------------------------------------------------------------------------------
+
+#: "bridges+last_blocks": Table 5 (bridges and the last N blocks of each tower);
+#: "bridges": the bridges alone; "towers": everything (for pretraining small towers).
+TRAINABLE_POLICIES = ("bridges+last_blocks", "bridges", "towers")
+
+
+@dataclass(frozen=True)
+class TrainableConfig:
+    policy: str = "bridges+last_blocks"
+    video_last_blocks: int = 5
+    audio_last_blocks: int = 5
+
+    def __post_init__(self) -> None:
+        if self.policy not in TRAINABLE_POLICIES:
+            raise ConfigError(
+                f"trainable.policy={self.policy!r} is unknown; choose one of {', '.join(TRAINABLE_POLICIES)}"
+            )
+        if self.video_last_blocks < 0 or self.audio_last_blocks < 0:
+            raise ConfigError("trainable.video_last_blocks and trainable.audio_last_blocks must be >= 0")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Lengths
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What a user asks for: the size and length of one sounding video (Table 5 sampling defaults)."""
+
+    height: int = 480  # the paper writes 834 wide; Wan needs multiples of 16, hence 832
+    width: int = 832
+    num_frames: int = 81
+    fps: float = 15.0
+    audio_sample_rate: int = 44_100
+    audio_seconds: float | None = None  # default: num_frames / fps (5.4 s)
+
+    @property
+    def seconds(self) -> float:
+        return self.audio_seconds if self.audio_seconds is not None else self.num_frames / self.fps
+
+
+@dataclass(frozen=True)
+class CodecStrides:
+    """Downsampling of each codec and tokenizer, read from the component configs (never typed twice)."""
+
+    video_temporal: int = 4  # Wan VAE: 2 ** sum(temperal_downsample)
+    video_spatial: int = 8  # Wan VAE: 2 ** len(temperal_downsample)
+    video_patch: tuple[int, int, int] = (1, 2, 2)  # Wan transformer patch (t, h, w)
+    audio_hop: int = 2048  # Oobleck VAE: prod(downsampling_ratios)
+
+    @classmethod
+    def from_components(cls, *, wan_vae_config: Any, wan_transformer_config: Any, oobleck_config: Any) -> CodecStrides:
+        temporal_downsample = list(wan_vae_config["temperal_downsample"])
+        return cls(
+            video_temporal=2 ** sum(bool(x) for x in temporal_downsample),
+            video_spatial=2 ** len(temporal_downsample),
+            video_patch=tuple(wan_transformer_config["patch_size"]),
+            audio_hop=math.prod(oobleck_config["downsampling_ratios"]),
+        )
+
+
+@dataclass(frozen=True)
+class SequenceLengths:
+    """All derived sizes of one clip. Audio tokens exclude Stable Audio's prepended global/time token."""
+
+    latent_frames: int
+    latent_height: int
+    latent_width: int
+    video_grid: tuple[int, int, int]  # (F, H, W) tokens after patching
+    video_tokens: int
+    audio_latent_length: int
+    audio_tokens: int
+
+    @classmethod
+    def compute(cls, clip: ClipSpec, strides: CodecStrides) -> SequenceLengths:
+        check_clip(clip, strides)
+        latent_frames = (clip.num_frames - 1) // strides.video_temporal + 1
+        latent_height = clip.height // strides.video_spatial
+        latent_width = clip.width // strides.video_spatial
+        p_t, p_h, p_w = strides.video_patch
+        grid = (latent_frames // p_t, latent_height // p_h, latent_width // p_w)
+        # the audio latent covers the whole clip; the decoded waveform is cropped to `clip.seconds`
+        audio_latent_length = math.ceil(clip.seconds * clip.audio_sample_rate / strides.audio_hop)
+        return cls(
+            latent_frames=latent_frames,
+            latent_height=latent_height,
+            latent_width=latent_width,
+            video_grid=grid,
+            video_tokens=math.prod(grid),
+            audio_latent_length=audio_latent_length,
+            audio_tokens=audio_latent_length,
+        )
+
+
+def check_clip(clip: ClipSpec, strides: CodecStrides) -> None:
+    """Raise a ConfigError naming the first size the towers cannot take."""
+    multiple = strides.video_spatial * max(strides.video_patch[1:])
+    if clip.height <= 0 or clip.width <= 0 or clip.height % multiple or clip.width % multiple:
+        raise ConfigError(f"height and width must be positive multiples of {multiple}; got {clip.height}x{clip.width}")
+    if clip.num_frames < 1 or (clip.num_frames - 1) % strides.video_temporal:
+        k = strides.video_temporal
+        raise ConfigError(f"num_frames must be {k}k+1 (e.g. {k * 20 + 1}); got {clip.num_frames}")
+    if clip.fps <= 0 or clip.audio_sample_rate <= 0 or clip.seconds <= 0:
+        raise ConfigError("fps, audio_sample_rate and audio_seconds must be positive")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The whole model
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Bridges + freezing; the towers' own configs live with their diffusers models."""
+
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    trainable: TrainableConfig = field(default_factory=TrainableConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return cls(
+            bridge=_dataclass_from_dict(BridgeConfig, data.get("bridge", {}), "bridge"),
+            trainable=_dataclass_from_dict(TrainableConfig, data.get("trainable", {}), "trainable"),
+        )
+
+
+def _dataclass_from_dict(cls: type, data: dict[str, Any], section: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {section}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**data)

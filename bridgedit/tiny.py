@@ -1,0 +1,154 @@
+"""Tiny components of the real classes, built fully offline, for tests and CPU experiments.
+
+Everything here is the real diffusers / transformers class at a toy size with random weights, so code
+that works on these works on the public weights too. Schedulers use the real models' settings.
+Nothing is downloaded: the tokenizer is made from an in-memory vocabulary.
+
+    >>> from bridgedit import tiny
+    >>> video_pipe = tiny.wan_pipeline(seed=0)          # a diffusers WanPipeline
+    >>> audio_pipe = tiny.stable_audio_pipeline(seed=0)  # a diffusers StableAudioPipeline
+"""
+
+from __future__ import annotations
+
+import string
+
+import torch
+from diffusers import (
+    AutoencoderKLWan,
+    AutoencoderOobleck,
+    CosineDPMSolverMultistepScheduler,
+    StableAudioDiTModel,
+    StableAudioPipeline,
+    StableAudioProjectionModel,
+    UniPCMultistepScheduler,
+    WanPipeline,
+    WanTransformer3DModel,
+)
+from transformers import T5Config, T5EncoderModel, T5Tokenizer, UMT5Config, UMT5EncoderModel
+
+#: Whole words get their own piece; anything else falls back to single characters (then <unk>).
+TINY_WORDS = (
+    "a an the of on in with and at to is are from by its it as while then "
+    "red green blue yellow white black orange purple gray small large big tiny "
+    "ball cube box drum bell glass metal wood wooden stone rubber paper water hammer "
+    "bounce bounces bouncing strike strikes hit hits flash flashes ring rings clang thud tap "
+    "click knock sound sounds loud soft sharp dull low high room floor table dark bright "
+    "video audio background noise hum rain wind scene camera moving slowly fast"
+).split()
+
+TINY_TEXT_WIDTH = 32  # d_model of the tiny text encoders
+TINY_MAX_TEXT_TOKENS = 16
+
+
+def tokenizer(max_length: int = TINY_MAX_TEXT_TOKENS) -> T5Tokenizer:
+    """A T5-style (SentencePiece unigram) tokenizer over TINY_WORDS plus printable characters."""
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    words = [("\u2581" + word, -1.0) for word in TINY_WORDS]
+    characters = [(ch, -8.0) for ch in string.ascii_lowercase + string.digits + string.punctuation]
+    vocab = specials + words + [("\u2581", -4.0)] + characters
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=max_length)
+
+
+def umt5_encoder(vocab_size: int, *, seed: int = 0) -> UMT5EncoderModel:
+    """Tiny stand-in for Wan's UMT5-XXL text encoder."""
+    torch.manual_seed(seed)
+    config = UMT5Config(
+        vocab_size=vocab_size, d_model=TINY_TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, dropout_rate=0.0,
+    )
+    return UMT5EncoderModel(config).eval()
+
+
+def t5_encoder(vocab_size: int, *, seed: int = 0) -> T5EncoderModel:
+    """Tiny stand-in for Stable Audio's T5-base text encoder."""
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=vocab_size, d_model=TINY_TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, dropout_rate=0.0,
+    )
+    return T5EncoderModel(config).eval()
+
+
+def wan_transformer(*, num_layers: int = 4, seed: int = 0) -> WanTransformer3DModel:
+    """Width 24 (2 heads x 12), rope over head dim 12, 16 latent channels like the real Wan VAE."""
+    torch.manual_seed(seed)
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=TINY_TEXT_WIDTH, freq_dim=32, ffn_dim=48, num_layers=num_layers, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
+    ).eval()
+
+
+def wan_vae(*, seed: int = 0) -> AutoencoderKLWan:
+    """Same strides as the real Wan VAE: 4x in time, 8x in space."""
+    torch.manual_seed(seed)
+    return AutoencoderKLWan(
+        base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    ).eval()
+
+
+def wan_scheduler() -> UniPCMultistepScheduler:
+    """Wan2.1-T2V-1.3B-Diffusers' scheduler settings (UniPC on flow sigmas, shift 3.0 for 480p)."""
+    return UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000,
+        solver_order=2, solver_type="bh2", predict_x0=True, lower_order_final=True, final_sigmas_type="zero",
+    )
+
+
+def stable_audio_transformer(*, num_layers: int = 4, seed: int = 0) -> StableAudioDiTModel:
+    """Width 32 (4 heads x 8, 2 key/value heads); text width 16 and global width 32 as the projection model's."""
+    torch.manual_seed(seed)
+    return StableAudioDiTModel(
+        sample_size=256, in_channels=4, num_layers=num_layers, attention_head_dim=8, num_attention_heads=4,
+        num_key_value_attention_heads=2, out_channels=4, cross_attention_dim=16, time_proj_dim=16,
+        global_states_input_dim=32, cross_attention_input_dim=16,
+    ).eval()
+
+
+def stable_audio_projection(*, seed: int = 0) -> StableAudioProjectionModel:
+    """Projects T5 states to the conditioning width and embeds seconds_start / seconds_total."""
+    torch.manual_seed(seed)
+    return StableAudioProjectionModel(
+        text_encoder_dim=TINY_TEXT_WIDTH, conditioning_dim=16, min_value=0, max_value=512
+    ).eval()
+
+
+def oobleck_vae(*, sampling_rate: int = 4_000, seed: int = 0) -> AutoencoderOobleck:
+    """Stereo, 4 latent channels, hop 2 * 4 = 8 samples (the real one: 64 channels, hop 2048 at 44.1 kHz).
+
+    With the tiny DiT's 256-frame window that is 256 * 8 / 4000 = 0.512 s of audio per window.
+    """
+    torch.manual_seed(seed)
+    return AutoencoderOobleck(
+        encoder_hidden_size=6, downsampling_ratios=[2, 4], decoder_channels=6, decoder_input_channels=4,
+        audio_channels=2, channel_multiples=[1, 2], sampling_rate=sampling_rate,
+    ).eval()
+
+
+def stable_audio_scheduler() -> CosineDPMSolverMultistepScheduler:
+    """stable-audio-open-1.0's scheduler settings (the class defaults: v-prediction, sigma 0.3..500)."""
+    return CosineDPMSolverMultistepScheduler(
+        sigma_min=0.3, sigma_max=500.0, sigma_data=1.0, sigma_schedule="exponential", solver_order=2,
+        prediction_type="v_prediction", rho=7.0, solver_type="midpoint", lower_order_final=True,
+        final_sigmas_type="zero",
+    )
+
+
+def wan_pipeline(*, num_layers: int = 4, seed: int = 0) -> WanPipeline:
+    tok = tokenizer()
+    return WanPipeline(
+        tokenizer=tok, text_encoder=umt5_encoder(len(tok), seed=seed), vae=wan_vae(seed=seed),
+        transformer=wan_transformer(num_layers=num_layers, seed=seed), scheduler=wan_scheduler(),
+    )
+
+
+def stable_audio_pipeline(*, num_layers: int = 4, sampling_rate: int = 4_000, seed: int = 0) -> StableAudioPipeline:
+    tok = tokenizer()
+    return StableAudioPipeline(
+        tokenizer=tok, text_encoder=t5_encoder(len(tok), seed=seed),
+        projection_model=stable_audio_projection(seed=seed),
+        vae=oobleck_vae(sampling_rate=sampling_rate, seed=seed),
+        transformer=stable_audio_transformer(num_layers=num_layers, seed=seed),
+        scheduler=stable_audio_scheduler(),
+    )
