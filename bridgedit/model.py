@@ -89,6 +89,8 @@ class BridgeDiT(nn.Module):
         self.requires_grad_(False)
         for module in self.trainable_modules().values():
             module.requires_grad_(True)
+        self.video_tower.refreeze_fixed_parameters()
+        self.audio_tower.refreeze_fixed_parameters()
         self.train(self.training)
 
     def train(self, mode: bool = True) -> BridgeDiT:

@@ -70,22 +70,40 @@ def t5_encoder(vocab_size: int, *, seed: int = 0) -> T5EncoderModel:
     return T5EncoderModel(config).eval()
 
 
+#: Width 24 (2 heads x 12), rope over head dim 12, 16 latent channels like the real Wan VAE.
+WAN_TRANSFORMER_CONFIG = dict(
+    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+    text_dim=TINY_TEXT_WIDTH, freq_dim=32, ffn_dim=48, num_layers=4, cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
+)
+
+#: Width 32 (4 heads x 8, 2 key/value heads); text width 16 and global width 32 as the projection model's.
+STABLE_AUDIO_TRANSFORMER_CONFIG = dict(
+    sample_size=256, in_channels=4, num_layers=4, attention_head_dim=8, num_attention_heads=4,
+    num_key_value_attention_heads=2, out_channels=4, cross_attention_dim=16, time_proj_dim=16,
+    global_states_input_dim=32, cross_attention_input_dim=16,
+)
+
+
 def wan_transformer(*, num_layers: int = 4, seed: int = 0) -> WanTransformer3DModel:
-    """Width 24 (2 heads x 12), rope over head dim 12, 16 latent channels like the real Wan VAE."""
     torch.manual_seed(seed)
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
-        text_dim=TINY_TEXT_WIDTH, freq_dim=32, ffn_dim=48, num_layers=num_layers, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
-    ).eval()
+    return WanTransformer3DModel(**{**WAN_TRANSFORMER_CONFIG, "num_layers": num_layers}).eval()
+
+
+#: Same strides as the real Wan VAE: 4x in time, 8x in space.
+WAN_VAE_CONFIG = dict(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+
+#: Stereo, 4 latent channels, hop 2 * 4 = 8 samples (the real one: 64 channels, hop 2048 at 44.1 kHz).
+#: With the tiny DiT's 256-frame window that is 256 * 8 / 4000 = 0.512 s of audio per window.
+OOBLECK_VAE_CONFIG = dict(
+    encoder_hidden_size=6, downsampling_ratios=[2, 4], decoder_channels=6, decoder_input_channels=4,
+    audio_channels=2, channel_multiples=[1, 2], sampling_rate=4_000,
+)
 
 
 def wan_vae(*, seed: int = 0) -> AutoencoderKLWan:
-    """Same strides as the real Wan VAE: 4x in time, 8x in space."""
     torch.manual_seed(seed)
-    return AutoencoderKLWan(
-        base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
-    ).eval()
+    return AutoencoderKLWan(**WAN_VAE_CONFIG).eval()
 
 
 def wan_scheduler() -> UniPCMultistepScheduler:
@@ -97,13 +115,8 @@ def wan_scheduler() -> UniPCMultistepScheduler:
 
 
 def stable_audio_transformer(*, num_layers: int = 4, seed: int = 0) -> StableAudioDiTModel:
-    """Width 32 (4 heads x 8, 2 key/value heads); text width 16 and global width 32 as the projection model's."""
     torch.manual_seed(seed)
-    return StableAudioDiTModel(
-        sample_size=256, in_channels=4, num_layers=num_layers, attention_head_dim=8, num_attention_heads=4,
-        num_key_value_attention_heads=2, out_channels=4, cross_attention_dim=16, time_proj_dim=16,
-        global_states_input_dim=32, cross_attention_input_dim=16,
-    ).eval()
+    return StableAudioDiTModel(**{**STABLE_AUDIO_TRANSFORMER_CONFIG, "num_layers": num_layers}).eval()
 
 
 def stable_audio_projection(*, seed: int = 0) -> StableAudioProjectionModel:
@@ -115,15 +128,8 @@ def stable_audio_projection(*, seed: int = 0) -> StableAudioProjectionModel:
 
 
 def oobleck_vae(*, sampling_rate: int = 4_000, seed: int = 0) -> AutoencoderOobleck:
-    """Stereo, 4 latent channels, hop 2 * 4 = 8 samples (the real one: 64 channels, hop 2048 at 44.1 kHz).
-
-    With the tiny DiT's 256-frame window that is 256 * 8 / 4000 = 0.512 s of audio per window.
-    """
     torch.manual_seed(seed)
-    return AutoencoderOobleck(
-        encoder_hidden_size=6, downsampling_ratios=[2, 4], decoder_channels=6, decoder_input_channels=4,
-        audio_channels=2, channel_multiples=[1, 2], sampling_rate=sampling_rate,
-    ).eval()
+    return AutoencoderOobleck(**{**OOBLECK_VAE_CONFIG, "sampling_rate": sampling_rate}).eval()
 
 
 def stable_audio_scheduler() -> CosineDPMSolverMultistepScheduler:

@@ -53,6 +53,18 @@ class Tower(nn.Module, ABC):
     def __init__(self, transformer: nn.Module) -> None:
         super().__init__()
         self.transformer = transformer
+        # parameters the model itself creates frozen (e.g. Stable Audio's random Fourier timestep
+        # features): no freezing policy may train them. Kept as (module, attribute) pairs.
+        self._fixed_parameters = [
+            (module, name)
+            for module in transformer.modules()
+            for name, param in module.named_parameters(recurse=False)
+            if not param.requires_grad
+        ]
+
+    def refreeze_fixed_parameters(self) -> None:
+        for module, name in self._fixed_parameters:
+            getattr(module, name).requires_grad_(False)
 
     @property
     def blocks(self) -> nn.ModuleList:

@@ -1,0 +1,40 @@
+"""Entry point of `bridgedit <subcommand>`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..config import ConfigError
+from . import describe
+
+SUBCOMMANDS = (describe,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridgedit",
+        description="Text-to-sounding-video generation with BridgeDiT (Wan 2.1 video tower + Stable Audio Open "
+        "audio tower, joined by Dual Cross-Attention bridges).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.run(args) or 0
+    except (ConfigError, FileNotFoundError, PermissionError) as error:
+        print(f"bridgedit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Bridge blocks against the paper's equations (7-10), written out by hand with plain matmuls and softmax."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bridgedit.bridge import FUSIONS, BridgeStack
+from bridgedit.config import FUSION_KINDS, BridgeConfig
+
+WIDTH, HEADS, COND = 16, 2, 8
+GRID = (3, 2, 2)  # video tokens: 3 latent frames x 2 x 2
+NV, NA = 12, 5
+
+
+def _stack(fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0):
+    torch.manual_seed(seed)
+    config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
+                          timestep_embed_dim=COND)
+    stack = BridgeStack(config, video_width=video_width, audio_width=audio_width)
+    with torch.no_grad():  # non-zero modulation so every term of the block is exercised
+        for stream in (stack.blocks[0].video, stack.blocks[0].audio):
+            stream.modulation.linear.weight.normal_(0, 0.3)
+            stream.modulation.linear.bias.normal_(0, 0.3)
+    return stack
+
+
+def _tokens(seed=1, video_width=WIDTH, audio_width=WIDTH):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(2, NV, video_width, generator=g), torch.randn(2, NA, audio_width, generator=g),
+            torch.randn(2, COND, generator=g))
+
+
+def _linear(x, layer):
+    return x @ layer.weight.T + (layer.bias if layer.bias is not None else 0)
+
+
+def _mods(stream, condition):
+    # adaLN: shift, scale, gate for the attention step, then for the MLP step; each (B, 1, D)
+    return [m[:, None, :] for m in _linear(F.silu(condition), stream.modulation.linear).chunk(6, dim=-1)]
+
+
+def _layer_norm(x):
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + 1e-6)
+
+
+def _heads_attention(q, k, v):
+    # softmax(Q K^T / sqrt(d_k)) V per head; (B, N, D) -> (B, N, D)
+    b, nq, d = q.shape
+    dh = d // HEADS
+    q, k, v = (t.reshape(b, -1, HEADS, dh).transpose(1, 2) for t in (q, k, v))
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), dim=-1)
+    return (weights @ v).transpose(1, 2).reshape(b, nq, d)
+
+
+def _mlp(x, stream):
+    hidden = F.gelu(_linear(x, stream.mlp.net[0].proj), approximate="tanh")
+    return _linear(hidden, stream.mlp.net[2])
+
+
+def _finish(stream, x, mixed, mods):
+    _, _, gate1, shift2, scale2, gate2 = mods
+    x1 = x + gate1 * mixed  # Eq. 8
+    return x1 + gate2 * _mlp(_layer_norm(x1) * (1 + scale2) + shift2, stream)  # LN -> MLP -> residual
+
+
+def _normed(x, mods):
+    return _layer_norm(x) * (1 + mods[1]) + mods[0]
+
+
+def test_dca_is_eq_7_and_8():
+    stack = _stack("dca")
+    block = stack.blocks[0]
+    video, audio, condition = _tokens()
+    vm, am = _mods(block.video, condition), _mods(block.audio, condition)
+    nv, na = _normed(video, vm), _normed(audio, am)
+
+    a2v = block.mixer.audio_to_video  # Eq. 7: Q from LN(L_V), K and V from LN(L_A)
+    att_v = _heads_attention(_linear(nv, a2v.to_q), _linear(na, a2v.to_k), _linear(na, a2v.to_v))
+    v2a = block.mixer.video_to_audio  # the symmetric V-to-A stream
+    att_a = _heads_attention(_linear(na, v2a.to_q), _linear(nv, v2a.to_k), _linear(nv, v2a.to_v))
+    expected_video = _finish(block.video, video, _linear(att_v, a2v.to_out[0]), vm)
+    expected_audio = _finish(block.audio, audio, _linear(att_a, v2a.to_out[0]), am)
+
+    got_video, got_audio = stack.run(0, video, audio, condition, GRID)
+    torch.testing.assert_close(got_video, expected_video, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_audio, expected_audio, atol=1e-5, rtol=1e-5)
+
+
+def test_full_attention_is_eq_9_and_10():
+    stack = _stack("full_attention")
+    block = stack.blocks[0]
+    video, audio, condition = _tokens()
+    vm, am = _mods(block.video, condition), _mods(block.audio, condition)
+    nv, na = _normed(video, vm), _normed(audio, am)
+    joint = block.mixer.joint
+    # Eq. 9: modality-specific projections concatenated along the sequence
+    q = torch.cat([_linear(nv, joint.to_q), _linear(na, joint.add_q_proj)], dim=1)
+    k = torch.cat([_linear(nv, joint.to_k), _linear(na, joint.add_k_proj)], dim=1)
+    v = torch.cat([_linear(nv, joint.to_v), _linear(na, joint.add_v_proj)], dim=1)
+    out = _heads_attention(q, k, v)  # Eq. 10, then split back
+    expected_video = _finish(block.video, video, _linear(out[:, :NV], joint.to_out[0]), vm)
+    expected_audio = _finish(block.audio, audio, _linear(out[:, NV:], joint.to_add_out), am)
+
+    got_video, got_audio = stack.run(0, video, audio, condition, GRID)
+    torch.testing.assert_close(got_video, expected_video, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_audio, expected_audio, atol=1e-5, rtol=1e-5)
+
+
+def test_additive_fusion_adds_time_aligned_projections():
+    stack = _stack("additive")
+    block = stack.blocks[0]
+    video, audio, condition = _tokens()
+    audio = audio[:, :3]  # as many audio steps as latent frames: the time alignment is then exact
+    vm, am = _mods(block.video, condition), _mods(block.audio, condition)
+    nv, na = _normed(video, vm), _normed(audio, am)
+    per_frame_video = _linear(nv, block.mixer.video_proj).reshape(2, 3, 4, WIDTH).mean(dim=2)  # (B, F, D)
+    audio_on_video = _linear(na, block.mixer.audio_proj).repeat_interleave(4, dim=1)  # each frame's 4 tokens
+    expected_video = _finish(block.video, video, audio_on_video, vm)
+    expected_audio = _finish(block.audio, audio, per_frame_video, am)
+
+    got_video, got_audio = stack.run(0, video, audio, condition, GRID)
+    torch.testing.assert_close(got_video, expected_video, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_audio, expected_audio, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "fusion, video_hears_audio, audio_sees_video",
+    [("dca", True, True), ("full_attention", True, True), ("additive", True, True),
+     ("v2a", False, True), ("a2v", True, False)],
+)
+def test_direction_of_information_flow(fusion, video_hears_audio, audio_sees_video):
+    stack = _stack(fusion)
+    video, audio, condition = _tokens()
+    with torch.no_grad():
+        base_video, base_audio = stack.run(0, video, audio, condition, GRID)
+        moved_video, _ = stack.run(0, video, audio + 1.0 * torch.randn_like(audio), condition, GRID)
+        _, moved_audio = stack.run(0, video + 1.0 * torch.randn_like(video), audio, condition, GRID)
+    assert (not torch.allclose(base_video, moved_video)) == video_hears_audio
+    assert (not torch.allclose(base_audio, moved_audio)) == audio_sees_video
+
+
+def test_both_directions_read_pre_bridge_states():
+    """Changing how the video stream is updated (its MLP) leaves the audio result untouched: symmetric, parallel."""
+    stack = _stack("dca")
+    video, audio, condition = _tokens()
+    with torch.no_grad():
+        video_before, audio_before = stack.run(0, video, audio, condition, GRID)
+        stack.blocks[0].video.mlp.net[2].weight.add_(1.0)
+        video_after, audio_after = stack.run(0, video, audio, condition, GRID)
+    assert not torch.allclose(video_before, video_after)
+    assert torch.equal(audio_before, audio_after)
+
+
+def test_both_timesteps_reach_both_streams():
+    stack = _stack("dca")
+    video, audio, _ = _tokens()
+    t_video, t_audio = torch.tensor([700.0, 300.0]), torch.tensor([0.7, 0.3])
+    with torch.no_grad():
+        stack.timestep_embedding.audio_embedder.linear_2.bias.normal_()
+        base = stack.run(0, video, audio, stack.condition(t_video, t_audio), GRID)
+        other_audio_t = stack.run(0, video, audio, stack.condition(t_video, t_audio * 0.5), GRID)
+        other_video_t = stack.run(0, video, audio, stack.condition(t_video * 0.5, t_audio), GRID)
+    for changed in (other_audio_t, other_video_t):
+        assert not torch.allclose(base[0], changed[0])  # video stream
+        assert not torch.allclose(base[1], changed[1])  # audio stream
+
+
+@pytest.mark.parametrize("fusion", [f for f in FUSION_KINDS if f != "none"])
+def test_untrained_bridge_is_the_identity(fusion):
+    config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
+                          timestep_embed_dim=COND)
+    stack = BridgeStack(config, video_width=24, audio_width=20)  # towers wider than the bridge: adapters in/out
+    video, audio, _ = _tokens(video_width=24, audio_width=20)
+    condition = stack.condition(torch.tensor([500.0, 10.0]), torch.tensor([0.5, 0.01]))
+    got_video, got_audio = stack.run(0, video, audio, condition, GRID)
+    assert torch.equal(got_video, video) and torch.equal(got_audio, audio)
+
+
+def test_width_adapters_change_outputs_once_gates_open():
+    stack = _stack("dca", video_width=24, audio_width=20)
+    video, audio, condition = _tokens(video_width=24, audio_width=20)
+    got_video, got_audio = stack.run(0, video, audio, condition, GRID)
+    assert got_video.shape == video.shape and got_audio.shape == audio.shape
+    assert not torch.allclose(got_video, video) and not torch.allclose(got_audio, audio)
+
+
+def test_registry_covers_every_configurable_fusion():
+    assert set(FUSIONS) | {"none"} == set(FUSION_KINDS)
+    assert len(BridgeStack(BridgeConfig(fusion="none"), video_width=8, audio_width=8).blocks) == 0
