@@ -1,0 +1,29 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   creates .venv (if needed) and runs the main job
+#   make test   creates .venv (if needed) and runs the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: on this CPU machine 2.13.0 is a local wheel; anything else pulls a CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Until generation and the bundled demo model land, the main job describes the real-size model.
+demo: $(STAMP)
+	$(BIN)/bridgedit describe
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache
