@@ -1,0 +1,38 @@
+"""Atomic file writes: the final path either holds a complete file or is untouched, never a partial one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `final_path`; on success it replaces `final_path`, on failure it is removed.
+
+    The temporary file keeps the final suffix (e.g. ".mp4") so that writers choosing a format by
+    extension behave the same.
+    """
+    final = Path(final_path)
+    if final.is_dir():
+        raise IsADirectoryError(f"{final} is a directory, not a file path")
+    if not final.parent.exists():
+        raise FileNotFoundError(f"output folder {final.parent} does not exist")
+    if not os.access(final.parent, os.W_OK):
+        raise PermissionError(f"output folder {final.parent} is not writable")
+    fd, temporary = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix, dir=final.parent)
+    os.close(fd)
+    temporary = Path(temporary)
+    try:
+        yield temporary
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)

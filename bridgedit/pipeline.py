@@ -1,0 +1,446 @@
+"""BridgeDiTPipeline: text -> (video, audio), diffusers-style (App. C.3).
+
+It joins a diffusers `WanPipeline` and `StableAudioPipeline` (their tokenizers, text encoders, VAEs,
+transformers and schedulers) with a `BridgeDiT` over the two transformers. Text is encoded once per
+call with each pipeline's own `encode_prompt`; sampling runs the joint network under per-modality
+classifier-free guidance (Eq. 11-12) on either schedule:
+
+- "coupled" (default): one time grid with t_V = 1000 t_A at every step, the pairs the bridges are
+  trained on; the grid is the video scheduler's own shifted flow grid.
+- "native": each tower's own scheduler in lockstep; with no (or an identity) bridge the latents equal
+  WanPipeline's and StableAudioPipeline's for the same inputs.
+
+Audio length: StableAudioPipeline always denoises its DiT's whole window (1,024 latent frames, about
+47.5 s for Stable Audio Open) and crops the waveform. BridgeDiTPipeline denoises latents of the
+clip's own length (117 frames for 5.4 s) with the duration conditioning (seconds_start = 0,
+seconds_total = clip length) set to match, so an untrained-bridge ("zero-shot") audio track is not
+the same as Stable Audio's own output for that prompt. Pass `audio_latents` of the window length to
+reproduce StableAudioPipeline exactly (the native-schedule tests do).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import StableAudioPipeline, WanPipeline
+from diffusers.utils.torch_utils import randn_tensor
+
+from . import __version__
+from .atomic import write_text_atomic
+from .checkpoint import load_bridge_weights, read_bridge_config, save_bridge
+from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths
+from .diffusion import COUPLED_SAMPLERS, GuidedDenoiser, coupled_grid, sample_native
+from .model import BridgeDiT
+from .towers import AudioConditions, VideoConditions
+
+logger = logging.getLogger(__name__)
+
+INDEX_NAME = "model_index.json"
+SCHEDULES = ("coupled", "native")
+OUTPUT_TYPES = ("np", "pt", "latent")
+
+
+@dataclass
+class BridgeDiTOutput:
+    """video: "np" uint8 (B, F, H, W, 3); "pt" float in [0, 1] (B, F, 3, H, W); "latent" (B, C, F', H', W').
+    audio: "np" float32 / "pt" float (B, 2, samples) in [-1, 1]; "latent" (B, C, T)."""
+
+    video: Any
+    audio: Any
+    fps: float
+    sample_rate: int
+
+
+@dataclass
+class PromptStates:
+    """Encoded prompts: conditional and null conditions per tower, each with batch B."""
+
+    video: VideoConditions
+    audio: AudioConditions
+    null_video: VideoConditions
+    null_audio: AudioConditions
+
+
+def _as_list(prompt: str | list[str] | None, name: str) -> list[str] | None:
+    if prompt is None:
+        return None
+    if isinstance(prompt, str):
+        return [prompt]
+    if not isinstance(prompt, (list, tuple)) or not all(isinstance(p, str) for p in prompt):
+        raise ConfigError(f"{name} must be a string or a list of strings")
+    return list(prompt)
+
+
+def _negatives(negative: str | list[str] | None, batch: int, name: str) -> list[str] | None:
+    """One negative prompt per sample (a single string applies to all)."""
+    negatives = _as_list(negative, name)
+    if negatives is None:
+        return None
+    if len(negatives) == 1:
+        return negatives * batch
+    if len(negatives) != batch:
+        raise ConfigError(f"{name} has {len(negatives)} entries for {batch} prompt(s)")
+    return negatives
+
+
+class BridgeDiTPipeline:
+    def __init__(
+        self,
+        video_pipe: WanPipeline,
+        audio_pipe: StableAudioPipeline,
+        model: BridgeDiT,
+        *,
+        video_source: str | None = None,
+        audio_source: str | None = None,
+    ) -> None:
+        if getattr(video_pipe, "transformer_2", None) is not None:
+            raise ConfigError("Wan 2.2 two-expert pipelines (transformer_2) are not supported; use a Wan 2.1 T2V pipeline")
+        if model.video_tower.transformer is not video_pipe.transformer or model.audio_tower.transformer is not audio_pipe.transformer:
+            raise ConfigError("the BridgeDiT must wrap the two pipelines' own transformers")
+        self.video_pipe = video_pipe
+        self.audio_pipe = audio_pipe
+        self.model = model.eval()
+        # where the towers came from (hub id or folder); None means "only in memory": saved as copies
+        self.video_source = video_source
+        self.audio_source = audio_source
+
+    # ------------------------------------------------------------------------------------------------
+    # Construction and persistence
+    # ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pipes(
+        cls,
+        video_pipe: WanPipeline,
+        audio_pipe: StableAudioPipeline,
+        bridge: BridgeConfig | ModelConfig | None = None,
+        **kwargs,
+    ) -> BridgeDiTPipeline:
+        """Join two diffusers pipelines; `bridge=None` means no bridges (the paper's "separate" Wan + SDA)."""
+        if bridge is None:
+            config = ModelConfig(bridge=BridgeConfig(fusion="none"))
+        elif isinstance(bridge, BridgeConfig):
+            config = ModelConfig(bridge=bridge)
+        else:
+            config = bridge
+        model = BridgeDiT(video_pipe.transformer, audio_pipe.transformer, config)
+        model.to(device=video_pipe.transformer.device, dtype=video_pipe.transformer.dtype)
+        return cls(video_pipe, audio_pipe, model, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike, *, torch_dtype: torch.dtype | None = None) -> BridgeDiTPipeline:
+        """Load a folder (or hub repo) written by `save_pretrained`: towers by reference or copy, plus the bridge."""
+        folder = _resolve_folder(path_or_id)
+        index_path = folder / INDEX_NAME
+        if not index_path.is_file():
+            raise FileNotFoundError(f"{path_or_id} is not a bridgedit model: {INDEX_NAME} is missing")
+        index = json.loads(index_path.read_text())
+        if index.get("_class_name") != cls.__name__:
+            raise ConfigError(f"{index_path} describes a {index.get('_class_name')!r}, not a {cls.__name__}")
+        kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+        video_ref, video_source = _tower_reference(folder, index["video"])
+        audio_ref, audio_source = _tower_reference(folder, index["audio"])
+        video_pipe = _load_tower_pipeline(WanPipeline, video_ref, "video", kwargs)
+        audio_pipe = _load_tower_pipeline(StableAudioPipeline, audio_ref, "audio", kwargs)
+        bridge_folder = folder / index["bridge"]
+        pipe = cls.from_pipes(video_pipe, audio_pipe, read_bridge_config(bridge_folder),
+                              video_source=video_source, audio_source=audio_source)
+        load_bridge_weights(pipe.model, bridge_folder)
+        return pipe
+
+    def save_pretrained(self, path: str | os.PathLike, *, copy_towers: bool | None = None) -> Path:
+        """Write model_index.json, the bridge checkpoint and, when they have no source (or `copy_towers`),
+        the two tower pipelines. Towers loaded from a hub id or folder are saved as references to it."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        index: dict[str, Any] = {"_class_name": type(self).__name__, "_bridgedit_version": __version__, "bridge": "bridge"}
+        for name, pipe, source in (("video", self.video_pipe, self.video_source), ("audio", self.audio_pipe, self.audio_source)):
+            if copy_towers or (copy_towers is None and source is None):
+                pipe.save_pretrained(folder / name, safe_serialization=True)
+                index[name] = name
+            else:
+                if source is None:
+                    raise ConfigError(f"the {name} tower has no source to refer to; save it with copy_towers=True")
+                index[name] = source
+        save_bridge(self.model, folder / "bridge")
+        write_text_atomic(folder / INDEX_NAME, json.dumps(index, indent=2))
+        return folder
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> BridgeDiTPipeline:
+        self.video_pipe.to(device=device, dtype=dtype)
+        self.audio_pipe.to(device=device, dtype=dtype)
+        self.model.to(device=device, dtype=dtype)
+        return self
+
+    # ------------------------------------------------------------------------------------------------
+    # Properties
+    # ------------------------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.video_pipe.transformer.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.video_pipe.transformer.dtype
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.audio_pipe.vae.config.sampling_rate)
+
+    @property
+    def strides(self) -> CodecStrides:
+        return CodecStrides.from_components(
+            wan_vae_config=self.video_pipe.vae.config,
+            wan_transformer_config=self.video_pipe.transformer.config,
+            oobleck_config=self.audio_pipe.vae.config,
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    # Text
+    # ------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_prompts(
+        self,
+        video_prompts: list[str],
+        audio_prompts: list[str],
+        *,
+        negative_video_prompt: str | list[str] | None = None,
+        negative_audio_prompt: str | list[str] | None = None,
+        audio_seconds: float,
+        max_sequence_length: int = 512,
+    ) -> PromptStates:
+        """Each tower's own text encoding and null condition: Wan encodes the negative prompt (default "");
+        Stable Audio uses zeros for its text-and-duration states unless a negative prompt is given."""
+        device, batch = self.device, len(video_prompts)
+        negative_video_prompt = _negatives(negative_video_prompt, batch, "negative_video_prompt")
+        negative_audio_prompt = _negatives(negative_audio_prompt, batch, "negative_audio_prompt")
+        video, null_video = self.video_pipe.encode_prompt(
+            prompt=video_prompts, negative_prompt=negative_video_prompt, do_classifier_free_guidance=True,
+            max_sequence_length=max_sequence_length, device=device,
+        )
+        has_audio_negative = negative_audio_prompt is not None
+        audio_text = self.audio_pipe.encode_prompt(
+            audio_prompts, device, do_classifier_free_guidance=has_audio_negative, negative_prompt=negative_audio_prompt
+        )  # (2B, L, C) as (negative; prompt) when a negative prompt is given, else (B, L, C)
+        seconds_start, seconds_end = self.audio_pipe.encode_duration(0.0, audio_seconds, device, False, batch)
+        global_states = torch.cat([seconds_start, seconds_end], dim=2)  # (B, 1, 2C)
+
+        def with_duration(text: torch.Tensor) -> torch.Tensor:
+            return torch.cat([text, seconds_start, seconds_end], dim=1)  # (B, L + 2, C)
+
+        if has_audio_negative:
+            null_text, audio_text = with_duration(audio_text[:batch]), with_duration(audio_text[batch:])
+        else:
+            audio_text = with_duration(audio_text)
+            null_text = torch.zeros_like(audio_text)
+        dtype = self.dtype
+        return PromptStates(
+            video=VideoConditions(video.to(dtype)),
+            audio=AudioConditions(audio_text.to(dtype), global_states.to(dtype)),
+            null_video=VideoConditions(null_video.to(dtype)),
+            null_audio=AudioConditions(null_text.to(dtype), global_states.to(dtype)),
+        )
+
+    def offload_text_encoders(self) -> None:
+        """Move both text encoders to the CPU (frees accelerator memory once prompts are encoded)."""
+        self.video_pipe.text_encoder.to("cpu")
+        self.audio_pipe.text_encoder.to("cpu")
+
+    # ------------------------------------------------------------------------------------------------
+    # Generation
+    # ------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        video_prompt: str | list[str] | None = None,
+        audio_prompt: str | list[str] | None = None,
+        *,
+        prompt: str | list[str] | None = None,
+        negative_video_prompt: str | list[str] | None = None,
+        negative_audio_prompt: str | list[str] | None = None,
+        height: int = 480,
+        width: int = 832,
+        num_frames: int = 81,
+        fps: float = 15.0,
+        audio_seconds: float | None = None,
+        num_inference_steps: int = 50,
+        video_guidance: float = 6.0,
+        audio_guidance: float = 7.0,
+        schedule: str = "coupled",
+        sampler: str = "euler",
+        generator: torch.Generator | None = None,
+        video_latents: torch.Tensor | None = None,
+        audio_latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        progress: bool = True,
+        max_sequence_length: int = 512,
+        offload_text_encoders: bool = False,
+    ) -> BridgeDiTOutput:
+        """Generate sounding videos. `prompt` alone is a shared caption for both towers (Table 3's T_V = T_A).
+
+        `sampler` ("euler" or "heun") applies to the coupled schedule. Initial latents are unit Gaussian
+        noise of shape (B, C, F', H', W') and (B, C_a, T); when `audio_latents` is given, its length sets
+        the audio latent length.
+        """
+        video_prompts, audio_prompts = self._resolve_prompts(video_prompt, audio_prompt, prompt)
+        clip = ClipSpec(height=height, width=width, num_frames=num_frames, fps=fps,
+                        audio_sample_rate=self.sample_rate, audio_seconds=audio_seconds)
+        lengths = SequenceLengths.compute(clip, self.strides)
+        self._check_call(num_inference_steps, schedule, sampler, output_type)
+        batch, device = len(video_prompts), self.device
+
+        states = self.encode_prompts(
+            video_prompts, audio_prompts, negative_video_prompt=negative_video_prompt,
+            negative_audio_prompt=negative_audio_prompt, audio_seconds=clip.seconds,
+            max_sequence_length=max_sequence_length,
+        )
+        if offload_text_encoders:
+            self.offload_text_encoders()
+
+        video_shape = (batch, self.video_pipe.transformer.config.in_channels, lengths.latent_frames,
+                       lengths.latent_height, lengths.latent_width)
+        audio_shape = (batch, self.audio_pipe.transformer.config.in_channels, lengths.audio_latent_length)
+        x_video = self._initial_latents(video_latents, video_shape, generator, "video_latents", check_length=True)
+        x_audio = self._initial_latents(audio_latents, audio_shape, generator, "audio_latents", check_length=False)
+
+        guided = GuidedDenoiser(self.model, states.video, states.audio, states.null_video, states.null_audio,
+                                video_scale=video_guidance, audio_scale=audio_guidance)
+        dtype = self.dtype
+
+        def denoise(xv, xa, tv, ta):
+            pred_video, pred_audio = guided(xv.to(dtype), xa.to(dtype), tv, ta)
+            return pred_video.float(), pred_audio.float()
+
+        self.model.eval()
+        if schedule == "native":
+            x_video, x_audio = sample_native(
+                denoise, x_video, x_audio, self.video_pipe.scheduler, self.audio_pipe.scheduler,
+                num_inference_steps, generator=generator, progress=progress,
+            )
+        else:
+            grid = coupled_grid(self.video_pipe.scheduler, num_inference_steps, device=device)
+            x_video, x_audio = COUPLED_SAMPLERS[sampler](denoise, x_video, x_audio, grid, progress=progress)
+
+        if output_type == "latent":
+            return BridgeDiTOutput(video=x_video, audio=x_audio, fps=fps, sample_rate=self.sample_rate)
+        return BridgeDiTOutput(
+            video=self.decode_video(x_video, output_type),
+            audio=self.decode_audio(x_audio, clip.seconds, output_type),
+            fps=fps,
+            sample_rate=self.sample_rate,
+        )
+
+    def decode_video(self, latents: torch.Tensor, output_type: str = "np"):
+        """Wan latents -> frames, as WanPipeline decodes them (de-normalise, VAE decode, post-process)."""
+        vae = self.video_pipe.vae
+        latents = latents.to(device=vae.device, dtype=vae.dtype)
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
+        std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
+        video = vae.decode(latents * std + mean, return_dict=False)[0]
+        if output_type == "pt":
+            return self.video_pipe.video_processor.postprocess_video(video, output_type="pt")  # (B, F, 3, H, W)
+        frames = self.video_pipe.video_processor.postprocess_video(video, output_type="np")  # (B, F, H, W, 3) in [0, 1]
+        return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+    def decode_audio(self, latents: torch.Tensor, seconds: float, output_type: str = "np"):
+        """Oobleck latents -> stereo waveform cropped to `seconds`."""
+        vae = self.audio_pipe.vae
+        audio = vae.decode(latents.to(device=vae.device, dtype=vae.dtype)).sample  # (B, 2, samples)
+        audio = audio[:, :, : round(seconds * self.sample_rate)]
+        return audio.float().cpu().numpy() if output_type == "np" else audio
+
+    # ------------------------------------------------------------------------------------------------
+    # Checks
+    # ------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _resolve_prompts(video_prompt, audio_prompt, prompt) -> tuple[list[str], list[str]]:
+        shared = _as_list(prompt, "prompt")
+        video, audio = _as_list(video_prompt, "video_prompt"), _as_list(audio_prompt, "audio_prompt")
+        if shared is not None:
+            if video is not None or audio is not None:
+                raise ConfigError("give either `prompt` (shared by both towers) or video_prompt/audio_prompt, not both")
+            video, audio = shared, shared
+        if video is None or audio is None:
+            raise ConfigError("give both video_prompt and audio_prompt, or one shared `prompt`")
+        if len(video) != len(audio):
+            raise ConfigError(f"got {len(video)} video prompt(s) but {len(audio)} audio prompt(s)")
+        if not video:
+            raise ConfigError("no prompts given")
+        for name, prompts in (("video", video), ("audio", audio)):
+            if any(not p.strip() for p in prompts):
+                logger.warning("empty %s prompt: that %s is generated unconditionally", name, name)
+        return video, audio
+
+    @staticmethod
+    def _check_call(num_inference_steps: int, schedule: str, sampler: str, output_type: str) -> None:
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ConfigError(f"num_inference_steps must be a positive integer; got {num_inference_steps!r}")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"schedule={schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
+        if sampler not in COUPLED_SAMPLERS:
+            raise ConfigError(f"sampler={sampler!r} is unknown; choose one of {', '.join(COUPLED_SAMPLERS)}")
+        if output_type not in OUTPUT_TYPES:
+            raise ConfigError(f"output_type={output_type!r} is unknown; choose one of {', '.join(OUTPUT_TYPES)}")
+
+    def _initial_latents(self, latents, shape, generator, name: str, *, check_length: bool) -> torch.Tensor:
+        if latents is None:
+            return randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
+        expected = shape if check_length else shape[:-1]
+        got = tuple(latents.shape) if check_length else tuple(latents.shape[:-1])
+        if got != expected:
+            raise ConfigError(f"{name} has shape {tuple(latents.shape)}; expected {shape}")
+        return latents.to(device=self.device, dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading helpers
+# ----------------------------------------------------------------------------------------------------
+
+
+def _resolve_folder(path_or_id: str | os.PathLike) -> Path:
+    path = Path(path_or_id)
+    if path.exists():
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} is a file; a bridgedit model is a folder")
+        return path
+    if os.fspath(path_or_id).count("/") != 1:
+        raise FileNotFoundError(f"no model folder at {path_or_id}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(os.fspath(path_or_id)))
+    except Exception as error:  # offline, unknown repo, no access: say which and how to fix
+        raise FileNotFoundError(
+            f"cannot get {path_or_id}: not a local folder, and the hub download failed ({type(error).__name__}: {error}). "
+            "Pass a local folder, or allow downloads (unset HF_HUB_OFFLINE)"
+        ) from error
+
+
+def _tower_reference(folder: Path, reference: str) -> tuple[str, str | None]:
+    """A tower stored in the folder loads from there (and has no outside source); anything else is a hub id or path."""
+    local = folder / reference
+    if not os.path.isabs(reference) and local.is_dir():
+        return str(local), None
+    return reference, reference
+
+
+def _load_tower_pipeline(pipeline_class, reference: str, name: str, kwargs: dict):
+    try:
+        return pipeline_class.from_pretrained(reference, **kwargs)
+    except OSError as error:
+        raise FileNotFoundError(
+            f"cannot load the {name} tower from {reference!r} ({error}). Give a local folder holding a saved "
+            f"{pipeline_class.__name__}, or a hub id with downloads allowed (unset HF_HUB_OFFLINE)"
+        ) from error

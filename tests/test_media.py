@@ -1,0 +1,79 @@
+"""Sounding .mp4 export, read back with PyAV."""
+
+import av
+import numpy as np
+import pytest
+import soundfile
+
+import bridgedit.media as media
+from bridgedit.media import write_sounding_video, write_wav
+
+
+def _clip(frames=27, fps=15, rate=44_100, size=(48, 64)):
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, size=(frames, *size, 3), dtype=np.uint8)
+    t = np.arange(round(frames / fps * rate)) / rate
+    audio = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t)]).astype(np.float32)
+    return video, audio
+
+
+def _probe(path):
+    with av.open(str(path)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        info = {
+            "video_codec": video.codec_context.name, "audio_codec": audio.codec_context.name,
+            "video_seconds": float(video.duration * video.time_base), "audio_seconds": float(audio.duration * audio.time_base),
+            "sample_rate": audio.rate, "channels": audio.channels, "size": (video.height, video.width),
+        }
+        info["frames"] = sum(1 for _ in container.decode(video=0))
+    return info
+
+
+@pytest.mark.parametrize("rate, expected_rate", [(44_100, 44_100), (4_000, 44_100)])
+def test_mp4_has_h264_and_aac_in_sync(tmp_path, rate, expected_rate):
+    video, audio = _clip(rate=rate)
+    path = write_sounding_video(tmp_path / "clip.mp4", video, 15, audio, rate)
+    info = _probe(path)
+    assert (info["video_codec"], info["audio_codec"]) == ("h264", "aac")
+    assert info["frames"] == 27 and info["size"] == (48, 64)
+    assert info["sample_rate"] == expected_rate and info["channels"] == 2
+    assert abs(info["video_seconds"] - info["audio_seconds"]) <= 1 / 15
+
+
+def test_mono_is_duplicated_to_stereo(tmp_path):
+    video, audio = _clip()
+    info = _probe(write_sounding_video(tmp_path / "mono.mp4", video, 15, audio[:1], 44_100))
+    assert info["channels"] == 2
+
+
+def test_failure_leaves_no_partial_file(tmp_path, monkeypatch):
+    video, audio = _clip()
+    calls = []
+
+    def failing(frame, format):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("encoder died")
+        return av.VideoFrame.from_ndarray(frame, format=format)
+
+    monkeypatch.setattr(media.av.VideoFrame, "from_ndarray", staticmethod(failing))
+    with pytest.raises(RuntimeError, match="encoder died"):
+        write_sounding_video(tmp_path / "clip.mp4", video, 15, audio, 44_100)
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the temporary file
+
+
+def test_bad_arrays_and_paths_are_named(tmp_path):
+    video, audio = _clip()
+    with pytest.raises(ValueError, match="uint8"):
+        write_sounding_video(tmp_path / "a.mp4", video.astype(np.float32), 15, audio, 44_100)
+    with pytest.raises(ValueError, match="even height and width"):
+        write_sounding_video(tmp_path / "a.mp4", video[:, :47], 15, audio, 44_100)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_sounding_video(tmp_path / "missing" / "a.mp4", video, 15, audio, 44_100)
+
+
+def test_wav_keeps_the_model_rate(tmp_path):
+    _, audio = _clip(rate=4_000)
+    data, rate = soundfile.read(str(write_wav(tmp_path / "a.wav", audio, 4_000)))
+    assert rate == 4_000 and data.shape == (audio.shape[1], 2)
+    np.testing.assert_allclose(data.T, audio, atol=1e-7)

@@ -1,0 +1,174 @@
+"""BridgeDiTPipeline against diffusers' own WanPipeline and StableAudioPipeline, plus its API and persistence."""
+
+import json
+import logging
+
+import pytest
+import torch
+
+from bridgedit import BridgeConfig, BridgeDiTPipeline, ConfigError, ModelConfig, TrainableConfig, tiny
+from bridgedit.checkpoint import CheckpointError
+
+from conftest import open_gates
+
+SIZE = dict(height=32, width=32, num_frames=9)  # latent 3 x 4 x 4
+TEXT = dict(max_sequence_length=16, progress=False)
+VIDEO_PROMPT, AUDIO_PROMPT = "a red ball bounces on the floor", "a loud rubber thud"
+TINY_BRIDGE = ModelConfig(
+    bridge=BridgeConfig(fusion="dca", video_blocks=(0, 2), audio_blocks=(1, 2), width=16, num_heads=2, timestep_embed_dim=16),
+    trainable=TrainableConfig(video_last_blocks=1, audio_last_blocks=1),
+)
+
+
+def _pipes():
+    return tiny.wan_pipeline(seed=0), tiny.stable_audio_pipeline(seed=1)
+
+
+def _noise(audio_frames=256, batch=1):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 16, 3, 4, 4, generator=g), torch.randn(batch, 4, audio_frames, generator=g)
+
+
+@pytest.mark.parametrize("bridge", [None, TINY_BRIDGE], ids=["no-bridge", "identity-dca"])
+@pytest.mark.parametrize("negative", [False, True], ids=["null", "negative-prompts"])
+def test_native_schedule_reproduces_the_diffusers_pipelines(bridge, negative):
+    video_pipe, audio_pipe = _pipes()
+    pipe = BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, bridge)
+    x_video, x_audio = _noise(audio_frames=audio_pipe.transformer.config.sample_size)  # Stable Audio's whole window
+    negatives = dict(video="blurry", audio="quiet hum") if negative else dict(video=None, audio=None)
+
+    ours = pipe(
+        VIDEO_PROMPT, AUDIO_PROMPT, negative_video_prompt=negatives["video"], negative_audio_prompt=negatives["audio"],
+        **SIZE, audio_seconds=0.5, num_inference_steps=4, video_guidance=6.0, audio_guidance=7.0, schedule="native",
+        video_latents=x_video, audio_latents=x_audio, generator=torch.Generator().manual_seed(7),
+        output_type="latent", **TEXT,
+    )
+    wan = video_pipe(
+        VIDEO_PROMPT, negative_prompt=negatives["video"], **SIZE, num_inference_steps=4, guidance_scale=6.0,
+        latents=x_video.clone(), output_type="latent", max_sequence_length=16,
+    ).frames
+    stable_audio = audio_pipe(
+        AUDIO_PROMPT, negative_prompt=negatives["audio"], num_inference_steps=4, guidance_scale=7.0,
+        latents=x_audio.clone(), audio_end_in_s=0.5, generator=torch.Generator().manual_seed(7), output_type="latent",
+    ).audios
+    assert (ours.video - wan).abs().max() <= 1e-5
+    assert (ours.audio - stable_audio).abs().max() <= 1e-5
+
+
+def test_coupled_schedule_outputs():
+    pipe = BridgeDiTPipeline.from_pipes(*_pipes(), TINY_BRIDGE)
+    out = pipe([VIDEO_PROMPT] * 2, [AUDIO_PROMPT] * 2, **SIZE, num_inference_steps=3,
+               generator=torch.Generator().manual_seed(0), **TEXT)
+    assert out.video.shape == (2, 9, 32, 32, 3) and out.video.dtype.name == "uint8"
+    assert out.audio.shape == (2, 2, round(9 / 15 * pipe.sample_rate)) and out.audio.dtype.name == "float32"
+    assert (out.fps, out.sample_rate) == (15.0, 4000)
+    latents = pipe(VIDEO_PROMPT, AUDIO_PROMPT, **SIZE, num_inference_steps=3, output_type="latent", **TEXT)
+    assert latents.video.shape == (1, 16, 3, 4, 4) and latents.audio.shape == (1, 4, 300)  # 0.6 s at 4 kHz / hop 8
+    tensors = pipe(VIDEO_PROMPT, AUDIO_PROMPT, **SIZE, num_inference_steps=2, output_type="pt", sampler="heun", **TEXT)
+    assert tensors.video.shape == (1, 9, 3, 32, 32) and 0 <= tensors.video.min() and tensors.video.max() <= 1
+
+
+def test_seeded_generation_is_reproducible_and_prompt_shares_one_caption():
+    pipe = BridgeDiTPipeline.from_pipes(*_pipes(), TINY_BRIDGE)
+    open_gates(pipe.model)
+    kwargs = dict(**SIZE, num_inference_steps=2, output_type="latent", **TEXT)
+    first = pipe(prompt=VIDEO_PROMPT, generator=torch.Generator().manual_seed(3), **kwargs)
+    again = pipe(VIDEO_PROMPT, VIDEO_PROMPT, generator=torch.Generator().manual_seed(3), **kwargs)
+    other = pipe(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(3), **kwargs)
+    assert torch.equal(first.video, again.video) and torch.equal(first.audio, again.audio)
+    assert not torch.equal(first.audio, other.audio)
+
+
+def test_text_encoders_can_be_offloaded():
+    pipe = BridgeDiTPipeline.from_pipes(*_pipes())
+    pipe(VIDEO_PROMPT, AUDIO_PROMPT, **SIZE, num_inference_steps=1, output_type="latent", offload_text_encoders=True, **TEXT)
+    assert pipe.video_pipe.text_encoder.device.type == "cpu" and pipe.audio_pipe.text_encoder.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(height=40), "multiples of 16"),
+        (dict(num_frames=8), "4k\\+1"),
+        (dict(num_inference_steps=0), "positive integer"),
+        (dict(schedule="karras"), "schedule='karras' is unknown"),
+        (dict(sampler="dpm"), "sampler='dpm' is unknown"),
+        (dict(output_type="mp4"), "output_type='mp4' is unknown"),
+        (dict(prompt="shared"), "either `prompt`"),
+        (dict(audio_prompt=["a", "b"]), "1 video prompt\\(s\\) but 2 audio prompt\\(s\\)"),
+        (dict(video_latents=torch.zeros(1, 16, 2, 4, 4)), "video_latents has shape"),
+    ],
+)
+def test_bad_calls_are_named(kwargs, message):
+    pipe = BridgeDiTPipeline.from_pipes(*_pipes())
+    call = dict(video_prompt=VIDEO_PROMPT, audio_prompt=AUDIO_PROMPT, **SIZE, num_inference_steps=1, **TEXT)
+    call.update(kwargs)
+    with pytest.raises(ConfigError, match=message):
+        pipe(**call)
+
+
+def test_empty_prompt_is_allowed_with_a_warning(caplog):
+    pipe = BridgeDiTPipeline.from_pipes(*_pipes())
+    with caplog.at_level(logging.WARNING, logger="bridgedit.pipeline"):
+        pipe("", AUDIO_PROMPT, **SIZE, num_inference_steps=1, output_type="latent", **TEXT)
+    assert "empty video prompt" in caplog.text
+
+
+def test_save_and_load_round_trip_with_copied_towers(tmp_path):
+    pipe = BridgeDiTPipeline.from_pipes(*_pipes(), TINY_BRIDGE)
+    open_gates(pipe.model, seed=5)  # a "trained" bridge, so the round trip has something to keep
+    with torch.no_grad():
+        pipe.model.video_tower.blocks[-1].scale_shift_table.add_(0.5)  # and a trained tower block
+    pipe.save_pretrained(tmp_path / "model")
+    index = json.loads((tmp_path / "model" / "model_index.json").read_text())
+    assert index["video"] == "video" and index["audio"] == "audio" and index["bridge"] == "bridge"
+
+    loaded = BridgeDiTPipeline.from_pretrained(tmp_path / "model")
+    original_weights, loaded_weights = pipe.model.state_dict(), loaded.model.state_dict()
+    assert original_weights.keys() == loaded_weights.keys()
+    assert all(torch.equal(original_weights[k], loaded_weights[k]) for k in original_weights)  # bit for bit
+    for name in ("text_encoder", "vae", "tokenizer"):
+        assert type(getattr(loaded.video_pipe, name)) is type(getattr(pipe.video_pipe, name))
+    kwargs = dict(**SIZE, num_inference_steps=2, output_type="latent", **TEXT)
+    a = pipe(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(0), **kwargs)
+    b = loaded(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(0), **kwargs)
+    # same weights in differently allocated (memory-mapped) buffers may take other BLAS paths: ~1e-7 per op
+    torch.testing.assert_close(a.video, b.video, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(a.audio, b.audio, atol=1e-4, rtol=1e-4)
+
+
+def test_towers_by_reference(tmp_path):
+    video_pipe, audio_pipe = _pipes()
+    video_pipe.save_pretrained(tmp_path / "wan")
+    audio_pipe.save_pretrained(tmp_path / "stable-audio")
+    pipe = BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, TINY_BRIDGE, video_source=str(tmp_path / "wan"),
+                                        audio_source=str(tmp_path / "stable-audio"))
+    pipe.save_pretrained(tmp_path / "bridged")
+    assert not (tmp_path / "bridged" / "video").exists()  # only the bridge is stored
+    index = json.loads((tmp_path / "bridged" / "model_index.json").read_text())
+    assert index["video"] == str(tmp_path / "wan")
+    loaded = BridgeDiTPipeline.from_pretrained(tmp_path / "bridged")
+    assert loaded.video_source == str(tmp_path / "wan")
+
+
+def test_loading_checks_keys_and_shapes(tmp_path):
+    pipe = BridgeDiTPipeline.from_pipes(*_pipes(), TINY_BRIDGE)
+    pipe.save_pretrained(tmp_path / "model")
+    config_path = tmp_path / "model" / "bridge" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["model"]["bridge"]["width"] = 8  # the stored weights are 16 wide
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        BridgeDiTPipeline.from_pretrained(tmp_path / "model")
+    config["model"]["bridge"]["width"] = 16
+    config["model"]["trainable"]["video_last_blocks"] = 2  # one more tower block expected than stored
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="missing key"):
+        BridgeDiTPipeline.from_pretrained(tmp_path / "model")
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_index.json is missing"):
+        BridgeDiTPipeline.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no model folder"):
+        BridgeDiTPipeline.from_pretrained(tmp_path / "nowhere" / "deeper")
