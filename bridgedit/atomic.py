@@ -28,9 +28,16 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     temporary = Path(temporary)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
         os.replace(temporary, final)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -99,6 +99,7 @@ class BridgeDiTPipeline:
         *,
         video_source: str | None = None,
         audio_source: str | None = None,
+        generation_defaults: dict[str, Any] | None = None,
     ) -> None:
         if getattr(video_pipe, "transformer_2", None) is not None:
             raise ConfigError("Wan 2.2 two-expert pipelines (transformer_2) are not supported; use a Wan 2.1 T2V pipeline")
@@ -110,6 +111,8 @@ class BridgeDiTPipeline:
         # where the towers came from (hub id or folder); None means "only in memory": saved as copies
         self.video_source = video_source
         self.audio_source = audio_source
+        # the model's own sampling defaults (e.g. a small demo model's size and steps), used by the CLI
+        self.generation_defaults = dict(generation_defaults or {})
 
     # ------------------------------------------------------------------------------------------------
     # Construction and persistence
@@ -135,7 +138,7 @@ class BridgeDiTPipeline:
         return cls(video_pipe, audio_pipe, model, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | os.PathLike, *, torch_dtype: torch.dtype | None = None) -> BridgeDiTPipeline:
+    def from_pretrained(cls, path_or_id: str | os.PathLike, *, dtype: torch.dtype | None = None) -> BridgeDiTPipeline:
         """Load a folder (or hub repo) written by `save_pretrained`: towers by reference or copy, plus the bridge."""
         folder = _resolve_folder(path_or_id)
         index_path = folder / INDEX_NAME
@@ -144,14 +147,14 @@ class BridgeDiTPipeline:
         index = json.loads(index_path.read_text())
         if index.get("_class_name") != cls.__name__:
             raise ConfigError(f"{index_path} describes a {index.get('_class_name')!r}, not a {cls.__name__}")
-        kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
+        kwargs = {"dtype": dtype} if dtype is not None else {}
         video_ref, video_source = _tower_reference(folder, index["video"])
         audio_ref, audio_source = _tower_reference(folder, index["audio"])
         video_pipe = _load_tower_pipeline(WanPipeline, video_ref, "video", kwargs)
         audio_pipe = _load_tower_pipeline(StableAudioPipeline, audio_ref, "audio", kwargs)
         bridge_folder = folder / index["bridge"]
-        pipe = cls.from_pipes(video_pipe, audio_pipe, read_bridge_config(bridge_folder),
-                              video_source=video_source, audio_source=audio_source)
+        pipe = cls.from_pipes(video_pipe, audio_pipe, read_bridge_config(bridge_folder), video_source=video_source,
+                              audio_source=audio_source, generation_defaults=index.get("generation_defaults"))
         load_bridge_weights(pipe.model, bridge_folder)
         return pipe
 
@@ -169,6 +172,8 @@ class BridgeDiTPipeline:
                 if source is None:
                     raise ConfigError(f"the {name} tower has no source to refer to; save it with copy_towers=True")
                 index[name] = source
+        if self.generation_defaults:
+            index["generation_defaults"] = self.generation_defaults
         save_bridge(self.model, folder / "bridge")
         write_text_atomic(folder / INDEX_NAME, json.dumps(index, indent=2))
         return folder

@@ -6,10 +6,11 @@ import argparse
 import logging
 import sys
 
+from ..checkpoint import CheckpointError
 from ..config import ConfigError
-from . import describe
+from . import describe, generate
 
-SUBCOMMANDS = (describe,)
+SUBCOMMANDS = (describe, generate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.run(args) or 0
-    except (ConfigError, FileNotFoundError, PermissionError) as error:
+    except (ConfigError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
         print(f"bridgedit {args.command}: error: {error}", file=sys.stderr)
         return 2
 

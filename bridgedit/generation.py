@@ -1,0 +1,244 @@
+"""Generation jobs: one sounding video, or a resumable batch from a JSONL prompt file split across processes.
+
+A batch writes `<out_dir>/<id>.mp4` (and `.wav` on request) per prompt, atomically, so a file that exists
+is finished: re-running skips it. Under `accelerate launch` the remaining prompts are split between the
+processes; each item's seed depends only on the item (its own "seed", else base seed + line index), so
+the output does not depend on how many processes ran it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ClipSpec, CodecStrides, ConfigError, check_clip
+from .media import write_sounding_video, write_wav
+
+logger = logging.getLogger(__name__)
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PROMPT_KEYS = {"id", "video_prompt", "audio_prompt", "prompt", "negative_video_prompt", "negative_audio_prompt", "seed"}
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    id: str
+    video_prompt: str | None = None
+    audio_prompt: str | None = None
+    prompt: str | None = None
+    negative_video_prompt: str | None = None
+    negative_audio_prompt: str | None = None
+    seed: int | None = None
+
+    def prompts(self) -> dict[str, str | None]:
+        return {k: v for k, v in asdict(self).items() if k not in ("id", "seed")}
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    height: int = 480
+    width: int = 832
+    num_frames: int = 81
+    fps: float = 15.0
+    audio_seconds: float | None = None
+    num_inference_steps: int = 50
+    video_guidance: float = 6.0
+    audio_guidance: float = 7.0
+    schedule: str = "coupled"
+    sampler: str = "euler"
+    write_wav: bool = False
+    pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Fail before any model loads: sizes Wan cannot take, non-positive steps."""
+        check_clip(ClipSpec(height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps,
+                            audio_seconds=self.audio_seconds), CodecStrides())
+        if self.num_inference_steps < 1:
+            raise ConfigError(f"steps must be a positive integer; got {self.num_inference_steps}")
+
+    def call_kwargs(self) -> dict[str, Any]:
+        return dict(
+            height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps,
+            audio_seconds=self.audio_seconds, num_inference_steps=self.num_inference_steps,
+            video_guidance=self.video_guidance, audio_guidance=self.audio_guidance, schedule=self.schedule,
+            sampler=self.sampler, **self.pipeline_kwargs,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------------
+
+
+def parse_prompt_item(data: Any, where: str) -> PromptItem:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object")
+    unknown = sorted(set(data) - PROMPT_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(PROMPT_KEYS))}")
+    item_id = data.get("id")
+    if not isinstance(item_id, str) or not ID_PATTERN.match(item_id):
+        raise ConfigError(f"{where}: \"id\" must be a file-name-safe string (letters, digits, . _ -); got {item_id!r}")
+    has_pair = "video_prompt" in data and "audio_prompt" in data
+    if ("prompt" in data) == has_pair or (not has_pair and ("video_prompt" in data or "audio_prompt" in data)):
+        raise ConfigError(f"{where}: give either \"video_prompt\" and \"audio_prompt\", or one shared \"prompt\"")
+    for key in PROMPT_KEYS - {"id", "seed"}:
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{where}: \"{key}\" must be a string")
+    seed = data.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ConfigError(f"{where}: \"seed\" must be a non-negative integer")
+    return PromptItem(**data)
+
+
+def read_prompt_file(path: str | os.PathLike) -> list[PromptItem]:
+    """One JSON object per line: {"id", "video_prompt", "audio_prompt"} or {"id", "prompt"}, optional seed and negatives."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {path} does not exist")
+    items, seen = [], set()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        item = parse_prompt_item(data, f"{path}:{number}")
+        if item.id in seen:
+            raise ConfigError(f"{path}:{number}: id {item.id!r} appears twice")
+        seen.add(item.id)
+        items.append(item)
+    if not items:
+        raise ConfigError(f"{path} holds no prompts")
+    return items
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} is not available here: PyTorch sees no CUDA GPU")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} is not available here: only {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unsupported device {name!r}; use cpu, cuda, cuda:N or mps")
+    return device
+
+
+def process_state(device_name: str | None):
+    """Accelerate's process state and this process's device: under `accelerate launch` each process gets its own
+    GPU; with no GPU (or --device cpu) the processes form a CPU group (gloo)."""
+    from accelerate import PartialState
+
+    if device_name is not None:
+        device = resolve_device(device_name)
+        return PartialState(cpu=device.type == "cpu"), device
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return state, state.device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ConfigError(f"unknown dtype {name!r}; choose auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def check_writable_file(path: str | os.PathLike, suffix: str = ".mp4") -> Path:
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ConfigError(f"output {path} must end in {suffix}")
+    if path.is_dir():
+        raise ConfigError(f"output {path} is a directory")
+    check_writable_dir(path.parent, create=False)
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike, *, create: bool = True) -> Path:
+    path = Path(path)
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"cannot create output folder {path}: {error.strerror}") from None
+    if not path.is_dir():
+        raise ConfigError(f"output folder {path} does not exist")
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"output folder {path} is not writable")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------------
+
+
+def generate_to_file(pipe, item: PromptItem, out_path: Path, settings: GenerationSettings, seed: int,
+                     *, progress: bool = True) -> dict[str, Any]:
+    """Generate one sounding video and write it (plus a .wav when asked). Returns a record of what was written."""
+    device = pipe.device
+    generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
+    output = pipe(**item.prompts(), **settings.call_kwargs(), generator=generator, progress=progress, output_type="np")
+    write_sounding_video(out_path, output.video[0], output.fps, output.audio[0], output.sample_rate)
+    record = {"id": item.id, "video": str(out_path), "seed": seed, "fps": output.fps,
+              "sample_rate": output.sample_rate, "frames": int(output.video.shape[1]),
+              "seconds": output.audio.shape[-1] / output.sample_rate}
+    if settings.write_wav:
+        record["wav"] = str(write_wav(out_path.with_suffix(".wav"), output.audio[0], output.sample_rate))
+    return record
+
+
+def pending_items(items: list[PromptItem], out_dir: Path) -> list[tuple[int, PromptItem]]:
+    """(line index, item) for every prompt whose .mp4 is not there yet."""
+    return [(index, item) for index, item in enumerate(items) if not (out_dir / f"{item.id}.mp4").exists()]
+
+
+def run_batch(pipe, items: list[PromptItem], out_dir: Path, settings: GenerationSettings, base_seed: int, state,
+              *, progress: bool = True):
+    """Generate every pending item; under `accelerate launch` each process (`state`) takes its share. Yields records."""
+    from tqdm.auto import tqdm
+
+    todo = pending_items(items, out_dir)
+    state.wait_for_everyone()  # every process lists the pending work before any process starts writing
+    with state.split_between_processes(todo) as mine:
+        for index, item in tqdm(mine, desc=f"prompts (process {state.process_index})", disable=not progress):
+            seed = item.seed if item.seed is not None else base_seed + index
+            record = generate_to_file(pipe, item, out_dir / f"{item.id}.mp4", settings, seed, progress=False)
+            record["process_index"] = state.process_index
+            yield record
+
+
+# ----------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------
+
+BUNDLED_MODEL = Path(__file__).parent / "assets" / "demo-model"
+
+
+def default_model() -> Path | None:
+    """The bundled demo model, once the package ships one."""
+    return BUNDLED_MODEL if (BUNDLED_MODEL / "model_index.json").is_file() else None
+
+
+def settings_with_model_defaults(explicit: dict[str, Any], model_defaults: dict[str, Any], **extra) -> GenerationSettings:
+    """Explicit values win, then the model's own generation defaults, then the paper's (GenerationSettings)."""
+    known = set(GenerationSettings.__dataclass_fields__)
+    merged = {k: v for k, v in model_defaults.items() if k in known}
+    merged.update({k: v for k, v in explicit.items() if v is not None})
+    return GenerationSettings(**merged, **extra)
