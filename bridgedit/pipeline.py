@@ -126,7 +126,13 @@ class BridgeDiTPipeline:
         bridge: BridgeConfig | ModelConfig | None = None,
         **kwargs,
     ) -> BridgeDiTPipeline:
-        """Join two diffusers pipelines; `bridge=None` means no bridges (the paper's "separate" Wan + SDA)."""
+        """Join two diffusers pipelines; `bridge=None` means no bridges (the paper's "separate" Wan + SDA).
+
+        A pipeline loaded with `from_pretrained` remembers its hub id or folder; `save_pretrained` then refers
+        to it instead of copying the tower (pass video_source=None / audio_source=None to force a copy).
+        """
+        kwargs.setdefault("video_source", _pipeline_source(video_pipe))
+        kwargs.setdefault("audio_source", _pipeline_source(audio_pipe))
         if bridge is None:
             config = ModelConfig(bridge=BridgeConfig(fusion="none"))
         elif isinstance(bridge, BridgeConfig):
@@ -412,6 +418,12 @@ class BridgeDiTPipeline:
 # ----------------------------------------------------------------------------------------------------
 # Loading helpers
 # ----------------------------------------------------------------------------------------------------
+
+
+def _pipeline_source(pipe) -> str | None:
+    """The hub id or folder a diffusers pipeline was loaded from (None for one built in memory)."""
+    source = getattr(pipe.config, "_name_or_path", None)
+    return os.fspath(source) if source else None
 
 
 def _resolve_folder(path_or_id: str | os.PathLike) -> Path:

@@ -158,3 +158,21 @@ def stable_audio_pipeline(*, num_layers: int = 4, sampling_rate: int = 4_000, se
         transformer=stable_audio_transformer(num_layers=num_layers, seed=seed),
         scheduler=stable_audio_scheduler(),
     )
+
+
+def bridgedit_pipeline(*, seed: int = 0, num_layers: int = 4):
+    """A tiny, untrained (identity-bridge) BridgeDiTPipeline with small default sizes, for trying the CLI and API.
+
+    Its output is noise-like: the weights are random. Save it with `.save_pretrained(folder)`.
+    """
+    from .config import BridgeConfig, ModelConfig, TrainableConfig
+    from .pipeline import BridgeDiTPipeline
+
+    config = ModelConfig(
+        bridge=BridgeConfig(video_blocks=(0, 2), audio_blocks=(1, 2), width=16, num_heads=2, timestep_embed_dim=16),
+        trainable=TrainableConfig(video_last_blocks=1, audio_last_blocks=1),
+    )
+    return BridgeDiTPipeline.from_pipes(
+        wan_pipeline(num_layers=num_layers, seed=seed), stable_audio_pipeline(num_layers=num_layers, seed=seed + 1),
+        config, generation_defaults=dict(height=64, width=64, num_frames=17, num_inference_steps=8),
+    )

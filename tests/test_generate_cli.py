@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import pytest
 
-from bridgedit import BridgeConfig, BridgeDiTPipeline, ModelConfig, TrainableConfig, tiny
+from bridgedit import tiny
 from bridgedit.cli.main import main
 
 DEFAULTS = dict(height=32, width=32, num_frames=9, num_inference_steps=2)
@@ -19,11 +19,8 @@ DEFAULTS = dict(height=32, width=32, num_frames=9, num_inference_steps=2)
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("model")
-    config = ModelConfig(
-        bridge=BridgeConfig(video_blocks=(0, 2), audio_blocks=(1, 2), width=16, num_heads=2, timestep_embed_dim=16),
-        trainable=TrainableConfig(video_last_blocks=1, audio_last_blocks=1),
-    )
-    pipe = BridgeDiTPipeline.from_pipes(tiny.wan_pipeline(), tiny.stable_audio_pipeline(), config, generation_defaults=DEFAULTS)
+    pipe = tiny.bridgedit_pipeline()
+    pipe.generation_defaults = DEFAULTS
     pipe.save_pretrained(path)
     return path
 

@@ -151,6 +151,19 @@ def test_towers_by_reference(tmp_path):
     assert loaded.video_source == str(tmp_path / "wan")
 
 
+def test_pipelines_loaded_from_a_folder_are_referenced_not_copied(tmp_path):
+    video_pipe, audio_pipe = _pipes()
+    video_pipe.save_pretrained(tmp_path / "wan")
+    audio_pipe.save_pretrained(tmp_path / "stable-audio")
+    from diffusers import StableAudioPipeline, WanPipeline
+
+    pipe = BridgeDiTPipeline.from_pipes(WanPipeline.from_pretrained(tmp_path / "wan"),
+                                        StableAudioPipeline.from_pretrained(tmp_path / "stable-audio"), TINY_BRIDGE)
+    assert pipe.video_source == str(tmp_path / "wan") and pipe.audio_source == str(tmp_path / "stable-audio")
+    pipe.save_pretrained(tmp_path / "bridged")
+    assert sorted(p.name for p in (tmp_path / "bridged").iterdir()) == ["bridge", "model_index.json"]
+
+
 def test_loading_checks_keys_and_shapes(tmp_path):
     pipe = BridgeDiTPipeline.from_pipes(*_pipes(), TINY_BRIDGE)
     pipe.save_pretrained(tmp_path / "model")
