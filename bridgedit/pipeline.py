@@ -140,7 +140,9 @@ class BridgeDiTPipeline:
         else:
             config = bridge
         model = BridgeDiT(video_pipe.transformer, audio_pipe.transformer, config)
-        model.to(device=video_pipe.transformer.device, dtype=video_pipe.transformer.dtype)
+        # only the new modules follow the towers; the towers keep diffusers' own per-module dtypes
+        # (e.g. Wan's rope, time embedder and norms stay float32 in a bfloat16 model)
+        model.bridges.to(device=video_pipe.transformer.device, dtype=video_pipe.transformer.dtype)
         return cls(video_pipe, audio_pipe, model, **kwargs)
 
     @classmethod
@@ -185,9 +187,9 @@ class BridgeDiTPipeline:
         return folder
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> BridgeDiTPipeline:
-        self.video_pipe.to(device=device, dtype=dtype)
+        self.video_pipe.to(device=device, dtype=dtype)  # the towers move with their pipelines
         self.audio_pipe.to(device=device, dtype=dtype)
-        self.model.to(device=device, dtype=dtype)
+        self.model.bridges.to(device=device, dtype=dtype)
         return self
 
     # ------------------------------------------------------------------------------------------------

@@ -185,3 +185,16 @@ def test_missing_model_is_a_clear_error(tmp_path):
         BridgeDiTPipeline.from_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match="no model folder"):
         BridgeDiTPipeline.from_pretrained(tmp_path / "nowhere" / "deeper")
+
+
+def test_bridges_follow_the_towers_dtype_without_touching_fp32_tower_modules(tmp_path):
+    video_pipe, audio_pipe = _pipes()
+    video_pipe.save_pretrained(tmp_path / "wan")
+    from diffusers import WanPipeline
+
+    wan = WanPipeline.from_pretrained(tmp_path / "wan", dtype=torch.bfloat16)
+    kept = wan.transformer.blocks[0].scale_shift_table.dtype  # diffusers keeps it in float32
+    assert kept == torch.float32
+    pipe = BridgeDiTPipeline.from_pipes(wan, audio_pipe, TINY_BRIDGE)
+    assert next(pipe.model.bridges.parameters()).dtype == torch.bfloat16
+    assert wan.transformer.blocks[0].scale_shift_table.dtype == torch.float32
