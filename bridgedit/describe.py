@@ -50,7 +50,8 @@ def _flops_under(counts: dict[str, dict[Any, int]], prefix: str) -> int:
     return sum(sum(counts[n].values()) for n in outermost)
 
 
-def _meta_inputs(preset: Preset, lengths: SequenceLengths) -> tuple:
+def meta_inputs(preset: Preset, lengths: SequenceLengths) -> tuple:
+    """One joint forward's inputs (batch 1) as meta tensors: shapes only."""
     video_config, audio_config = preset.video_transformer, preset.audio_transformer
     with torch.device("meta"):
         video_latents = torch.empty(
@@ -75,7 +76,7 @@ def describe(preset: Preset, fusion: str | None = None) -> Description:
     lengths = preset.lengths()
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(*_meta_inputs(preset, lengths))
+        model(*meta_inputs(preset, lengths))
     counts = counter.get_flop_counts()
     flops = {
         "total": counter.get_total_flops(),
