@@ -1,11 +1,11 @@
-"""Writing sounding videos: .mp4 with H.264 video and AAC audio (PyAV), .wav beside it (soundfile).
-
-All writes are atomic: after a failure there is no partial file at the output path.
+"""Media I/O: sounding .mp4 files (H.264 + AAC, PyAV) and .wav (soundfile) written atomically, and sources
+decoded and standardised into training clips (PyAV: decoding, scaling, resampling).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -73,7 +73,13 @@ def write_sounding_video(
             if out_rate != sample_rate:
                 resampler = av.AudioResampler(format="fltp", layout="stereo", rate=out_rate)
                 audio_frames = resampler.resample(audio_frame) + resampler.resample(None)
+            # explicit timestamps from 0: the encoder then shifts its 1024-sample priming before 0 and the
+            # muxer writes an edit list, so players start the audio exactly with the first video frame
+            # (without them the audio lags the video by the priming, 23 ms at 44.1 kHz)
+            position = 0
             for resampled in audio_frames:
+                resampled.pts, resampled.time_base = position, Fraction(1, out_rate)
+                position += resampled.samples
                 for packet in audio_stream.encode(resampled):
                     container.mux(packet)
             for packet in audio_stream.encode(None):
@@ -87,3 +93,162 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> P
     with atomic_path(path) as temporary:
         soundfile.write(str(temporary), np.asarray(audio, dtype=np.float32).T, sample_rate, subtype="FLOAT", format="WAV")
     return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading and standardising (§4.1: 5.4 s clips, 15 fps, 832x480, 44.1 kHz mono)
+# ----------------------------------------------------------------------------------------------------
+
+
+class MediaError(ValueError):
+    """A source that cannot become a training clip; the message is the reason recorded in rejects."""
+
+
+@dataclass(frozen=True)
+class ClipStandard:
+    seconds: float = 5.4
+    fps: float = 15.0
+    height: int = 480
+    width: int = 832
+    sample_rate: int = 44_100
+    min_seconds: float = 1.0  # shorter sources are rejected; between this and `seconds` they are padded
+
+    @property
+    def num_frames(self) -> int:
+        return round(self.seconds * self.fps)
+
+    @property
+    def num_samples(self) -> int:
+        return round(self.seconds * self.sample_rate)
+
+
+@dataclass
+class StandardClip:
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    audio: np.ndarray  # (samples,) float32 mono
+    start: float  # offset of the clip in the source, seconds
+    padded_seconds: float  # how much of the clip is padding (last frame held, silence)
+    source_duration: float
+
+
+def _duration(container) -> float | None:
+    if container.duration is not None:
+        return container.duration / av.time_base
+    lengths = [float(s.duration * s.time_base) for s in container.streams if s.duration is not None]
+    return max(lengths) if lengths else None
+
+
+def _covering_size(width: int, height: int, standard: ClipStandard) -> tuple[int, int]:
+    """Resize so the frame covers the target, keeping the aspect ratio (then centre-crop)."""
+    scale = max(standard.width / width, standard.height / height)
+    return max(standard.width, round(width * scale)), max(standard.height, round(height * scale))
+
+
+def _standard_frame(frame, standard: ClipStandard) -> np.ndarray:
+    width, height = _covering_size(frame.width, frame.height, standard)
+    image = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    top, left = (height - standard.height) // 2, (width - standard.width) // 2
+    return image[top : top + standard.height, left : left + standard.width]
+
+
+def _read_frames(container, start: float, end: float, standard: ClipStandard) -> np.ndarray:
+    """The frame shown at each instant start + k / fps (the latest source frame at or before it; the first
+    frame for instants before any frame); past the segment's `end` the last frame is held (padding)."""
+    stream = container.streams.video[0]
+    container.seek(max(0, int(start / stream.time_base)), stream=stream, backward=True)
+    targets = [start + k / standard.fps for k in range(standard.num_frames)]
+    chosen: list = []  # decoded frames, one per target so far
+    held = None  # the latest decoded frame at or before the next target
+    waiting = 0  # targets before the first decoded frame
+    for frame in container.decode(stream):
+        if frame.time is None:
+            continue
+        if frame.time > end + 1e-6:
+            break
+        while len(chosen) + waiting < len(targets) and frame.time > targets[len(chosen) + waiting] + 1e-6:
+            if held is None:
+                waiting += 1
+            else:
+                chosen.append(held)
+        if len(chosen) + waiting == len(targets):
+            break
+        held = frame
+        if waiting:
+            chosen, waiting = [frame] * waiting + chosen, 0
+    if held is None and not chosen:
+        raise MediaError("no decodable video frames in the clip")
+    chosen += [held or chosen[-1]] * (len(targets) - len(chosen) - waiting)
+    images: dict[int, np.ndarray] = {}  # each distinct source frame is scaled and cropped once
+    return np.stack([images.setdefault(id(f), _standard_frame(f, standard)) for f in chosen])
+
+
+def _read_audio(container, start: float, end: float, standard: ClipStandard) -> np.ndarray:
+    stream = container.streams.audio[0]
+    container.seek(max(0, int(start / stream.time_base)), stream=stream, backward=True)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=standard.sample_rate)
+    chunks, base = [], None
+    for frame in container.decode(stream):
+        if frame.time is not None and base is None:
+            base = frame.time
+        for out in resampler.resample(frame):
+            chunks.append(out.to_ndarray().reshape(-1))
+        if frame.time is not None and frame.time > end:
+            break
+    for out in resampler.resample(None):
+        chunks.append(out.to_ndarray().reshape(-1))
+    if not chunks or base is None:
+        raise MediaError("no decodable audio in the clip")
+    samples = np.concatenate(chunks).astype(np.float32)
+    first = max(0, round((start - base) * standard.sample_rate))
+    available = max(0, round((end - start) * standard.sample_rate))
+    audio = samples[first : first + min(available, standard.num_samples)]
+    return np.pad(audio, (0, standard.num_samples - len(audio)))  # silence after the source ends
+
+
+def read_standard_clip(
+    path: str | os.PathLike,
+    standard: ClipStandard,
+    *,
+    segment: tuple[float | None, float | None] = (None, None),
+    rng: np.random.Generator,
+) -> StandardClip:
+    """Decode a source into a standard clip: a random `standard.seconds` window of the segment (drawn with
+    `rng`), or the whole segment padded (last frame held, silence) when it is shorter."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError("no video stream")
+            if not container.streams.audio:
+                raise MediaError("no audio stream")
+            duration = _duration(container)
+            if duration is None:
+                raise MediaError("unknown duration")
+            segment_start = max(0.0, segment[0] or 0.0)
+            segment_end = min(duration, segment[1] if segment[1] is not None else duration)
+            available = segment_end - segment_start
+            if available < standard.min_seconds:
+                raise MediaError(f"too short: {available:.2f} s < {standard.min_seconds:g} s")
+            if available >= standard.seconds:
+                start = segment_start + float(rng.uniform(0.0, available - standard.seconds))
+                end, padded = start + standard.seconds, 0.0
+            else:
+                start, end, padded = segment_start, segment_end, standard.seconds - available
+            frames = _read_frames(container, start, end, standard)
+            audio = _read_audio(container, start, end, standard)
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as error:
+        raise MediaError(f"cannot decode: {type(error).__name__}: {error}") from None
+    return StandardClip(frames=frames, audio=audio, start=start, padded_seconds=padded, source_duration=duration)
+
+
+def read_frames(path: str | os.PathLike) -> np.ndarray:
+    """Every frame of a (standardised) video, (F, H, W, 3) uint8."""
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """(channels, samples) float32 and the sample rate."""
+    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    return data.T, rate

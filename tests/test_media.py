@@ -77,3 +77,28 @@ def test_wav_keeps_the_model_rate(tmp_path):
     data, rate = soundfile.read(str(write_wav(tmp_path / "a.wav", audio, 4_000)))
     assert rate == 4_000 and data.shape == (audio.shape[1], 2)
     np.testing.assert_allclose(data.T, audio, atol=1e-7)
+
+
+def _decode_events(path):
+    """Time of the brightest frame and of the loudest audio sample, as a player would see them."""
+    with av.open(str(path)) as container:
+        frames = [(f.time, f.to_ndarray(format="gray").mean()) for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        peak_time, peak = 0.0, -1.0
+        for f in container.decode(audio=0):
+            samples = np.abs(f.to_ndarray()).max(axis=0)
+            if samples.max() > peak:
+                peak, peak_time = samples.max(), f.time + samples.argmax() / f.sample_rate
+    return max(frames, key=lambda x: x[1])[0], peak_time
+
+
+@pytest.mark.parametrize("rate", [44_100, 16_000])
+def test_a_flash_and_its_click_stay_together(tmp_path, rate):
+    """AAC's priming delay is compensated: audio starts with the first frame (no 23 ms lag)."""
+    video = np.full((30, 32, 32, 3), 20, np.uint8)
+    video[15] = 255  # a flash at 1.0 s
+    audio = np.zeros((2, 2 * rate), np.float32)
+    audio[:, rate : rate + 20] = 0.9  # a click at 1.0 s
+    flash, click = _decode_events(write_sounding_video(tmp_path / "sync.mp4", video, 15, audio, rate))
+    assert flash == pytest.approx(1.0, abs=1e-6)
+    assert click == pytest.approx(1.0, abs=0.002)
