@@ -87,11 +87,11 @@ def write_sounding_video(
     return path
 
 
-def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
-    """(channels, samples) float audio to a 32-bit float .wav at the model's own rate, atomically."""
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, *, subtype: str = "FLOAT") -> Path:
+    """(channels, samples) float audio to a .wav (32-bit float by default, or e.g. "PCM_16"), atomically."""
     path = Path(path)
     with atomic_path(path) as temporary:
-        soundfile.write(str(temporary), np.asarray(audio, dtype=np.float32).T, sample_rate, subtype="FLOAT", format="WAV")
+        soundfile.write(str(temporary), np.asarray(audio, dtype=np.float32).T, sample_rate, subtype=subtype, format="WAV")
     return path
 
 

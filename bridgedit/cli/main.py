@@ -8,9 +8,9 @@ import sys
 
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
-from . import describe, generate
+from . import describe, generate, prepare
 
-SUBCOMMANDS = (describe, generate)
+SUBCOMMANDS = (describe, generate, prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:

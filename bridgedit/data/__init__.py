@@ -1,0 +1,1 @@
+"""Datasets: sources, standard clips and manifests (prepare), latent/text caches, training datasets."""
