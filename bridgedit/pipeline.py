@@ -35,6 +35,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from . import __version__
 from .atomic import write_text_atomic
 from .checkpoint import load_bridge_weights, read_bridge_config, save_bridge
+from .conditioning import audio_conditions, null_audio_conditions, video_conditions
 from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths
 from .diffusion import COUPLED_SAMPLERS, GuidedDenoiser, coupled_grid, sample_native
 from .model import BridgeDiT
@@ -244,23 +245,18 @@ class BridgeDiTPipeline:
         audio_text = self.audio_pipe.encode_prompt(
             audio_prompts, device, do_classifier_free_guidance=has_audio_negative, negative_prompt=negative_audio_prompt
         )  # (2B, L, C) as (negative; prompt) when a negative prompt is given, else (B, L, C)
-        seconds_start, seconds_end = self.audio_pipe.encode_duration(0.0, audio_seconds, device, False, batch)
-        global_states = torch.cat([seconds_start, seconds_end], dim=2)  # (B, 1, 2C)
-
-        def with_duration(text: torch.Tensor) -> torch.Tensor:
-            return torch.cat([text, seconds_start, seconds_end], dim=1)  # (B, L + 2, C)
-
-        if has_audio_negative:
-            null_text, audio_text = with_duration(audio_text[:batch]), with_duration(audio_text[batch:])
-        else:
-            audio_text = with_duration(audio_text)
-            null_text = torch.zeros_like(audio_text)
         dtype = self.dtype
+        if has_audio_negative:
+            audio = audio_conditions(self.audio_pipe, audio_text[batch:].to(dtype), audio_seconds)
+            null_audio = audio_conditions(self.audio_pipe, audio_text[:batch].to(dtype), audio_seconds)
+        else:
+            audio = audio_conditions(self.audio_pipe, audio_text.to(dtype), audio_seconds)
+            null_audio = null_audio_conditions(audio)
         return PromptStates(
-            video=VideoConditions(video.to(dtype)),
-            audio=AudioConditions(audio_text.to(dtype), global_states.to(dtype)),
-            null_video=VideoConditions(null_video.to(dtype)),
-            null_audio=AudioConditions(null_text.to(dtype), global_states.to(dtype)),
+            video=video_conditions(video.to(dtype)),
+            audio=audio,
+            null_video=video_conditions(null_video.to(dtype)),
+            null_audio=null_audio,
         )
 
     def offload_text_encoders(self) -> None:

@@ -82,7 +82,7 @@ PRESETS: dict[str, Preset] = {
         audio_text_tokens=tiny.TINY_MAX_TEXT_TOKENS,
         clip=ClipSpec(height=64, width=64, num_frames=9, fps=15.0, audio_sample_rate=tiny.OOBLECK_VAE_CONFIG["sampling_rate"]),
         model=ModelConfig(
-            bridge=BridgeConfig(video_blocks=(1, 3), audio_blocks=(0, 2), width=24, num_heads=2, timestep_embed_dim=24),
+            bridge=BridgeConfig(video_blocks=(1, 3), audio_blocks=(0, 2), width=32, num_heads=2, timestep_embed_dim=32),
             trainable=TrainableConfig(video_last_blocks=2, audio_last_blocks=2),
         ),
     ),

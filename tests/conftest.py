@@ -16,7 +16,7 @@ TOWER_DEPTH = 6
 VIDEO_BLOCKS, AUDIO_BLOCKS = (1, 3), (0, 2)
 
 
-def tiny_model_config(fusion: str = "dca", *, policy: str = "bridges+last_blocks", width: int = 24) -> ModelConfig:
+def tiny_model_config(fusion: str = "dca", *, policy: str = "bridges+last_blocks", width: int = 256) -> ModelConfig:
     """Two bridges after video blocks 1, 3 and audio blocks 0, 2 of 6-block towers; last 2 blocks trainable."""
     return ModelConfig(
         bridge=BridgeConfig(

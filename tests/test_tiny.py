@@ -39,3 +39,15 @@ def test_schedulers_use_the_real_models_settings():
     assert (wan.prediction_type, wan.use_flow_sigmas, wan.flow_shift) == ("flow_prediction", True, 3.0)
     audio = tiny.stable_audio_scheduler().config
     assert (audio.prediction_type, audio.sigma_min, audio.sigma_max, audio.sigma_data) == ("v_prediction", 0.3, 500.0, 1.0)
+
+
+def test_tiny_vaes_encode_to_what_their_transformers_take():
+    wan_vae, oobleck = tiny.wan_vae(), tiny.oobleck_vae()
+    video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    latents = wan_vae.encode(video).latent_dist.mode()
+    assert latents.shape == (1, tiny.WAN_TRANSFORMER_CONFIG["in_channels"], 3, 4, 4)
+    assert wan_vae.decode(latents).sample.shape == video.shape
+    audio = torch.rand(1, 2, 800) * 2 - 1
+    audio_latents = oobleck.encode(audio).latent_dist.mode()
+    assert audio_latents.shape == (1, tiny.STABLE_AUDIO_TRANSFORMER_CONFIG["in_channels"], 100)
+    assert oobleck.decode(audio_latents).sample.shape == audio.shape

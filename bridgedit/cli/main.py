@@ -8,9 +8,9 @@ import sys
 
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
-from . import describe, generate, prepare
+from . import cache, describe, generate, prepare, train
 
-SUBCOMMANDS = (describe, generate, prepare)
+SUBCOMMANDS = (describe, prepare, cache, train, generate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,153 @@
+"""Objects that bounce on a floor at random times; every impact makes a sound whose character follows the
+object's material. Deterministic from a seed. Event times are never stated in the captions, so the only way a
+model can put sound and impact together is by letting the two towers talk.
+
+A clip is written exactly as `bridgedit prepare` writes one (clips/<id>.mp4 + .wav, a manifest record), plus
+"events" (impact times in seconds) and the scene's attributes, so cache -> train -> generate -> evaluate run
+on it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..atomic import write_text_atomic
+from ..data.manifest import CLIPS_DIR, MANIFEST_NAME, SETTINGS_NAME
+from ..jsonl import write_jsonl
+from ..media import ClipStandard, write_sounding_video, write_wav
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 230), "yellow": (235, 210, 40)}
+BACKGROUNDS = {"gray": (90, 90, 95), "beige": (200, 185, 150), "dark": (25, 25, 40)}
+SHAPES = ("ball", "cube")
+# material -> (fundamental Hz, decay s, noise share, how it sounds)
+MATERIALS = {
+    "rubber": (180.0, 0.05, 0.15, "a dull, soft thud"),
+    "wood": (520.0, 0.04, 0.35, "a hollow wooden knock"),
+    "metal": (1_150.0, 0.35, 0.05, "a bright metallic clang that rings on"),
+}
+
+
+@dataclass(frozen=True)
+class WorldSettings:
+    height: int = 64
+    width: int = 64
+    seconds: float = 17 / 15  # 17 frames at 15 fps: Wan's 4k+1
+    fps: float = 15.0
+    sample_rate: int = 4_000  # the tiny audio VAE's rate
+    max_events: int = 3
+
+    @property
+    def standard(self) -> ClipStandard:
+        return ClipStandard(seconds=self.seconds, fps=self.fps, height=self.height, width=self.width,
+                            sample_rate=self.sample_rate, min_seconds=self.seconds)
+
+
+@dataclass(frozen=True)
+class Scene:
+    shape: str
+    colour: str
+    material: str
+    background: str
+    size: float  # radius as a fraction of the frame height
+    x: float  # horizontal centre, fraction of the width
+    events: tuple[float, ...]  # impact times, seconds
+
+    def captions(self) -> dict[str, str]:
+        sound = MATERIALS[self.material][3]
+        return {
+            "video": f"A {self.colour} {self.material} {self.shape} bounces up and down on a {self.background} floor.",
+            "audio": f"{sound[0].upper()}{sound[1:]}, repeated each time a {self.material} object hits the floor.",
+            "shared": f"A {self.colour} {self.material} {self.shape} bounces on a {self.background} floor with {sound}.",
+        }
+
+
+def draw_scene(rng: np.random.Generator, settings: WorldSettings) -> Scene:
+    count = int(rng.integers(1, settings.max_events + 1))
+    # impacts at least 0.2 s apart, away from the clip's edges
+    while True:
+        events = np.sort(rng.uniform(0.1, settings.seconds - 0.05, size=count))
+        if count == 1 or np.min(np.diff(events)) >= 0.2:
+            break
+    return Scene(
+        shape=str(rng.choice(SHAPES)), colour=str(rng.choice(list(COLOURS))), material=str(rng.choice(list(MATERIALS))),
+        background=str(rng.choice(list(BACKGROUNDS))), size=float(rng.uniform(0.08, 0.15)), x=float(rng.uniform(0.3, 0.7)),
+        events=tuple(round(float(t), 4) for t in events),
+    )
+
+
+def _height_above_floor(t: np.ndarray, events: tuple[float, ...], seconds: float) -> np.ndarray:
+    """0 at each impact, parabolic arcs between impacts (and before the first / after the last)."""
+    marks = [-(events[0])] + list(events) + [2 * seconds - events[-1]]
+    height = np.zeros_like(t)
+    for a, b in zip(marks[:-1], marks[1:]):
+        inside = (t >= a) & (t <= b)
+        height[inside] = 4 * (t[inside] - a) * (b - t[inside]) / (b - a) ** 2 * min(1.0, (b - a) / 0.6)
+    return height
+
+
+def render_clip(scene: Scene, settings: WorldSettings, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(frames (F, H, W, 3) uint8, audio (samples,) float32 mono)."""
+    standard = settings.standard
+    h, w = settings.height, settings.width
+    floor = int(0.85 * h)
+    radius = max(2.0, scene.size * h)
+    rows, cols = np.mgrid[0:h, 0:w]
+    times = np.arange(standard.num_frames) / settings.fps
+    lift = _height_above_floor(times, scene.events, settings.seconds)
+    frames = np.empty((standard.num_frames, h, w, 3), np.uint8)
+    for i, up in enumerate(lift):
+        frame = np.empty((h, w, 3), np.uint8)
+        frame[:] = BACKGROUNDS[scene.background]
+        frame[floor:] = np.array(BACKGROUNDS[scene.background]) // 2 + 40
+        cy, cx = floor - radius - up * (floor - 2 * radius - 2), scene.x * w
+        if scene.shape == "ball":
+            mask = (rows - cy) ** 2 + (cols - cx) ** 2 <= radius**2
+        else:
+            mask = (np.abs(rows - cy) <= radius) & (np.abs(cols - cx) <= radius)
+        frame[mask] = COLOURS[scene.colour]
+        frames[i] = frame
+
+    t = np.arange(standard.num_samples) / settings.sample_rate
+    audio = 0.003 * rng.standard_normal(len(t))  # faint room noise
+    frequency, decay, noise_share, _ = MATERIALS[scene.material]
+    for event in scene.events:
+        since = t - event
+        on = since >= 0
+        envelope = np.exp(-since[on] / decay)
+        tone = np.sin(2 * np.pi * frequency * since[on]) + 0.5 * np.sin(2 * np.pi * 2.7 * frequency * since[on])
+        burst = rng.standard_normal(on.sum()) * np.exp(-since[on] / 0.01)
+        audio[on] += 0.6 * envelope * ((1 - noise_share) * tone / 1.5 + noise_share * burst)
+    return frames, np.clip(audio, -1, 1).astype(np.float32)
+
+
+def make_dataset(out: str | Path, clips: int = 16, seed: int = 0, test_clips: int = 0, progress: bool = False,
+                 **settings) -> Path:
+    """Write `clips` sounding clips and a manifest in the format `bridgedit prepare` writes."""
+    world = WorldSettings(**settings)
+    out = Path(out)
+    (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+    records = []
+    for index in tqdm(range(clips), desc="synthetic clips", disable=not progress):
+        rng = np.random.default_rng([seed, index])
+        scene = draw_scene(rng, world)
+        frames, audio = render_clip(scene, world, rng)
+        clip_id = f"clip{index:05d}"
+        write_wav(out / CLIPS_DIR / f"{clip_id}.wav", audio[None], world.sample_rate, subtype="PCM_16")
+        write_sounding_video(out / CLIPS_DIR / f"{clip_id}.mp4", frames, world.fps, audio[None], world.sample_rate)
+        records.append({
+            "id": clip_id, "path": f"{CLIPS_DIR}/{clip_id}.mp4", "audio_path": f"{CLIPS_DIR}/{clip_id}.wav",
+            "source": f"synthetic:{seed}:{index}", "source_start": None, "source_end": None, "start": 0.0,
+            "duration": world.seconds, "padded_seconds": 0.0,
+            "split": "test" if index >= clips - test_clips else "train", "given_split": True,
+            "label": f"{scene.material} {scene.shape}", "captions": scene.captions(), "fps": world.fps,
+            "width": world.width, "height": world.height, "sample_rate": world.sample_rate,
+            "events": list(scene.events), "scene": asdict(scene),
+        })
+    write_text_atomic(out / SETTINGS_NAME, json.dumps({"synthetic": asdict(world), "seed": seed}, indent=2))
+    write_jsonl(out / MANIFEST_NAME, records)  # last: the manifest marks the dataset complete
+    return out

@@ -1,0 +1,203 @@
+"""Training: the loss (Eq. 4-6) learns, resume is exact, two processes stay identical, frozen stays frozen."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from scipy.stats import binomtest
+
+from bridgedit import tiny
+from bridgedit.config import ConfigError
+from bridgedit.data.cache import cache_dataset, load_cache_info
+from bridgedit.data.dataset import CachedClips
+from bridgedit.synthetic import make_dataset
+from bridgedit.training.config import TrainConfig
+from bridgedit.training.trainer import (
+    Trainer, batch_conditions, diffusion_loss, draw_caption_drops, rank_batches, sample_timesteps,
+)
+
+from test_generate_cli import _free_port
+
+TEXT_TOKENS = 32
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    make_dataset(root / "dataset", clips=6, seed=1)
+    cache_dataset(tiny.bridgedit_pipeline(seed=0), root / "dataset", root / "dataset" / "cache", model="tiny",
+                  max_sequence_length=TEXT_TOKENS, progress=False)
+    return root
+
+
+def _config(root: Path, run: str, **train) -> TrainConfig:
+    return TrainConfig.from_dict({
+        "model": {"base": "tiny"},
+        "data": {"dataset": str(root / "dataset"), "max_sequence_length": TEXT_TOKENS},
+        "optim": {"lr": 1e-3, "warmup_steps": 2, "min_lr": 1e-4},
+        "train": {"steps": 6, "batch_size": 2, "mixed_precision": "no", "gradient_checkpointing": False, **train},
+        "checkpoint": {"dir": str(root / run), "every": 3},
+        "log": {"every": 100},
+    })
+
+
+def _trainable(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_overfits_one_batch(data):
+    """With its noise and timesteps held fixed, one batch is memorised: the loss falls more than 10x."""
+    from bridgedit.config import ModelConfig, TrainableConfig
+    from bridgedit.pipeline import BridgeDiTPipeline
+
+    tiny_pipe = tiny.bridgedit_pipeline(seed=0)
+    everything = ModelConfig(bridge=tiny_pipe.model.config.bridge, trainable=TrainableConfig(policy="towers"))
+    pipe = BridgeDiTPipeline.from_pipes(tiny_pipe.video_pipe, tiny_pipe.audio_pipe, everything)
+    clips = CachedClips(data / "dataset", data / "dataset" / "cache")
+    batch = clips.batch([0, 1])
+    info = load_cache_info(data / "dataset" / "cache")
+    no_drop = torch.zeros(2, dtype=torch.bool)
+    conditions = batch_conditions(pipe, batch, no_drop, no_drop, clips.null_video_text, info, torch.device("cpu"))
+    settings = {"distribution": "uniform", "coupling": "coupled"}
+    optimizer = torch.optim.AdamW([p for p in pipe.model.parameters() if p.requires_grad], lr=3e-3)
+    pipe.model.train()
+    losses = []
+    for _ in range(150):
+        loss, _ = diffusion_loss(pipe.model, pipe, batch, conditions, torch.Generator().manual_seed(0), settings, "cpu")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_resume_continues_exactly(data):
+    straight = Trainer(_config(data, "straight"), progress=False)
+    straight.run()
+    first = Trainer(_config(data, "split"), progress=False)
+    first.run(stop_at=3)  # killed after the checkpoint at step 3
+    resumed = Trainer(_config(data, "split"), resume="latest", progress=False)
+    assert resumed.step == 3
+    result = resumed.run()
+    assert result.steps == 6 and len(result.history) == 3
+    a, b = _trainable(straight.model), _trainable(resumed.model)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] - b[name]).abs().max() <= 1e-6, name
+
+
+def test_frozen_parameters_stay_put_and_checkpoints_load(data):
+    trainer = Trainer(replace(_config(data, "frozen"), model=replace(_config(data, "frozen").model,
+                                                                     trainable={"policy": "bridges+last_blocks"})),
+                      progress=False)
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    result = trainer.run()
+    for name, param in trainer.model.named_parameters():
+        changed = not torch.equal(before[name], param)
+        assert changed == param.requires_grad, name
+    from bridgedit import BridgeDiTPipeline
+
+    loaded = BridgeDiTPipeline.from_pretrained(result.checkpoint)
+    for name, param in loaded.model.state_dict().items():
+        assert torch.equal(param, trainer.model.state_dict()[name]), name
+    assert all(k in result.history[0] for k in ("loss_video", "loss_audio", "lr", "grad_norm", "samples_per_s"))
+
+
+def test_two_processes_keep_identical_parameters(data, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from safetensors.torch import save_file
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_training import _config, _trainable
+        from bridgedit.training.trainer import Trainer
+        from pathlib import Path
+        trainer = Trainer(_config(Path({str(data)!r}), "ddp", steps=3, batch_size=1), progress=False)
+        trainer.run()
+        rank = trainer.accelerator.process_index
+        save_file({{k: v.contiguous() for k, v in _trainable(trainer.model).items()}}, {str(tmp_path)!r} + f"/rank{{rank}}.safetensors")
+    """))
+    command = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    initial = _trainable(tiny.bridgedit_pipeline(seed=0).model)
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    assert any(not torch.equal(rank0[n], initial[n]) for n in rank0)  # and they did train
+
+
+def test_caption_dropout_rate_and_independence():
+    generator = torch.Generator().manual_seed(0)
+    video, audio = draw_caption_drops(40_000, 0.1, 0.25, generator)
+    assert binomtest(int(video.sum()), 40_000, 0.1).pvalue > 1e-3
+    assert binomtest(int(audio.sum()), 40_000, 0.25).pvalue > 1e-3
+    assert binomtest(int((video & audio).sum()), 40_000, 0.025).pvalue > 1e-3  # independent per modality
+
+
+def test_dropped_captions_become_each_towers_null_condition(data):
+    pipe = tiny.bridgedit_pipeline(seed=0)
+    clips = CachedClips(data / "dataset", data / "dataset" / "cache")
+    info = load_cache_info(data / "dataset" / "cache")
+    batch = clips.batch([0, 1])
+    video, audio = batch_conditions(pipe, batch, torch.tensor([True, False]), torch.tensor([False, True]),
+                                    clips.null_video_text, info, torch.device("cpu"))
+    kept_video, kept_audio = batch_conditions(pipe, batch, torch.tensor([False, False]), torch.tensor([False, False]),
+                                              clips.null_video_text, info, torch.device("cpu"))
+    null = pipe.encode_prompts([""], [""], audio_seconds=batch.seconds[0], max_sequence_length=TEXT_TOKENS)
+    assert torch.equal(video.text_states[0], null.null_video.text_states[0])  # Wan: the encoded ""
+    assert torch.equal(video.text_states[1], kept_video.text_states[1])
+    assert torch.equal(audio.text_states[0], kept_audio.text_states[0])
+    assert torch.count_nonzero(audio.text_states[1]) == 0  # Stable Audio: zeros, duration included
+    assert torch.equal(audio.global_states, kept_audio.global_states)
+
+
+def test_timestep_sampling():
+    generator = torch.Generator().manual_seed(0)
+    t_video, t_audio = sample_timesteps(1000, {"distribution": "uniform", "coupling": "coupled"}, generator)
+    assert torch.equal(t_video, 1000 * t_audio) and 0 <= t_audio.min() and t_audio.max() <= 1
+    t_video, t_audio = sample_timesteps(1000, {"distribution": "logit_normal", "coupling": "independent",
+                                               "logit_mean": 0.0, "logit_std": 1.0}, generator)
+    assert not torch.allclose(t_video, 1000 * t_audio) and abs(t_audio.mean().item() - 0.5) < 0.05
+
+
+def test_every_process_gets_its_own_share_of_each_batch():
+    shares = [rank_batches(10, 2, 2, rank, seed=0, epoch=0) for rank in range(2)]
+    assert len(shares[0]) == len(shares[1]) == 2  # 10 clips, global batch 4: 2 batches, remainder dropped
+    flat = [i for share in shares for batch in share for i in batch]
+    assert len(set(flat)) == 8
+    assert rank_batches(10, 2, 2, 0, seed=0, epoch=1) != shares[0]  # a new order every epoch
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"optimizer": {}}, "unknown section"),
+        ({"train": {"stepz": 3}}, "unknown key\\(s\\) in train: stepz"),
+        ({"train": {"mixed_precision": "fp8"}}, "mixed_precision"),
+        ({"train": {"timesteps": {"coupling": "loose"}}}, "coupling"),
+        ({"data": {"dataset": "x", "captions": "omni"}}, "captions"),
+        ({"model": {"base": "tiny", "video": "a", "audio": "b"}}, "either `base`"),
+    ],
+)
+def test_config_errors_are_named(change, message):
+    base = {"model": {"base": "tiny"}, "data": {"dataset": "somewhere"}}
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({**base, **change})
+
+
+def test_table_5_defaults():
+    config = TrainConfig.from_dict({"model": {"base": "tiny"}, "data": {"dataset": "x"}})
+    assert (config.optim.lr, config.optim.weight_decay, config.optim.betas) == (5e-5, 1e-3, (0.9, 0.95))
+    assert (config.optim.warmup_steps, config.optim.min_lr, config.train.steps) == (1000, 1e-6, 15_000)
+    assert config.train.caption_dropout == {"video": 0.1, "audio": 0.1}
+    assert config.train.mixed_precision == "bf16" and config.train.gradient_checkpointing
