@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0, JointAttnProcessor2_0
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from einops import rearrange, reduce, repeat
+from einops import reduce, repeat
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 

@@ -36,18 +36,29 @@ def _tower_summary(model: BridgeDiT) -> dict[str, Any]:
     }
 
 
-def trainable_state_dict(model: BridgeDiT) -> dict[str, torch.Tensor]:
+def trainable_state_dict(model: BridgeDiT, full_state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The trainable modules' weights, keyed `<trainable module name>.<key>`.
+
+    `full_state` (optional): the whole model's state dict gathered elsewhere (e.g. accelerate's
+    `get_state_dict` under FSDP); the modules are found in it by their path in the model.
+    """
+    paths = {id(module): path for path, module in model.named_modules()}
     state = {}
     for module_name, module in model.trainable_modules().items():
-        for key, tensor in module.state_dict().items():
+        if full_state is None:
+            items = module.state_dict().items()
+        else:
+            prefix = paths[id(module)] + "."
+            items = ((key[len(prefix):], value) for key, value in full_state.items() if key.startswith(prefix))
+        for key, tensor in items:
             state[f"{module_name}.{key}"] = tensor
     return state
 
 
-def save_bridge(model: BridgeDiT, directory: str | Path) -> None:
+def save_bridge(model: BridgeDiT, directory: str | Path, full_state: dict[str, torch.Tensor] | None = None) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {key: tensor.detach().contiguous().cpu() for key, tensor in trainable_state_dict(model).items()}
+    state = {key: tensor.detach().contiguous().cpu() for key, tensor in trainable_state_dict(model, full_state).items()}
     with atomic_path(directory / WEIGHTS_NAME) as temporary:
         save_file(state, str(temporary), metadata={"format": FORMAT})
     config = {"format": FORMAT, "model": model.config.to_dict(), "towers": _tower_summary(model)}

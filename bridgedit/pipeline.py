@@ -167,9 +167,11 @@ class BridgeDiTPipeline:
         load_bridge_weights(pipe.model, bridge_folder)
         return pipe
 
-    def save_pretrained(self, path: str | os.PathLike, *, copy_towers: bool | None = None) -> Path:
+    def save_pretrained(self, path: str | os.PathLike, *, copy_towers: bool | None = None,
+                        model_state: dict[str, torch.Tensor] | None = None) -> Path:
         """Write model_index.json, the bridge checkpoint and, when they have no source (or `copy_towers`),
-        the two tower pipelines. Towers loaded from a hub id or folder are saved as references to it."""
+        the two tower pipelines. Towers loaded from a hub id or folder are saved as references to it.
+        `model_state`: the BridgeDiT's full state dict when gathered elsewhere (sharded training)."""
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         index: dict[str, Any] = {"_class_name": type(self).__name__, "_bridgedit_version": __version__, "bridge": "bridge"}
@@ -183,7 +185,7 @@ class BridgeDiTPipeline:
                 index[name] = source
         if self.generation_defaults:
             index["generation_defaults"] = self.generation_defaults
-        save_bridge(self.model, folder / "bridge")
+        save_bridge(self.model, folder / "bridge", model_state)
         write_text_atomic(folder / INDEX_NAME, json.dumps(index, indent=2))
         return folder
 

@@ -39,7 +39,7 @@ def test_trainable_parameters_are_bridges_plus_last_five_blocks(real_dca):
         + 2 * d  # cross-attention LayerNorm (affine)
         + 6 * d  # scale_shift_table
     )
-    heads, kv_heads, head_dim, cross = 24, 12, 64, 768
+    kv_heads, head_dim, cross = 12, 64, 768  # Stable Audio Open: 24 query heads, 12 key/value heads of 64
     sa_block = (
         3 * 2 * d  # three affine LayerNorms
         + 4 * d * d  # self-attention q/k/v/out, no biases

@@ -201,3 +201,30 @@ def test_table_5_defaults():
     assert (config.optim.warmup_steps, config.optim.min_lr, config.train.steps) == (1000, 1e-6, 15_000)
     assert config.train.caption_dropout == {"video": 0.1, "audio": 0.1}
     assert config.train.mixed_precision == "bf16" and config.train.gradient_checkpointing
+
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def test_smoke_config_trains_from_nothing(tmp_path, monkeypatch, capsys):
+    """configs/smoke.yaml makes its dataset, caches it and trains; here shortened to 20 steps."""
+    from bridgedit.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", str(CONFIGS / "smoke.yaml"), "--steps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "loss" in out and "checkpoint: outputs/smoke/run/checkpoint-000020" in out
+    from bridgedit import BridgeDiTPipeline
+
+    pipe = BridgeDiTPipeline.from_pretrained(tmp_path / "outputs/smoke/run/checkpoint-000020")
+    assert pipe.model.config.trainable.policy == "towers"
+
+
+def test_table_5_config_file():
+    config = TrainConfig.from_yaml(CONFIGS / "bridgedit-table5.yaml")
+    model = config.model.model_config()
+    assert model.bridge.video_blocks == (3, 7, 11, 15) and model.bridge.audio_blocks == (2, 5, 8, 11)
+    assert (model.bridge.width, model.bridge.num_heads, model.bridge.timestep_embed_dim) == (1536, 12, 1536)
+    assert (model.trainable.video_last_blocks, model.trainable.audio_last_blocks) == (5, 5)
+    assert (config.optim.lr, config.optim.warmup_steps, config.optim.min_lr, config.train.steps) == (5e-5, 1000, 1e-6, 15000)
+    assert config.train.mixed_precision == "bf16" and config.train.caption_dropout == {"video": 0.1, "audio": 0.1}

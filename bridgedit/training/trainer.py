@@ -236,8 +236,9 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         directory = Path(self.config.checkpoint.dir) / f"checkpoint-{self.step:06d}"
+        model_state = self.accelerator.get_state_dict(self.wrapped)  # gathered in full under FSDP (collective)
         if self.accelerator.is_main_process:
-            self.pipe.save_pretrained(directory)
+            self.pipe.save_pretrained(directory, model_state=model_state)
             save_training_state(directory, self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer,
                                 self.scheduler, {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                                                  "seed": self.config.train.seed})
