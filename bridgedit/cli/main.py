@@ -8,9 +8,9 @@ import sys
 
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
-from . import cache, describe, generate, prepare, train
+from . import cache, caption, describe, generate, prepare, train
 
-SUBCOMMANDS = (describe, prepare, cache, train, generate)
+SUBCOMMANDS = (describe, prepare, caption, cache, train, generate)
 
 
 def build_parser() -> argparse.ArgumentParser:
