@@ -252,3 +252,25 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """(channels, samples) float32 and the sample rate."""
     data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     return data.T, rate
+
+
+def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Every frame (F, H, W, 3) uint8 and the frame rate."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+    return read_frames(path), fps
+
+
+def read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A file's first audio stream as (channels, samples) float32 at its own rate; MediaError when there is none."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{path} has no audio stream")
+        chunks, rate = [], container.streams.audio[0].rate
+        for frame in container.decode(audio=0):
+            chunks.append(frame.to_ndarray().reshape(frame.layout.nb_channels, -1) if frame.format.is_planar
+                          else frame.to_ndarray().reshape(-1, frame.layout.nb_channels).T)
+    if not chunks:
+        raise MediaError(f"{path}: no decodable audio")
+    return np.concatenate(chunks, axis=1).astype(np.float32), rate

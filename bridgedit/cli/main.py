@@ -8,9 +8,11 @@ import sys
 
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
-from . import cache, caption, describe, generate, prepare, train
+from ..evaluation.extractors import ExtractorUnavailable
+from ..media import MediaError
+from . import cache, caption, describe, evaluate, generate, prepare, train
 
-SUBCOMMANDS = (describe, prepare, caption, cache, train, generate)
+SUBCOMMANDS = (describe, prepare, caption, cache, train, generate, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.run(args) or 0
-    except (ConfigError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
+    except (ConfigError, CheckpointError, ExtractorUnavailable, MediaError, FileNotFoundError, PermissionError,
+            IsADirectoryError) as error:
         print(f"bridgedit {args.command}: error: {error}", file=sys.stderr)
         return 2
 

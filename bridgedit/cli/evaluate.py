@@ -1,0 +1,45 @@
+"""`bridgedit evaluate`: score generated sounding videos (AV-Align, CLIPSIM, CLAP) as in §4.1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..atomic import write_text_atomic
+from ..evaluation.av_align import VARIANTS
+from ..evaluation.evaluate import METRICS, evaluate
+from ..evaluation.extractors import CLAP_DEFAULT, CLIP_DEFAULT
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score generated sounding videos: AV-Align, CLIPSIM, CLAP (FVD, KVD, FAD, KL, IB-VA not yet)",
+        description="Score a folder of generated .mp4 files (with an audio stream, or a .wav of the same name). "
+        "Files pair with --reference by name; unpaired files are listed. Captions for CLIPSIM (video caption) and "
+        "CLAP (audio caption) come from a JSONL file keyed by id = file stem (generate's prompt file, or a dataset "
+        "manifest). Default metrics: av_align, plus clipsim and clap when captions are given.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--generated", required=True, metavar="DIR")
+    parser.add_argument("--reference", metavar="DIR")
+    parser.add_argument("--captions", metavar="FILE.jsonl")
+    parser.add_argument("--metrics", help=f"comma-separated, from: {', '.join(METRICS)}")
+    parser.add_argument("--clip-model", default=CLIP_DEFAULT, help="CLIP folder or hub id (CLIPSIM)")
+    parser.add_argument("--clap-model", default=CLAP_DEFAULT, help="LAION-CLAP folder or hub id (CLAP score)")
+    parser.add_argument("--av-align-variant", choices=VARIANTS, default="current",
+                        help="current: peaks >= 0.1, one-to-one matching; original: the first published rules")
+    parser.add_argument("--out", metavar="FILE.json", help="also write the full result (with per-clip values)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a Markdown table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    result = evaluate(args.generated, reference=args.reference, captions=args.captions, metrics=metrics,
+                      clip_model=args.clip_model, clap_model=args.clap_model, av_align_variant=args.av_align_variant)
+    summary = {**result.values, "n": result.n, "backbones": result.backbones, "unpaired": result.unpaired}
+    if args.out:
+        write_text_atomic(args.out, json.dumps(result.to_dict(), indent=2))
+    print(json.dumps(summary) if args.json else result.markdown())
+    return 0

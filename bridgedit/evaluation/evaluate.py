@@ -1,0 +1,158 @@
+"""Scoring a folder of generated sounding videos (and a reference folder): the table of §4.1 / Tables 1-2.
+
+Files pair by stem: `<stem>.mp4` with an audio stream, or `<stem>.mp4` plus `<stem>.wav` (the .wav wins).
+Unpaired files are listed, never dropped silently. Captions (for CLIPSIM and CLAP) come from a JSONL file
+keyed by "id" = stem: generate's prompt file ({"video_prompt", "audio_prompt"} or {"prompt"}) or a dataset
+manifest ({"captions": {"video", "audio", "shared"}}).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..config import ConfigError
+from ..media import read_audio_track, read_video, read_wav
+from .av_align import av_align
+from .extractors import CLAP_DEFAULT, CLIP_DEFAULT, ClapScorer, ClipScorer
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("fvd", "kvd", "fad", "kl", "clipsim", "clap", "ib_va", "av_align")
+HEADERS = {"fvd": "FVD↓", "kvd": "KVD↓", "fad": "FAD↓", "kl": "KL↓", "clipsim": "CLIPSIM↑", "clap": "CLAP↑",
+           "ib_va": "IB-VA↑", "av_align": "AV-Align↑"}
+NOT_YET = {  # metric -> the backbone bridgedit does not provide yet
+    "fvd": "an I3D video feature extractor", "kvd": "an I3D video feature extractor", "fad": "a VGGish audio feature extractor",
+    "kl": "an AudioSet classifier (PaSST or PANNs)", "ib_va": "an ImageBind audio/video encoder",
+}
+
+
+@dataclass
+class EvalClip:
+    stem: str
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    fps: float
+    audio: np.ndarray  # (channels, samples) float32
+    sample_rate: int
+
+
+@dataclass
+class Evaluation:
+    n: int
+    values: dict[str, float]
+    backbones: dict[str, str]
+    per_clip: dict[str, dict[str, float]]
+    unpaired: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.values, "n": self.n, "backbones": self.backbones, "unpaired": self.unpaired, "per_clip": self.per_clip}
+
+    def markdown(self, label: str = "generated") -> str:
+        header = "| Method | " + " | ".join(HEADERS[m] for m in METRICS) + " |"
+        rule = "|---|" + "---:|" * len(METRICS)
+        cells = [f"{self.values[m]:.4f}" if m in self.values else "–" for m in METRICS]
+        lines = [header, rule, f"| {label} (N={self.n}) | " + " | ".join(cells) + " |"]
+        lines += [f"\n{metric}: {backbone}" for metric, backbone in self.backbones.items()]
+        return "\n".join(lines)
+
+
+def find_clips(folder: str | Path) -> dict[str, tuple[Path, Path | None]]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    return {video.stem: (video, video.with_suffix(".wav") if video.with_suffix(".wav").is_file() else None)
+            for video in sorted(folder.glob("*.mp4"))}
+
+
+def load_clip(stem: str, video: Path, wav: Path | None) -> EvalClip:
+    frames, fps = read_video(video)
+    audio, rate = read_wav(wav) if wav is not None else read_audio_track(video)
+    return EvalClip(stem=stem, frames=frames, fps=fps, audio=audio, sample_rate=rate)
+
+
+def read_captions(path: str | Path) -> dict[str, dict[str, str]]:
+    captions = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        if "id" not in record:
+            raise ConfigError(f"{path}:{number}: no \"id\"")
+        given = record.get("captions") or {}
+        shared = record.get("prompt") or given.get("shared")
+        captions[record["id"]] = {"video": record.get("video_prompt") or given.get("video") or shared,
+                                  "audio": record.get("audio_prompt") or given.get("audio") or shared}
+    return captions
+
+
+def _choose_metrics(metrics: list[str] | None, has_reference: bool, has_captions: bool) -> list[str]:
+    if metrics is None:
+        return ["av_align"] + (["clipsim", "clap"] if has_captions else [])
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+    for metric in metrics:
+        if metric in NOT_YET:
+            raise ConfigError(f"{metric} needs {NOT_YET[metric]}, which bridgedit does not provide yet; "
+                              "available: av_align, clipsim, clap")
+        if metric in ("clipsim", "clap") and not has_captions:
+            raise ConfigError(f"{metric} compares clips with their captions: give --captions FILE")
+    return list(metrics)
+
+
+def evaluate(generated: str | Path, *, reference: str | Path | None = None, captions: str | Path | None = None,
+             metrics: list[str] | None = None, clip_model: str = CLIP_DEFAULT, clap_model: str = CLAP_DEFAULT,
+             av_align_variant: str = "current", scorers: dict[str, Any] | None = None, progress: bool = True) -> Evaluation:
+    """Score the generated set. `scorers` may supply ready CLIP / CLAP scorers (e.g. tiny models in tests)."""
+    found = find_clips(generated)
+    if not found:
+        raise ConfigError(f"no .mp4 files in {generated}")
+    unpaired: dict[str, list[str]] = {}
+    stems = sorted(found)
+    if reference is not None:
+        reference_stems = set(find_clips(reference))
+        unpaired = {"generated_only": sorted(set(stems) - reference_stems),
+                    "reference_only": sorted(reference_stems - set(stems))}
+        stems = sorted(set(stems) & reference_stems)
+        for side, listed in unpaired.items():
+            if listed:
+                logger.warning("%d %s file(s) have no partner and are left out: %s", len(listed), side.replace("_", " "),
+                               ", ".join(listed[:5]))
+        if not stems:
+            raise ConfigError(f"no file of {generated} pairs with one of {reference} by name")
+    texts = read_captions(captions) if captions else {}
+    chosen = _choose_metrics(metrics, reference is not None, bool(texts))
+    missing = [s for s in stems if s not in texts] if {"clipsim", "clap"} & set(chosen) else []
+    if missing:
+        raise ConfigError(f"{len(missing)} clip(s) have no caption in {captions} (e.g. {missing[0]})")
+    scorers = dict(scorers or {})
+    if "clipsim" in chosen and "clipsim" not in scorers:
+        scorers["clipsim"] = ClipScorer.from_pretrained(clip_model)
+    if "clap" in chosen and "clap" not in scorers:
+        scorers["clap"] = ClapScorer.from_pretrained(clap_model)
+
+    per_clip: dict[str, dict[str, float]] = {}
+    for stem in tqdm(stems, desc="evaluate", disable=not progress):
+        clip = load_clip(stem, *found[stem])
+        scores = {}
+        if "av_align" in chosen:
+            scores["av_align"] = av_align(clip.frames, clip.fps, clip.audio, clip.sample_rate, variant=av_align_variant)
+        if "clipsim" in chosen:
+            scores["clipsim"] = scorers["clipsim"].score(clip, texts[stem]["video"])
+        if "clap" in chosen:
+            scores["clap"] = scorers["clap"].score(clip, texts[stem]["audio"])
+        per_clip[stem] = scores
+    values = {m: float(np.mean([per_clip[s][m] for s in stems])) for m in chosen}
+    backbones = {m: scorers[m].name for m in ("clipsim", "clap") if m in chosen}
+    if "av_align" in chosen:
+        backbones["av_align"] = f"Farneback flow + librosa onsets ({av_align_variant} rules)"
+    return Evaluation(n=len(stems), values=values, backbones=backbones, per_clip=per_clip, unpaired=unpaired)
