@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import BridgeConfig, ModelConfig, SequenceLengths
+from .config import ModelConfig, SequenceLengths
 from .presets import Preset, build_on_meta
 from .towers import AudioConditions, VideoConditions
 
@@ -96,7 +96,7 @@ def describe(preset: Preset, fusion: str | None = None) -> Description:
     )
 
 
-def format_description(desc: Description, bridge: BridgeConfig | None = None) -> str:
+def format_description(desc: Description) -> str:
     def millions(n: int) -> str:
         return f"{n / 1e6:,.1f} M"
 

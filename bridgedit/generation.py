@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class GenerationSettings:
     schedule: str = "coupled"
     sampler: str = "euler"
     write_wav: bool = False
-    pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         """Fail before any model loads: sizes Wan cannot take, non-positive steps."""
@@ -69,7 +68,7 @@ class GenerationSettings:
             height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps,
             audio_seconds=self.audio_seconds, num_inference_steps=self.num_inference_steps,
             video_guidance=self.video_guidance, audio_guidance=self.audio_guidance, schedule=self.schedule,
-            sampler=self.sampler, **self.pipeline_kwargs,
+            sampler=self.sampler,
         )
 
 
