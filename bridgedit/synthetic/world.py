@@ -115,9 +115,10 @@ def render_clip(scene: Scene, settings: WorldSettings, rng: np.random.Generator)
     t = np.arange(standard.num_samples) / settings.sample_rate
     audio = 0.003 * rng.standard_normal(len(t))  # faint room noise
     frequency, decay, noise_share, _ = MATERIALS[scene.material]
-    for event in scene.events:
+    ends = list(scene.events[1:]) + [np.inf]
+    for event, end in zip(scene.events, ends):
         since = t - event
-        on = since >= 0
+        on = (since >= 0) & (t < end)  # a new impact restarts the object's vibration: the old ring stops
         envelope = np.exp(-since[on] / decay)
         tone = np.sin(2 * np.pi * frequency * since[on]) + 0.5 * np.sin(2 * np.pi * 2.7 * frequency * since[on])
         burst = rng.standard_normal(on.sum()) * np.exp(-since[on] / 0.01)

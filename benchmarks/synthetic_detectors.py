@@ -1,0 +1,47 @@
+"""Are the synthetic world's event detectors right? Scores on the world's own clips, in sync and with the audio
+shifted, next to AV-Align's generic detectors on the same clips.
+
+    python benchmarks/synthetic_detectors.py        # writes benchmarks/results/synthetic_detectors.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bridgedit.evaluation.av_align import av_align
+from bridgedit.synthetic import WorldSettings, render_clip, sync_score
+from bridgedit.synthetic.world import draw_scene
+
+RESULTS = Path(__file__).parent / "results" / "synthetic_detectors.json"
+CLIPS, SHIFT_SECONDS = 50, 0.3
+
+
+def main() -> None:
+    world = WorldSettings(seconds=4 + 1 / 15, max_events=4)
+    scores: dict[str, list[float]] = {k: [] for k in ("sync", "sync_shifted", "av_align", "av_align_shifted",
+                                                       "av_align_original", "av_align_original_shifted")}
+    for index in range(CLIPS):
+        rng = np.random.default_rng([2026, index])
+        frames, audio = render_clip(draw_scene(rng, world), world, rng)
+        shifted = np.roll(audio, int(SHIFT_SECONDS * world.sample_rate))
+        for suffix, sound in (("", audio), ("_shifted", shifted)):
+            scores["sync" + suffix].append(sync_score(frames, world.fps, sound, world.sample_rate))
+            scores["av_align" + suffix].append(av_align(frames, world.fps, sound, world.sample_rate))
+            scores["av_align_original" + suffix].append(
+                av_align(frames, world.fps, sound, world.sample_rate, variant="original"))
+    summary = {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in scores.items()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"benchmark": "synthetic_detectors", "command": "python " + Path(sys.argv[0]).as_posix(),
+                                   "clips": CLIPS, "seconds": world.seconds, "shift_seconds": SHIFT_SECONDS,
+                                   "scores": summary}, indent=2) + "\n")
+    for name, value in summary.items():
+        print(f"{name:<28}{value['mean']:.3f} ± {value['std']:.3f}")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

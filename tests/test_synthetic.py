@@ -1,0 +1,74 @@
+"""The synthetic world: deterministic, in prepare's format, and its event detectors agree with its ground truth."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bridgedit.cli.main import main
+from bridgedit.data.manifest import load_manifest
+from bridgedit.media import read_frames, read_wav
+from bridgedit.synthetic import WorldSettings, audio_events, render_clip, sync_score, video_events
+from bridgedit.synthetic.world import draw_scene
+
+LONG = WorldSettings(seconds=4 + 1 / 15, max_events=4)
+
+
+def _clip(index, settings=LONG):
+    rng = np.random.default_rng([7, index])
+    scene = draw_scene(rng, settings)
+    frames, audio = render_clip(scene, settings, rng)
+    return scene, frames, audio
+
+
+def test_detectors_find_the_true_events():
+    for index in range(8):
+        scene, frames, audio = _clip(index)
+        frame = 1 / LONG.fps
+        video = video_events(frames, LONG.fps)
+        assert len(video) == len(scene.events)
+        assert np.max(np.abs(np.array(video) - scene.events)) <= frame  # the frame nearest each impact
+        heard = audio_events(audio, LONG.sample_rate)
+        assert len(heard) == len(scene.events)
+        assert np.max(np.abs(np.array(heard) - scene.events)) < 0.02
+
+
+def test_sync_score_is_near_one_in_sync_and_near_zero_shifted():
+    aligned, shifted = [], []
+    for index in range(10):
+        _, frames, audio = _clip(index)
+        aligned.append(sync_score(frames, LONG.fps, audio, LONG.sample_rate))
+        shifted.append(sync_score(frames, LONG.fps, np.roll(audio, int(0.3 * LONG.sample_rate)), LONG.sample_rate))
+    assert np.mean(aligned) >= 0.95 and np.mean(shifted) <= 0.1
+
+
+def test_silence_and_stillness_have_no_events():
+    assert audio_events(np.zeros(4000), 4000) == []
+    assert video_events(np.full((10, 64, 64, 3), 90, np.uint8), 15) == []
+
+
+def test_cli_writes_a_dataset_in_prepares_format(tmp_path, capsys):
+    out = tmp_path / "world"
+    assert main(["synthetic", "make", "--out", str(out), "--clips", "5", "--seed", "3", "--test-clips", "2"]) == 0
+    assert "wrote 5 clips" in capsys.readouterr().out
+    records = load_manifest(out)
+    assert [r["split"] for r in records] == ["train"] * 3 + ["test"] * 2
+    record = records[0]
+    assert set(record["captions"]) == {"video", "audio", "shared"}
+    assert record["scene"]["colour"] in record["captions"]["video"] and record["scene"]["colour"] not in record["captions"]["audio"]
+    assert not any(str(t) in json.dumps(record["captions"]) for t in record["events"])  # timing never in the text
+    frames = read_frames(out / record["path"])
+    audio, rate = read_wav(out / record["audio_path"])
+    assert frames.shape == (17, 64, 64, 3) and rate == 4000 and audio.shape == (1, round(17 / 15 * 4000))
+    again = tmp_path / "again"
+    main(["synthetic", "make", "--out", str(again), "--clips", "5", "--seed", "3", "--test-clips", "2"])
+    assert (again / "manifest.jsonl").read_text() == (out / "manifest.jsonl").read_text()  # deterministic
+    assert np.array_equal(read_wav(again / record["audio_path"])[0], audio)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_captions_separate_what_is_seen_from_what_is_heard(seed):
+    scene = draw_scene(np.random.default_rng(seed), WorldSettings())
+    captions = scene.captions()
+    assert scene.colour in captions["video"] and scene.background in captions["video"]
+    assert scene.colour not in captions["audio"] and scene.background not in captions["audio"]
