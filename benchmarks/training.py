@@ -114,10 +114,8 @@ def real_step(repeats: int) -> dict:
     with torch.device(device):
         model = BridgeDiT(WanTransformer3DModel(**preset.video_transformer), StableAudioDiTModel(**preset.audio_transformer),
                           preset.model)
-    # frozen weights in bf16, trainable weights (and so gradients and AdamW moments) in fp32
-    for param in model.parameters():
-        if not param.requires_grad:
-            param.data = param.data.to(torch.bfloat16)
+    # frozen weights in bf16 (as train.frozen_dtype: bfloat16), trainable weights, gradients and AdamW moments in fp32
+    model.cast_frozen_parameters(torch.bfloat16)
     model.enable_gradient_checkpointing()
     model.train()
     lengths = preset.lengths()

@@ -102,6 +102,17 @@ class BridgeDiT(nn.Module):
                 module.train(True)
         return self
 
+    def cast_frozen_parameters(self, dtype: torch.dtype) -> None:
+        """Store frozen weights in `dtype` (e.g. bf16 to save memory when training under autocast), except those
+        the towers' diffusers models keep in float32 (`_keep_in_fp32_modules`: norms, rope, time embedders)."""
+        kept = set()
+        for tower in (self.video_tower, self.audio_tower):
+            names = set(getattr(tower.transformer, "_keep_in_fp32_modules", None) or ())
+            kept |= {id(p) for name, p in tower.transformer.named_parameters() if names & set(name.split("."))}
+        for param in self.parameters():
+            if not param.requires_grad and id(param) not in kept:
+                param.data = param.data.to(dtype)
+
     def enable_gradient_checkpointing(self) -> None:
         self.video_tower.transformer.enable_gradient_checkpointing()
         self.audio_tower.transformer.enable_gradient_checkpointing()

@@ -105,7 +105,7 @@ def test_frozen_parameters_stay_put_and_checkpoints_load(data):
 
     loaded = BridgeDiTPipeline.from_pretrained(result.checkpoint)
     for name, param in loaded.model.state_dict().items():
-        assert torch.equal(param, trainer.model.state_dict()[name]), name
+        assert torch.equal(param, trainer.model.state_dict()[name].cpu()), name
     assert all(k in result.history[0] for k in ("loss_video", "loss_audio", "lr", "grad_norm", "samples_per_s"))
 
 
@@ -228,3 +228,25 @@ def test_table_5_config_file():
     assert (model.trainable.video_last_blocks, model.trainable.audio_last_blocks) == (5, 5)
     assert (config.optim.lr, config.optim.warmup_steps, config.optim.min_lr, config.train.steps) == (5e-5, 1000, 1e-6, 15000)
     assert config.train.mixed_precision == "bf16" and config.train.caption_dropout == {"video": 0.1, "audio": 0.1}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_training_with_frozen_weights_in_bf16(data):
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # earlier tests in this process set float32; one run per process otherwise
+    base = _config(data, "bf16")
+    config = replace(base, train=replace(base.train, mixed_precision="bf16", frozen_dtype="bfloat16", steps=4),
+                     model=replace(base.model, trainable={"policy": "bridges+last_blocks"}))
+    trainer = Trainer(config, progress=False)
+    model = trainer.model
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert any(p.dtype == torch.bfloat16 for p in model.parameters() if not p.requires_grad)
+    assert model.video_tower.blocks[0].scale_shift_table.dtype == torch.float32  # diffusers keeps it in fp32
+    assert model.video_tower.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = trainer.run()
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
+    for name, param in model.named_parameters():
+        assert (not torch.equal(before[name], param)) == param.requires_grad, name

@@ -11,8 +11,6 @@ import os
 import time
 from dataclasses import dataclass
 
-from openai import AsyncOpenAI
-
 from ..config import ConfigError
 
 
@@ -32,6 +30,8 @@ class ChatClient:
         if not endpoint.url or not endpoint.model:
             raise ConfigError("a captioning endpoint needs both a URL and a model name")
         # local servers accept any key; a hosted API needs the variable set
+        from openai import AsyncOpenAI  # imported when captioning runs, not with the CLI
+
         api_key = os.environ.get(endpoint.api_key_env) or "EMPTY"
         self.endpoint = endpoint
         self.temperature, self.max_tokens = temperature, max_tokens

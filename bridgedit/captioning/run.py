@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import openai
 from tqdm.auto import tqdm
 
 from ..config import ConfigError
@@ -91,6 +90,8 @@ class Captioner:
 
     async def _ask(self, client_name: str, messages: list[dict], parse: Callable[[str | None], Any], stage: str,
                    trace: dict[str, Any]) -> Any:
+        import openai
+
         last_error = "no attempt"
         for _ in range(self.settings.attempts):
             try:

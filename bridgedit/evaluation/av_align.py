@@ -15,7 +15,6 @@ Follows the reference implementation (github.com/guyyariv/TempoTokens, av_align.
 from __future__ import annotations
 
 import cv2
-import librosa
 import numpy as np
 
 LIBROSA_RATE = 22_050
@@ -44,6 +43,8 @@ def detect_video_peaks(frames: np.ndarray, fps: float, *, variant: str = "curren
 
 def detect_audio_peaks(audio: np.ndarray, sample_rate: int) -> list[float]:
     """Onset times (s) of a mono or (channels, samples) signal, as librosa.load + onset_detect compute them."""
+    import librosa
+
     mono = librosa.to_mono(np.asarray(audio, dtype=np.float32))
     if sample_rate != LIBROSA_RATE:
         mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=LIBROSA_RATE)

@@ -10,7 +10,7 @@
                 synthetic: {clips, seed, ...}  # optional: make the dataset first if it does not exist
                 split, captions (hvgc | shared), allow_missing_captions
     optim:      lr, weight_decay, betas, warmup_steps, min_lr, max_grad_norm
-    train:      steps, batch_size, grad_accum, mixed_precision, gradient_checkpointing, seed,
+    train:      steps, batch_size, grad_accum, mixed_precision, gradient_checkpointing, seed, frozen_dtype,
                 caption_dropout {video, audio}, timesteps {distribution, coupling, logit_mean, logit_std}
     checkpoint: dir, every
     log:        every, tensorboard
@@ -99,13 +99,15 @@ class TrainSection:
     seed: int = 0
     caption_dropout: dict[str, float] = field(default_factory=lambda: {"video": 0.1, "audio": 0.1})  # Table 5
     timesteps: dict[str, Any] = field(default_factory=lambda: {"distribution": "uniform", "coupling": "coupled"})
-    num_workers: int = 0
+    frozen_dtype: str = "float32"  # "bfloat16": frozen weights stored in bf16 (GPU, bf16 mixed precision only)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("train: steps, batch_size and grad_accum must be positive")
         if self.mixed_precision not in PRECISIONS:
             raise ConfigError(f"train.mixed_precision must be one of {', '.join(PRECISIONS)}")
+        if self.frozen_dtype not in ("float32", "bfloat16"):
+            raise ConfigError("train.frozen_dtype must be float32 or bfloat16")
         dropout = {"video": 0.1, "audio": 0.1, **self.caption_dropout}
         if set(dropout) != {"video", "audio"} or not all(0 <= p <= 1 for p in dropout.values()):
             raise ConfigError("train.caption_dropout takes video and audio probabilities in [0, 1]")

@@ -187,6 +187,11 @@ class Trainer:
         for component in (self.pipe.video_pipe.text_encoder, self.pipe.video_pipe.vae, self.pipe.audio_pipe.text_encoder,
                           self.pipe.audio_pipe.vae, self.pipe.audio_pipe.projection_model):
             component.requires_grad_(False).eval()  # encoders only make inputs; the BridgeDiT policy covers the rest
+        if train.frozen_dtype == "bfloat16":
+            if self.accelerator.mixed_precision == "bf16":
+                self.model.cast_frozen_parameters(torch.bfloat16)
+            else:
+                logger.warning("train.frozen_dtype bfloat16 needs bf16 mixed precision on a GPU: kept in float32")
         if train.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         self.model.train()
