@@ -1,5 +1,6 @@
-"""Are the synthetic world's event detectors right? Scores on the world's own clips, in sync and with the audio
-shifted, next to AV-Align's generic detectors on the same clips.
+"""Are the synthetic world's detectors right? Sync scores on the world's own clips, in sync and with the audio
+shifted, next to AV-Align's generic detectors on the same clips; and how often the faithfulness checks read
+each clip's colour, shape and material correctly.
 
     python benchmarks/synthetic_detectors.py        # writes benchmarks/results/synthetic_detectors.json
 """
@@ -13,7 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from bridgedit.evaluation.av_align import av_align
+from dataclasses import asdict
+
 from bridgedit.synthetic import WorldSettings, render_clip, sync_score
+from bridgedit.synthetic.faithfulness import faithfulness
 from bridgedit.synthetic.world import draw_scene
 
 RESULTS = Path(__file__).parent / "results" / "synthetic_detectors.json"
@@ -24,9 +28,13 @@ def main() -> None:
     world = WorldSettings(seconds=4 + 1 / 15, max_events=4)
     scores: dict[str, list[float]] = {k: [] for k in ("sync", "sync_shifted", "av_align", "av_align_shifted",
                                                        "av_align_original", "av_align_original_shifted")}
+    correct: dict[str, list[bool]] = {"colour": [], "shape": [], "material": []}
     for index in range(CLIPS):
         rng = np.random.default_rng([2026, index])
-        frames, audio = render_clip(draw_scene(rng, world), world, rng)
+        scene = draw_scene(rng, world)
+        frames, audio = render_clip(scene, world, rng)
+        for attribute, right in faithfulness(frames, audio, world.sample_rate, asdict(scene)).items():
+            correct[attribute].append(right)
         shifted = np.roll(audio, int(SHIFT_SECONDS * world.sample_rate))
         for suffix, sound in (("", audio), ("_shifted", shifted)):
             scores["sync" + suffix].append(sync_score(frames, world.fps, sound, world.sample_rate))
@@ -34,6 +42,7 @@ def main() -> None:
             scores["av_align_original" + suffix].append(
                 av_align(frames, world.fps, sound, world.sample_rate, variant="original"))
     summary = {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in scores.items()}
+    summary.update({f"{k}_accuracy": {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in correct.items()})
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"benchmark": "synthetic_detectors", "command": "python " + Path(sys.argv[0]).as_posix(),
                                    "clips": CLIPS, "seconds": world.seconds, "shift_seconds": SHIFT_SECONDS,

@@ -72,3 +72,28 @@ def test_captions_separate_what_is_seen_from_what_is_heard(seed):
     captions = scene.captions()
     assert scene.colour in captions["video"] and scene.background in captions["video"]
     assert scene.colour not in captions["audio"] and scene.background not in captions["audio"]
+
+
+def test_faithfulness_checks_read_the_world_correctly():
+    from dataclasses import asdict
+
+    from bridgedit.synthetic.faithfulness import faithfulness
+
+    results = []
+    for index in range(24):
+        scene, frames, audio = _clip(index, WorldSettings())
+        results.append(faithfulness(frames, audio, 4000, asdict(scene)))
+    for attribute in ("colour", "shape", "material"):
+        assert all(r[attribute] for r in results), attribute
+
+
+def test_faithfulness_notices_the_wrong_thing():
+    from dataclasses import asdict
+
+    from bridgedit.synthetic.faithfulness import faithfulness
+
+    scene, frames, audio = _clip(3, WorldSettings())
+    wrong = {**asdict(scene), "colour": next(c for c in ("red", "blue") if c != scene.colour),
+             "shape": "cube" if scene.shape == "ball" else "ball",
+             "material": next(m for m in ("rubber", "metal") if m != scene.material)}
+    assert faithfulness(frames, audio, 4000, wrong) == {"colour": False, "shape": False, "material": False}
