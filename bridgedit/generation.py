@@ -55,6 +55,7 @@ class GenerationSettings:
     schedule: str = "coupled"
     sampler: str = "euler"
     write_wav: bool = False
+    offload_text_encoders: bool = False
 
     def check(self) -> None:
         """Fail before any model loads: sizes Wan cannot take, non-positive steps."""
@@ -68,7 +69,7 @@ class GenerationSettings:
             height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps,
             audio_seconds=self.audio_seconds, num_inference_steps=self.num_inference_steps,
             video_guidance=self.video_guidance, audio_guidance=self.audio_guidance, schedule=self.schedule,
-            sampler=self.sampler,
+            sampler=self.sampler, offload_text_encoders=self.offload_text_encoders,
         )
 
 

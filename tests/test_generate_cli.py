@@ -44,6 +44,12 @@ def test_single_video_is_a_playable_sounding_mp4(model_dir, tmp_path, capsys):
         assert sum(1 for _ in container.decode(video=0)) == 9
 
 
+def test_text_encoders_can_be_offloaded_from_the_cli(model_dir, tmp_path, capsys):
+    assert main(["generate", "--prompt", "a bell rings", "--model", str(model_dir), "--out", str(tmp_path / "o.mp4"),
+                 "--offload-text-encoders", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 9
+
+
 def test_flags_override_the_model_defaults(model_dir, tmp_path, capsys):
     out = tmp_path / "wide.mp4"
     assert main(["generate", "--prompt", "a bell rings", "--model", str(model_dir), "--out", str(out),

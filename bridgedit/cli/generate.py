@@ -60,6 +60,8 @@ def add_parser(subparsers) -> None:
     sampling.add_argument("--audio-seconds", type=float, help="audio length (default: frames / fps)")
     sampling.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     sampling.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16")
+    sampling.add_argument("--offload-text-encoders", action="store_true",
+                          help="move the text encoders (UMT5-XXL, T5) to the CPU once the prompts are encoded")
     parser.set_defaults(run=run)
 
 
@@ -104,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
                           "pass --model FOLDER_OR_HUB_ID (a folder written by BridgeDiTPipeline.save_pretrained)")
 
     pipe = BridgeDiTPipeline.from_pretrained(model, dtype=dtype).to(device)
-    settings = generation.settings_with_model_defaults(explicit, pipe.generation_defaults, write_wav=args.wav)
+    settings = generation.settings_with_model_defaults(explicit, pipe.generation_defaults, write_wav=args.wav,
+                                                       offload_text_encoders=args.offload_text_encoders)
     settings.check()
 
     if mode == "single":
