@@ -79,10 +79,16 @@ def test_seeded_generation_is_reproducible_and_prompt_shares_one_caption():
     assert not torch.equal(first.audio, other.audio)
 
 
-def test_text_encoders_can_be_offloaded():
+def test_text_encoders_are_offloaded_after_encoding():
     pipe = BridgeDiTPipeline.from_pipes(*_pipes())
+    moves = []
+    for name, encoder in (("video", pipe.video_pipe.text_encoder), ("audio", pipe.audio_pipe.text_encoder)):
+        original = encoder.to
+        encoder.to = lambda *args, _original=original, _name=name, **kwargs: moves.append((_name, args)) or _original(*args, **kwargs)
+    pipe(VIDEO_PROMPT, AUDIO_PROMPT, **SIZE, num_inference_steps=1, output_type="latent", **TEXT)
+    assert moves == []  # not unless asked
     pipe(VIDEO_PROMPT, AUDIO_PROMPT, **SIZE, num_inference_steps=1, output_type="latent", offload_text_encoders=True, **TEXT)
-    assert pipe.video_pipe.text_encoder.device.type == "cpu" and pipe.audio_pipe.text_encoder.device.type == "cpu"
+    assert moves == [("video", ("cpu",)), ("audio", ("cpu",))]
 
 
 @pytest.mark.parametrize(
