@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .. import generation
@@ -37,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
     pipe = BridgeDiTPipeline.from_pretrained(args.model, dtype=dtype).to(device)
     encoded = cache_dataset(pipe, args.dataset, out, model=args.model, state=state,
                             max_sequence_length=args.max_sequence_length, progress=state.is_main_process)
-    print(f"process {state.process_index}: encoded {encoded} clip(s) into {out}")
+    sys.stdout.write(f"process {state.process_index}: encoded {encoded} clip(s) into {out}\n")  # one line, one write
+    sys.stdout.flush()
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 
 from .. import generation
 from ..config import ConfigError
@@ -118,5 +119,9 @@ def run(args: argparse.Namespace) -> int:
             logger.warning("%d of %d prompts already have a video in %s: skipped", skipped, len(items), out_dir)
         records = generation.run_batch(pipe, items, out_dir, settings, args.seed, state)
     for record in records:
-        print(json.dumps(record) if args.json else f"wrote {record['video']}" + (f" and {record['wav']}" if "wav" in record else ""))
+        text = json.dumps(record) if args.json else f"wrote {record['video']}" + (f" and {record['wav']}" if "wav" in record else "")
+        # one write of one whole line, flushed: several processes share stdout under `accelerate launch`, and a
+        # single write below the pipe buffer size is never interleaved with another process's
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
     return 0
