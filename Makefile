@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Until generation and the bundled demo model land, the main job describes the real-size model.
+# Until the bundled demo model lands (issue #7), the main job describes the real-size model.
 demo: $(STAMP)
 	$(BIN)/bridgedit describe
 
