@@ -16,15 +16,18 @@ from ..evaluation.av_align import intersection_over_union
 FLOOR_FRACTION = 0.85  # the world draws its floor at 85 % of the height
 
 
+def object_mask(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the frame above the floor as int16, the pixels there that differ from its dominant background colour)."""
+    sky = frame[: int(FLOOR_FRACTION * frame.shape[0])].astype(np.int16)
+    background = np.median(sky.reshape(-1, 3), axis=0)
+    return sky, np.abs(sky - background).sum(axis=-1) > 60
+
+
 def object_bottom_rows(frames: np.ndarray) -> np.ndarray:
     """(F,) the lowest image row covered by the object in each frame (-1 where none is found)."""
-    frames = frames.astype(np.int16)
-    floor = int(FLOOR_FRACTION * frames.shape[1])
     bottoms = np.full(len(frames), -1)
     for index, frame in enumerate(frames):
-        sky = frame[:floor]
-        background = np.median(sky.reshape(-1, 3), axis=0)
-        mask = np.abs(sky - background).sum(axis=-1) > 60
+        _, mask = object_mask(frame)
         rows = np.flatnonzero(mask.any(axis=1))
         if len(rows):
             bottoms[index] = rows.max()

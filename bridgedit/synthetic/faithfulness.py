@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .detect import FLOOR_FRACTION
+from .detect import object_mask
 from .world import COLOURS, MATERIALS
 
 
 def _object_masks(frames: np.ndarray):
-    floor = int(FLOOR_FRACTION * frames.shape[1])
-    for frame in frames.astype(np.int16):
-        sky = frame[:floor]
-        background = np.median(sky.reshape(-1, 3), axis=0)
-        mask = np.abs(sky - background).sum(axis=-1) > 60
+    """(sky, mask) of each frame where the object covers at least a few pixels."""
+    for frame in frames:
+        sky, mask = object_mask(frame)
         if mask.sum() >= 4:
             yield sky, mask
 
