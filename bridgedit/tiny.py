@@ -35,7 +35,8 @@ TINY_WORDS = (
     "bounce bounces bouncing strike strikes hit hits flash flashes ring rings clang thud tap "
     "click knock sound sounds loud soft sharp dull low high room floor table dark bright "
     "video audio background noise hum rain wind scene camera moving slowly fast "
-    "up down hollow repeated each time object metallic beige shiny that ringing brass dog"
+    "up down hollow repeated each time object metallic beige shiny that ringing brass dog "
+    "lamp electric beep short above off runs underneath falls diamond"
 ).split()
 
 TINY_TEXT_WIDTH = 32  # d_model of the tiny text encoders

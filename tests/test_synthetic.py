@@ -97,3 +97,22 @@ def test_faithfulness_notices_the_wrong_thing():
              "shape": "cube" if scene.shape == "ball" else "ball",
              "material": next(m for m in ("rubber", "metal") if m != scene.material)}
     assert faithfulness(frames, audio, 4000, wrong) == {"colour": False, "shape": False, "material": False}
+
+
+def test_lamps_flash_and_ambience_is_only_heard():
+    from bridgedit.synthetic.detect import flash_times, impact_times
+    from bridgedit.synthetic.world import AMBIENCES
+
+    scenes = [_clip(index) for index in range(40)]
+    lamps = [(scene, frames) for scene, frames, _ in scenes if scene.shape == "lamp"]
+    assert lamps and {s.ambience for s, _, _ in scenes} == set(AMBIENCES)
+    for scene, frames in lamps:
+        assert impact_times(frames, LONG.fps) == []  # a lamp never touches down
+        seen = np.array(flash_times(frames, LONG.fps))
+        assert len(seen) == len(scene.events) and np.all((seen >= scene.events) & (seen - scene.events < 1 / LONG.fps))
+        assert "flashes" in scene.captions()["video"]
+    for scene, _, _ in scenes:
+        captions = scene.captions()
+        if scene.ambience != "none":
+            heard = AMBIENCES[scene.ambience]
+            assert heard in captions["audio"] and heard in captions["shared"] and heard not in captions["video"]

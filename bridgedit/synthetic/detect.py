@@ -1,8 +1,9 @@
 """Event detectors for the synthetic world, and its event-level sync score.
 
-Video: the object's lowest point per frame (pixels that differ from the frame's dominant background colour
-above the floor line); an impact is a frame where the object is nearest the floor and was moving down before
-(a strict local maximum of its lowest row, reaching the bottom band of the arc). Audio: sudden rises of the short-time
+Video: the object is the pixels above the floor line that differ from the frame's dominant background colour.
+An impact is a frame where the object is nearest the floor and was moving down before (a strict local maximum
+of its lowest row, reaching the bottom band of the arc); a flash is a frame where the object's visible area at
+least doubles to over half its largest (a lamp lighting up). Audio: sudden rises of the short-time
 energy (librosa's onset detector, AV-Align's, also fires where the room noise begins at the clip's start). Sync score: the intersection over union of the two event sets, an audio event matching a video
 event strictly within one frame, one-to-one (AV-Align's current matching rule).
 """
@@ -35,12 +36,29 @@ def object_bottom_rows(frames: np.ndarray) -> np.ndarray:
 
 
 def video_events(frames: np.ndarray, fps: float) -> list[float]:
-    """Impact times (s): frames where the object touches down (the lowest point of each arc)."""
+    """Event times (s), sorted: impacts (touchdowns) and flashes (a lamp lighting up)."""
+    return sorted(impact_times(frames, fps) + flash_times(frames, fps))
+
+
+def flash_times(frames: np.ndarray, fps: float) -> list[float]:
+    """Frames where the object's area at least doubles and reaches half its largest: something lit up."""
+    areas = np.array([object_mask(frame)[1].sum() for frame in frames], dtype=float)
+    if len(areas) == 0 or areas.max() < 4:
+        return []
+    before = np.concatenate([[0.0], areas[:-1]])
+    onsets = (areas >= 2 * before + 1) & (areas >= 0.5 * areas.max())
+    onsets[0] = False  # lit from the first frame: no visible onset
+    return [i / fps for i in np.flatnonzero(onsets)]
+
+
+def impact_times(frames: np.ndarray, fps: float) -> list[float]:
+    """Frames where the object touches down (the lowest point of each arc)."""
     bottoms = object_bottom_rows(frames).astype(float)
     if (bottoms < 0).all():
         return []
     floor = FLOOR_FRACTION * frames.shape[1]
-    low = floor - 0.15 * floor  # touching down: within the lowest 15 % above the floor
+    low = floor - 0.25 * floor  # touching down: within the lowest quarter above the floor (the nearest frame
+    # to a touchdown can be half a frame away from it, up to a fifth of the frame's height for a short arc)
     events = []
     for i in range(len(bottoms)):
         before = bottoms[i - 1] if i > 0 else -np.inf
@@ -52,7 +70,8 @@ def video_events(frames: np.ndarray, fps: float) -> list[float]:
 
 def audio_events(audio: np.ndarray, sample_rate: int, *, rise_db: float = 6.0, refractory: float = 0.1) -> list[float]:
     """Impact times (s): where the short-time energy (5 ms RMS every 1 ms) jumps by at least `rise_db` within
-    10 ms while loud enough to be more than noise (over 5 % of the clip's loudest moment), at most one event
+    10 ms while loud enough to be more than noise (over 5 % of the clip's loudest moment and 3x its median
+    level, which a steady ambience sets), at most one event
     per `refractory` seconds. A new hit on a still-ringing tail is found; a decaying ring is not."""
     mono = np.asarray(audio, dtype=np.float64).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
     window, hop = max(1, round(0.005 * sample_rate)), max(1, round(0.001 * sample_rate))
@@ -65,7 +84,8 @@ def audio_events(audio: np.ndarray, sample_rate: int, *, rise_db: float = 6.0, r
     level = 20 * np.log10(rms + 1e-9)
     lookback = 10
     floor = np.array([level[max(0, k - lookback) : k + 1].min() for k in range(len(level))])
-    candidates = np.flatnonzero((level - floor >= rise_db) & (rms >= 0.05 * rms.max()))
+    loud = rms >= max(0.05 * rms.max(), 3 * np.median(rms))  # over the clip's steady level (its ambience)
+    candidates = np.flatnonzero((level - floor >= rise_db) & loud)
     events, last = [], -np.inf
     for k in candidates:
         time = (k * hop) / sample_rate

@@ -3,7 +3,7 @@ the audio sound like the named material?
 
 Video: the object is the set of pixels above the floor that differ from the frame's dominant colour; its mean
 colour names the nearest of the world's colours, and how much of its bounding box it fills names the shape
-(a disc fills pi/4 of its box, a square all of it). Audio: the strongest frequency between 100 Hz and the
+(a disc fills pi/4 of its box, a square all of it, a lamp's diamond half). Audio: the strongest frequency between 100 Hz and the
 Nyquist limit during the loud part of the clip names the material with the nearest fundamental.
 """
 
@@ -13,6 +13,9 @@ import numpy as np
 
 from .detect import object_mask
 from .world import COLOURS, MATERIALS
+
+#: how much of its bounding box each shape fills: a disc pi/4, a square all of it, the lamp's diamond half
+SHAPE_FILLS = {"ball": np.pi / 4, "cube": 1.0, "lamp": 0.5}
 
 
 def _object_masks(frames: np.ndarray):
@@ -39,7 +42,8 @@ def detected_shape(frames: np.ndarray) -> str | None:
         fills.append(mask.sum() / box)
     if not fills:
         return None
-    return "cube" if np.median(fills) > (np.pi / 4 + 1) / 2 else "ball"
+    fill = np.median(fills)
+    return min(SHAPE_FILLS, key=lambda name: abs(SHAPE_FILLS[name] - fill))
 
 
 def detected_material(audio: np.ndarray, sample_rate: int) -> str | None:
