@@ -109,6 +109,14 @@ class TrainableConfig:
         if self.video_last_blocks < 0 or self.audio_last_blocks < 0:
             raise ConfigError("trainable.video_last_blocks and trainable.audio_last_blocks must be >= 0")
 
+    def trains_tower(self, tower: str) -> bool:
+        """Whether this policy trains any weights of the "video" or "audio" tower (a checkpoint then holds them)."""
+        if self.policy == "towers":
+            return True
+        if self.policy == "bridges":
+            return False
+        return (self.video_last_blocks if tower == "video" else self.audio_last_blocks) > 0
+
 
 # ----------------------------------------------------------------------------------------------------
 # Lengths

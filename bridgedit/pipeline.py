@@ -162,8 +162,14 @@ class BridgeDiTPipeline:
         video_pipe = _load_tower_pipeline(WanPipeline, video_ref, "video", kwargs)
         audio_pipe = _load_tower_pipeline(StableAudioPipeline, audio_ref, "audio", kwargs)
         bridge_folder = folder / index["bridge"]
-        pipe = cls.from_pipes(video_pipe, audio_pipe, read_bridge_config(bridge_folder), video_source=video_source,
-                              audio_source=audio_source, generation_defaults=index.get("generation_defaults"))
+        config = read_bridge_config(bridge_folder)
+        # a tower whose weights the checkpoint changed is no longer its source: saving it again must copy it
+        # (else a later save with another freezing policy would lose the trained blocks)
+        pipe = cls.from_pipes(
+            video_pipe, audio_pipe, config, generation_defaults=index.get("generation_defaults"),
+            video_source=None if config.trainable.trains_tower("video") else video_source,
+            audio_source=None if config.trainable.trains_tower("audio") else audio_source,
+        )
         load_bridge_weights(pipe.model, bridge_folder)
         return pipe
 

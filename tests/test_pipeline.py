@@ -154,7 +154,36 @@ def test_towers_by_reference(tmp_path):
     index = json.loads((tmp_path / "bridged" / "model_index.json").read_text())
     assert index["video"] == str(tmp_path / "wan")
     loaded = BridgeDiTPipeline.from_pretrained(tmp_path / "bridged")
-    assert loaded.video_source == str(tmp_path / "wan")
+    # the checkpoint trained the last block of each tower: the loaded towers are no longer their sources
+    assert loaded.video_source is None and loaded.audio_source is None
+    bridges_only = ModelConfig(bridge=TINY_BRIDGE.bridge, trainable=TrainableConfig(policy="bridges"))
+    BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, bridges_only, video_source=str(tmp_path / "wan"),
+                                 audio_source=str(tmp_path / "stable-audio")).save_pretrained(tmp_path / "bridges-only")
+    assert BridgeDiTPipeline.from_pretrained(tmp_path / "bridges-only").video_source == str(tmp_path / "wan")
+
+
+def test_trained_towers_survive_a_save_under_another_policy(tmp_path):
+    """Pretrain towers (policy "towers"), then bridge them (another policy): the second save must keep the first
+    stage's tower weights, though its own checkpoint only holds the bridges and last blocks."""
+    video_pipe, audio_pipe = _pipes()
+    video_pipe.save_pretrained(tmp_path / "wan")
+    audio_pipe.save_pretrained(tmp_path / "stable-audio")
+    towers_config = ModelConfig(bridge=BridgeConfig(fusion="none"), trainable=TrainableConfig(policy="towers"))
+    stage1 = BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, towers_config, video_source=str(tmp_path / "wan"),
+                                          audio_source=str(tmp_path / "stable-audio"))
+    with torch.no_grad():
+        for parameter in stage1.model.parameters():
+            parameter.add_(0.01)  # "trained" towers
+    stage1.save_pretrained(tmp_path / "stage1")
+    trained = {k: v.clone() for k, v in stage1.model.state_dict().items()}
+
+    loaded = BridgeDiTPipeline.from_pretrained(tmp_path / "stage1")
+    stage2 = BridgeDiTPipeline.from_pipes(loaded.video_pipe, loaded.audio_pipe, TINY_BRIDGE,
+                                          video_source=loaded.video_source, audio_source=loaded.audio_source)
+    stage2.save_pretrained(tmp_path / "stage2")
+    final = BridgeDiTPipeline.from_pretrained(tmp_path / "stage2").model.state_dict()
+    for key, value in trained.items():
+        assert torch.equal(final[key], value), key
 
 
 def test_pipelines_loaded_from_a_folder_are_referenced_not_copied(tmp_path):
