@@ -143,17 +143,21 @@ class ClipSpec:
 class CodecStrides:
     """Downsampling of each codec and tokenizer, read from the component configs (never typed twice)."""
 
-    video_temporal: int = 4  # Wan VAE: 2 ** sum(temperal_downsample)
-    video_spatial: int = 8  # Wan VAE: 2 ** len(temperal_downsample)
+    video_temporal: int = 4  # Wan VAE: 2 ** sum(temperal_downsample) (other codecs: scale_factor_temporal)
+    video_spatial: int = 8  # Wan VAE: 2 ** len(temperal_downsample) (other codecs: scale_factor_spatial)
     video_patch: tuple[int, int, int] = (1, 2, 2)  # Wan transformer patch (t, h, w)
     audio_hop: int = 2048  # Oobleck VAE: prod(downsampling_ratios)
 
     @classmethod
     def from_components(cls, *, wan_vae_config: Any, wan_transformer_config: Any, oobleck_config: Any) -> CodecStrides:
-        temporal_downsample = list(wan_vae_config["temperal_downsample"])
+        if "temperal_downsample" in wan_vae_config:  # the Wan VAE (its scale_factor_* keys may keep defaults)
+            temporal_downsample = list(wan_vae_config["temperal_downsample"])
+            temporal, spatial = 2 ** sum(bool(x) for x in temporal_downsample), 2 ** len(temporal_downsample)
+        else:  # another codec with the Wan VAE's interface (bridgedit.patch_codec): the keys WanPipeline reads
+            temporal, spatial = wan_vae_config["scale_factor_temporal"], wan_vae_config["scale_factor_spatial"]
         return cls(
-            video_temporal=2 ** sum(bool(x) for x in temporal_downsample),
-            video_spatial=2 ** len(temporal_downsample),
+            video_temporal=temporal,
+            video_spatial=spatial,
             video_patch=tuple(wan_transformer_config["patch_size"]),
             audio_hop=math.prod(oobleck_config["downsampling_ratios"]),
         )

@@ -70,8 +70,8 @@ def impact_times(frames: np.ndarray, fps: float) -> list[float]:
 
 def audio_events(audio: np.ndarray, sample_rate: int, *, rise_db: float = 6.0, refractory: float = 0.1) -> list[float]:
     """Impact times (s): where the short-time energy (5 ms RMS every 1 ms) jumps by at least `rise_db` within
-    10 ms while loud enough to be more than noise (over 5 % of the clip's loudest moment and 3x its median
-    level, which a steady ambience sets), at most one event
+    10 ms while loud enough to be more than noise (over 5 % of the clip's loudest moment and 3x its quietest
+    level (5th percentile), which a steady ambience sets), at most one event
     per `refractory` seconds. A new hit on a still-ringing tail is found; a decaying ring is not."""
     mono = np.asarray(audio, dtype=np.float64).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
     window, hop = max(1, round(0.005 * sample_rate)), max(1, round(0.001 * sample_rate))
@@ -84,7 +84,7 @@ def audio_events(audio: np.ndarray, sample_rate: int, *, rise_db: float = 6.0, r
     level = 20 * np.log10(rms + 1e-9)
     lookback = 10
     floor = np.array([level[max(0, k - lookback) : k + 1].min() for k in range(len(level))])
-    loud = rms >= max(0.05 * rms.max(), 3 * np.median(rms))  # over the clip's steady level (its ambience)
+    loud = rms >= max(0.05 * rms.max(), 3 * np.percentile(rms, 5))  # over the clip's quietest level (its ambience)
     candidates = np.flatnonzero((level - floor >= rise_db) & loud)
     events, last = [], -np.inf
     for k in candidates:

@@ -1,0 +1,150 @@
+"""The paper's ablations at toy scale, in the synthetic world (issue #7): fusion kinds (Table 9, Figure 4) and
+disentangled vs shared captions (Table 3).
+
+From the same pretrained towers (the demo recipe's stage 4), train bridges of every fusion kind with the same
+budget (the recipe's bridge stage: bridges + the last block of each tower) for several seeds, plus DCA trained
+and prompted with the shared caption instead of T_V / T_A; generate from the held-out clips' captions and score
+sync (the world's event-level score and AV-Align) and text faithfulness (colour, shape, material).
+
+    python benchmarks/ablation.py [--recipe outputs/demo] [--seeds 3]
+        # writes benchmarks/results/ablation.json and benchmarks/results/ablation.png (needs `pip install -e .[bench]`)
+
+Resumable: finished runs and their scores are kept under RECIPE/ablation and skipped when re-run. With no
+finished recipe in RECIPE it first runs the recipe's stages up to the pretrained towers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bridgedit.atomic import write_text_atomic
+from bridgedit.data.manifest import load_manifest
+from bridgedit.pipeline import BridgeDiTPipeline
+from bridgedit.synthetic import recipe
+from bridgedit.synthetic.scoring import SCORES, score_model, summarize_scores
+
+RESULTS = Path(__file__).parent / "results"
+FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
+SHARED = "dca (shared caption)"
+VARIANTS = FUSIONS + (SHARED,)
+
+
+def variant_settings(base: recipe.RecipeSettings, variant: str, seed: int) -> recipe.RecipeSettings:
+    fusion = "dca" if variant == SHARED else variant
+    return replace(base, seed=seed, bridge={**base.bridge, "fusion": fusion},
+                   captions="shared" if variant == SHARED else "hvgc")
+
+
+def run_name(variant: str, seed: int) -> str:
+    return f"ablation/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
+
+
+def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeSettings, variant: str, seed: int,
+                test_records: list[dict]) -> dict:
+    name = run_name(variant, seed)
+    scores_path = out / "runs" / name / "scores.json"
+    if scores_path.is_file():
+        return json.loads(scores_path.read_text())
+    run_settings = variant_settings(settings, variant, seed)
+    started = time.perf_counter()
+    checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=name)
+    trained_s = time.perf_counter() - started
+    pipe = BridgeDiTPipeline.from_pretrained(checkpoint)
+    per_clip = score_model(pipe, test_records, captions=run_settings.captions, seed=10_000)
+    result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
+              "scores": summarize_scores(per_clip), "per_clip": per_clip}
+    write_text_atomic(scores_path, json.dumps(result, indent=2))
+    return result
+
+
+def aggregate(results: list[dict]) -> dict:
+    table = {}
+    for variant in VARIANTS:
+        runs = [r for r in results if r["variant"] == variant]
+        if runs:
+            table[variant] = {"seeds": [r["seed"] for r in runs], **{
+                name: {"mean": float(np.mean([r["scores"][name] for r in runs])),
+                       "std": float(np.std([r["scores"][name] for r in runs])),
+                       "per_seed": [r["scores"][name] for r in runs]} for name in SCORES}}
+    return table
+
+
+def plot(table: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(table)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for axis, names, title in ((axes[0], ("sync", "av_align"), "synchrony"),
+                               (axes[1], ("colour", "shape", "material"), "text faithfulness (accuracy)")):
+        width = 0.8 / len(names)
+        for offset, name in enumerate(names):
+            means = [table[v][name]["mean"] for v in variants]
+            stds = [table[v][name]["std"] for v in variants]
+            positions = np.arange(len(variants)) + (offset - (len(names) - 1) / 2) * width
+            axis.bar(positions, means, width, yerr=stds, capsize=3, label=name)
+            for variant_index, variant in enumerate(variants):  # each seed as a dot
+                axis.scatter([positions[variant_index]] * len(table[variant][name]["per_seed"]),
+                             table[variant][name]["per_seed"], s=8, color="black", zorder=3)
+        axis.set_xticks(np.arange(len(variants)), [v.replace(" (", "\n(") for v in variants], fontsize=8)
+        axis.set_ylim(0, 1)
+        axis.set_title(title)
+        axis.legend(fontsize=8)
+    figure.suptitle("Synthetic-world ablation: mean ± std over seeds (dots: seeds)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default="outputs/demo", help="the demo recipe's output folder (reused)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    out = Path(args.recipe)
+    settings = recipe.RecipeSettings()
+    if args.scale > 1:
+        settings = recipe.smaller(settings, args.scale)
+    dataset = recipe.make_world(out, settings)
+    towers = recipe.pretrain_towers(out, dataset, settings)
+    test_records = load_manifest(dataset, split="test")
+    variants = [v for v in VARIANTS if v in args.variants.split(",")]
+    started = time.perf_counter()
+    results = [run_variant(out, dataset, towers, settings, variant, seed, test_records)
+               for seed in range(args.seeds) for variant in variants]
+    table = aggregate(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "benchmark": "ablation", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
+        "recipe": settings.to_dict(), "test_clips": len(test_records), "seeds": args.seeds,
+        "seconds_this_run": time.perf_counter() - started, "variants": table,
+    }
+    write_text_atomic(RESULTS / "ablation.json", json.dumps(summary, indent=2) + "\n")
+    print(f"{'variant':<22}" + "".join(f"{name:>18}" for name in SCORES))
+    for variant, row in table.items():
+        print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in SCORES))
+    try:
+        plot(table, RESULTS / "ablation.png")
+        print(f"wrote {RESULTS / 'ablation.json'} and {RESULTS / 'ablation.png'}")
+    except ImportError:
+        print(f"wrote {RESULTS / 'ablation.json'} (no plot: pip install -e .[bench] for matplotlib)")
+
+
+if __name__ == "__main__":
+    main()

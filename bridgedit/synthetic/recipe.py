@@ -1,0 +1,250 @@
+"""The demo model's recipe, one command from nothing to a trained sounding-video model on a CPU (the paper's
+recipe at toy scale):
+
+1. world      `make_dataset`: train clips + held-out test clips of the synthetic world.
+2. codecs     the patch video codec and a tiny AutoencoderOobleck, trained on the train clips (`codecs`).
+3. init       tiny towers of the real classes (WanTransformer3DModel, StableAudioDiTModel) with random weights,
+              random tiny UMT5 / T5 text encoders (frozen throughout) and the trained codecs, no bridges.
+4. towers     pretrain a text-to-video and a text-to-audio tower: joint training with fusion "none" and
+              policy "towers" is exactly two separate trainings (nothing connects the towers), each on its own
+              caption (T_V / T_A).
+5. bridges    from the pretrained towers: DCA bridges + the last block of each tower trainable, all else frozen.
+
+Every stage writes into OUT and is skipped when its output exists, so an interrupted recipe resumes (a
+training stage from its latest checkpoint). The result, OUT/model, is a folder that
+`BridgeDiTPipeline.from_pretrained` and `bridgedit generate --model` load; `install` copies it into the
+package as the bundled default model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..atomic import write_text_atomic
+from ..config import BridgeConfig, ModelConfig, TrainableConfig
+from ..generation import BUNDLED_MODEL
+from .world import make_dataset
+
+logger = logging.getLogger(__name__)
+
+#: Wan transformer of the demo: width 256 (4 heads x 64), as bridgedit.tiny's; 16 latent channels.
+DEMO_WAN_TRANSFORMER = dict(
+    patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64, in_channels=16, out_channels=16,
+    text_dim=32, freq_dim=32, ffn_dim=512, num_layers=4, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=64,
+)
+#: Stable Audio DiT of the demo: width 128 (4 heads x 32, 2 key/value heads) over 8 latent channels.
+DEMO_STABLE_AUDIO_TRANSFORMER = dict(
+    sample_size=512, in_channels=8, num_layers=4, attention_head_dim=32, num_attention_heads=4,
+    num_key_value_attention_heads=2, out_channels=8, cross_attention_dim=16, time_proj_dim=16,
+    global_states_input_dim=32, cross_attention_input_dim=16,
+)
+#: The patch video codec (bridgedit.patch_codec): 8x8-pixel patches -> 16 channels, 8x in space like the real Wan
+#: VAE, none in time, so every frame (and so every event's frame) has its own latent frame: 17 x 8 x 8 latents,
+#: 17 x 4 x 4 = 272 video tokens.
+DEMO_VIDEO_CODEC = dict(patch_size=8, z_dim=16, hidden_dim=256)
+#: Hop 16 at 4 kHz (250 latent frames/s, 4 ms each), 8 latent channels.
+DEMO_OOBLECK_VAE = dict(encoder_hidden_size=16, downsampling_ratios=[4, 4], decoder_channels=16, decoder_input_channels=8,
+                        audio_channels=2, channel_multiples=[1, 2], sampling_rate=4_000)
+DEMO_BRIDGE = BridgeConfig(fusion="dca", video_blocks=(1, 3), audio_blocks=(1, 3), width=64, num_heads=2,
+                           timestep_embed_dim=32)
+DEMO_GENERATION = dict(height=64, width=64, num_frames=17, fps=15.0, num_inference_steps=25)
+
+
+@dataclass(frozen=True)
+class RecipeSettings:
+    seed: int = 0
+    train_clips: int = 768
+    test_clips: int = 32
+    video_codec_steps: int = 1500
+    audio_codec_steps: int = 3000
+    tower_steps: int = 1200
+    bridge_steps: int = 600
+    batch_size: int = 16
+    tower_lr: float = 1e-3
+    bridge_lr: float = 5e-4
+    bridge: dict[str, Any] = field(default_factory=lambda: asdict(DEMO_BRIDGE))
+    captions: str = "hvgc"  # or "shared": the caption ablation
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _stage_done(folder: Path) -> bool:
+    return (folder / "model_index.json").is_file()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stages
+# ----------------------------------------------------------------------------------------------------
+
+
+def make_world(out: Path, settings: RecipeSettings) -> Path:
+    dataset = out / "dataset"
+    if not (dataset / "manifest.jsonl").is_file():
+        make_dataset(dataset, clips=settings.train_clips + settings.test_clips, seed=settings.seed,
+                     test_clips=settings.test_clips, progress=True)
+    return dataset
+
+
+def train_codecs(out: Path, dataset: Path, settings: RecipeSettings):
+    """The two trained codecs (loaded from OUT/codecs when already trained)."""
+    from diffusers import AutoencoderOobleck
+
+    from ..patch_codec import PatchVideoCodec
+    from .codecs import load_clips, set_latent_statistics, train_audio_codec, train_video_codec
+
+    video_dir, audio_dir = out / "codecs" / "video", out / "codecs" / "audio"
+    if not (video_dir / "config.json").is_file() or not (audio_dir / "config.json").is_file():
+        frames, audio, _ = load_clips(dataset)
+        if not (video_dir / "config.json").is_file():
+            torch.manual_seed(settings.seed)
+            video = PatchVideoCodec(**DEMO_VIDEO_CODEC)
+            train_video_codec(video, frames, steps=settings.video_codec_steps, seed=settings.seed)
+            set_latent_statistics(video, frames[:64])
+            video.save_pretrained(video_dir)
+        if not (audio_dir / "config.json").is_file():
+            torch.manual_seed(settings.seed)
+            sound = AutoencoderOobleck(**DEMO_OOBLECK_VAE)
+            train_audio_codec(sound, audio, steps=settings.audio_codec_steps, seed=settings.seed)
+            sound.save_pretrained(audio_dir)
+    return PatchVideoCodec.from_pretrained(video_dir).eval(), AutoencoderOobleck.from_pretrained(audio_dir).eval()
+
+
+def initial_pipeline(video_vae, audio_vae, seed: int):
+    """Random tiny towers and text encoders of the real classes around the trained codecs; no bridges."""
+    from diffusers import StableAudioDiTModel, StableAudioPipeline, WanPipeline, WanTransformer3DModel
+
+    from .. import tiny
+    from ..pipeline import BridgeDiTPipeline
+
+    tokenizer = tiny.tokenizer()
+    torch.manual_seed(seed)
+    video_transformer = WanTransformer3DModel(**DEMO_WAN_TRANSFORMER)
+    audio_transformer = StableAudioDiTModel(**DEMO_STABLE_AUDIO_TRANSFORMER)
+    video_pipe = WanPipeline(tokenizer=tokenizer, text_encoder=tiny.umt5_encoder(len(tokenizer), seed=seed), vae=video_vae,
+                             transformer=video_transformer, scheduler=tiny.wan_scheduler())
+    audio_pipe = StableAudioPipeline(
+        tokenizer=tokenizer, text_encoder=tiny.t5_encoder(len(tokenizer), seed=seed + 1),
+        projection_model=tiny.stable_audio_projection(seed=seed + 2), vae=audio_vae, transformer=audio_transformer,
+        scheduler=tiny.stable_audio_scheduler(),
+    )
+    config = ModelConfig(bridge=BridgeConfig(fusion="none"), trainable=TrainableConfig(policy="towers"))
+    return BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, config, video_source=None, audio_source=None,
+                                        generation_defaults=DEMO_GENERATION)
+
+
+def training_config(*, base: Path, dataset: Path, cache: Path, run_dir: Path, steps: int, lr: float, batch_size: int,
+                    seed: int, bridge: dict[str, Any], trainable: dict[str, Any], captions: str = "hvgc") -> dict[str, Any]:
+    """A `bridgedit train` config (as a dict; the recipe also writes it as YAML beside the run)."""
+    return {
+        "model": {"base": str(base), "bridge": bridge, "trainable": trainable},
+        "data": {"dataset": str(dataset), "cache": str(cache), "captions": captions, "max_sequence_length": 32},
+        "optim": {"lr": lr, "warmup_steps": min(50, steps // 10), "min_lr": lr / 10, "weight_decay": 1e-3},
+        "train": {"steps": steps, "batch_size": batch_size, "mixed_precision": "no", "gradient_checkpointing": False,
+                  "seed": seed},
+        "checkpoint": {"dir": str(run_dir), "every": max(100, steps // 4)},
+        "log": {"every": 50},
+    }
+
+
+def run_training(config: dict[str, Any], run_dir: Path) -> Path:
+    """Train (resuming from the latest checkpoint if there is one); returns the final checkpoint folder."""
+    from ..training.config import TrainConfig
+    from ..training.trainer import LATEST_NAME, Trainer
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    steps = config["train"]["steps"]
+    final = run_dir / f"checkpoint-{steps:06d}"
+    if _stage_done(final):
+        return final
+    resume = LATEST_NAME if (run_dir / LATEST_NAME).is_file() else None
+    trainer = Trainer(TrainConfig.from_dict(config, str(run_dir / "config.yaml")), resume=resume)
+    result = trainer.run()
+    write_text_atomic(run_dir / "history.json", json.dumps(result.history))
+    return final
+
+
+def pretrain_towers(out: Path, dataset: Path, settings: RecipeSettings) -> Path:
+    """Stage 4: the text-to-video and text-to-audio towers, trained separately (fusion none)."""
+    init = out / "init"
+    if not _stage_done(init):
+        video_vae, audio_vae = train_codecs(out, dataset, settings)
+        initial_pipeline(video_vae, audio_vae, settings.seed).save_pretrained(init, copy_towers=True)
+    config = training_config(
+        base=init, dataset=dataset, cache=out / "cache" / "towers", run_dir=out / "runs" / "towers",
+        steps=settings.tower_steps, lr=settings.tower_lr, batch_size=settings.batch_size, seed=settings.seed,
+        bridge={"fusion": "none"}, trainable={"policy": "towers"}, captions=settings.captions,
+    )
+    return run_training(config, out / "runs" / "towers")
+
+
+def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettings, name: str = "bridges") -> Path:
+    """Stage 5: bridges + the last block of each tower, from the pretrained towers."""
+    config = training_config(
+        base=towers, dataset=dataset, cache=out / "cache" / "bridges", run_dir=out / "runs" / name,
+        steps=settings.bridge_steps, lr=settings.bridge_lr, batch_size=settings.batch_size, seed=settings.seed,
+        bridge=settings.bridge,
+        trainable={"policy": "bridges+last_blocks", "video_last_blocks": 1, "audio_last_blocks": 1},
+        captions=settings.captions,
+    )
+    return run_training(config, out / "runs" / name)
+
+
+def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> Path:
+    """All stages; returns OUT/model, a self-contained model folder."""
+    from ..pipeline import BridgeDiTPipeline
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = out / "model"
+    if _stage_done(model):
+        return model
+    write_text_atomic(out / "recipe.json", json.dumps(settings.to_dict(), indent=2))
+    started = time.perf_counter()
+    timings = {}
+    dataset = make_world(out, settings)
+    timings["world_s"] = time.perf_counter() - started
+    towers = pretrain_towers(out, dataset, settings)
+    timings["codecs_and_towers_s"] = time.perf_counter() - started - timings["world_s"]
+    bridges = train_bridges(out, dataset, towers, settings)
+    timings["bridges_s"] = time.perf_counter() - started - sum(timings.values())
+    pipe = BridgeDiTPipeline.from_pretrained(bridges)
+    pipe.generation_defaults = dict(DEMO_GENERATION)
+    pipe.save_pretrained(model, copy_towers=True)  # self-contained: no reference to the run folders
+    timings["total_s"] = time.perf_counter() - started
+    write_text_atomic(out / "timings.json", json.dumps(timings, indent=2))
+    logger.info("recipe finished in %.1f min: %s", timings["total_s"] / 60, model)
+    return model
+
+
+def install(model: str | Path, target: Path = BUNDLED_MODEL) -> Path:
+    """Copy a model folder into the package as the bundled default model (replacing the previous one)."""
+    model = Path(model)
+    if not _stage_done(model):
+        raise FileNotFoundError(f"{model} is not a model folder (model_index.json is missing)")
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(model, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def smaller(settings: RecipeSettings, factor: int) -> RecipeSettings:
+    """The same recipe with every budget divided by `factor` (for tests and quick looks)."""
+    return replace(settings, train_clips=max(settings.batch_size, settings.train_clips // factor),
+                   test_clips=max(2, settings.test_clips // factor),
+                   video_codec_steps=max(2, settings.video_codec_steps // factor),
+                   audio_codec_steps=max(2, settings.audio_codec_steps // factor),
+                   tower_steps=max(2, settings.tower_steps // factor), bridge_steps=max(2, settings.bridge_steps // factor))

@@ -1,0 +1,148 @@
+"""The demo model's pieces: the patch video codec, codec training, the recipe end to end, world scoring."""
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from bridgedit import PatchVideoCodec, tiny
+from bridgedit.config import CodecStrides
+from bridgedit.synthetic import WorldSettings, make_dataset, render_clip
+from bridgedit.synthetic.codecs import (
+    foreground,
+    load_clips,
+    multi_resolution_stft_loss,
+    set_latent_statistics,
+    train_audio_codec,
+    train_video_codec,
+)
+from bridgedit.synthetic.world import draw_scene
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("world") / "data", clips=6, seed=1)
+
+
+def test_patch_codec_speaks_the_wan_vae_interface(tmp_path):
+    from diffusers import WanPipeline
+
+    codec = PatchVideoCodec(patch_size=8, z_dim=16, hidden_dim=32)
+    x = torch.rand(2, 3, 5, 16, 24) * 2 - 1
+    latents = codec.encode(x).latent_dist.mode()
+    assert latents.shape == (2, 16, 5, 2, 3)  # (B, z, F, H / 8, W / 8): no temporal compression
+    assert torch.equal(codec.encode(x).latent_dist.sample(), latents)  # deterministic posterior
+    video = codec.decode(latents, return_dict=False)[0]
+    assert video.shape == x.shape and video.abs().max() <= 1
+    # patches are coded independently: changing one patch changes only its own latent
+    changed = x.clone()
+    changed[0, :, 2, :8, :8] = 0.3
+    difference = (codec.encode(changed).latent_dist.mode() - latents).abs().sum(dim=1)  # (B, F, h, w)
+    assert difference[0, 2, 0, 0] > 0 and difference.sum() == difference[0, 2, 0, 0]
+    with pytest.raises(ValueError, match="whole number of 8x8 patches"):
+        codec.encode(torch.zeros(1, 3, 1, 12, 16))
+
+    tokenizer = tiny.tokenizer()
+    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=tiny.umt5_encoder(len(tokenizer)), vae=codec,
+                       transformer=tiny.wan_transformer(), scheduler=tiny.wan_scheduler())
+    assert (pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial) == (1, 8)
+    strides = CodecStrides.from_components(wan_vae_config=codec.config, wan_transformer_config=tiny.WAN_TRANSFORMER_CONFIG,
+                                           oobleck_config=tiny.OOBLECK_VAE_CONFIG)
+    assert (strides.video_temporal, strides.video_spatial) == (1, 8)
+    pipe.save_pretrained(tmp_path / "wan")
+    loaded = WanPipeline.from_pretrained(tmp_path / "wan").vae
+    assert isinstance(loaded, PatchVideoCodec)
+    assert torch.equal(loaded.encode(x).latent_dist.mode(), latents)
+
+
+def test_foreground_marks_the_object():
+    settings = WorldSettings()
+    rng = np.random.default_rng(3)
+    scene = draw_scene(rng, settings)
+    frames, _ = render_clip(scene, settings, rng)
+    x = torch.from_numpy(frames[None]).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    mask = foreground(x)[0, 0]  # (F, H, W)
+    floor = int(0.85 * settings.height)
+    objects = mask[:, :floor]  # above the floor line only the object differs from the background
+    expected = np.abs(frames[:, :floor].astype(int) - frames[:, :1, :1].astype(int)).sum(-1) > 0
+    assert torch.equal(objects.bool(), torch.from_numpy(expected))
+
+
+def test_video_codec_training_learns_and_normalises(world):
+    frames, _, _ = load_clips(world)
+    torch.manual_seed(0)
+    codec = PatchVideoCodec(hidden_dim=64)
+    losses = train_video_codec(codec, frames, steps=60, frames_per_batch=8)
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+    set_latent_statistics(codec, frames)
+    with torch.no_grad():
+        latents = codec.encode(torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float() / 127.5 - 1).latent_dist.mode()
+    mean = torch.tensor(codec.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(codec.config.latents_std).view(1, -1, 1, 1, 1)
+    normalised = ((latents - mean) / std).transpose(0, 1).reshape(16, -1)
+    torch.testing.assert_close(normalised.mean(1), torch.zeros(16), atol=1e-4, rtol=0)
+    torch.testing.assert_close(normalised.std(1), torch.ones(16), atol=1e-3, rtol=0)
+
+
+def test_stft_loss_is_zero_only_for_the_same_sound():
+    t = torch.arange(2048) / 4000
+    tone = torch.sin(2 * torch.pi * 500 * t)[None]
+    assert multi_resolution_stft_loss(tone, tone).item() == pytest.approx(0.0, abs=1e-6)
+    other = torch.sin(2 * torch.pi * 900 * t)[None]
+    quieter = 0.5 * tone
+    assert multi_resolution_stft_loss(other, tone) > multi_resolution_stft_loss(quieter, tone) > 0.1
+
+
+def test_audio_codec_training_learns(world):
+    _, audio, rate = load_clips(world)
+    torch.manual_seed(0)
+    codec = tiny.oobleck_vae(sampling_rate=rate)
+    losses = train_audio_codec(codec, audio, steps=40, batch_size=4, window_samples=1024)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
+    from bridgedit.cli.main import main
+    from bridgedit.pipeline import BridgeDiTPipeline
+    from bridgedit.synthetic.recipe import DEMO_GENERATION
+
+    out = tmp_path / "demo"
+    assert main(["synthetic", "recipe", "--out", str(out), "--scale", "1000"]) == 0
+    assert f"model: {out / 'model'}" in capsys.readouterr().out
+    pipe = BridgeDiTPipeline.from_pretrained(out / "model")
+    assert pipe.model.config.bridge.fusion == "dca" and pipe.model.config.trainable.policy == "bridges+last_blocks"
+    assert isinstance(pipe.video_pipe.vae, PatchVideoCodec)
+    assert pipe.generation_defaults == DEMO_GENERATION
+    index = json.loads((out / "model" / "model_index.json").read_text())
+    assert index["video"] == "video" and index["audio"] == "audio"  # self-contained: towers copied
+    # the towers are the stage-1 (pretrained) towers, apart from the last blocks the bridge stage trained
+    towers = BridgeDiTPipeline.from_pretrained(out / "runs" / "towers" / "checkpoint-000002").model.video_tower
+    assert all(torch.equal(a, b) for a, b in zip(towers.blocks[0].parameters(), pipe.model.video_tower.blocks[0].parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(towers.blocks[-1].parameters(), pipe.model.video_tower.blocks[-1].parameters()))
+
+    stamp = (out / "model" / "bridge" / "model.safetensors").stat().st_mtime_ns
+    assert main(["synthetic", "recipe", "--out", str(out), "--scale", "1000"]) == 0  # finished: nothing is redone
+    assert (out / "model" / "bridge" / "model.safetensors").stat().st_mtime_ns == stamp
+
+    from bridgedit.data.manifest import load_manifest
+    from bridgedit.synthetic.scoring import SCORES, score_model
+
+    records = load_manifest(out / "dataset", split="test")
+    scores = score_model(pipe, records, num_inference_steps=2)
+    assert len(scores) == len(records) and all(set(s) == set(SCORES) for s in scores)
+    assert all(0.0 <= s[name] <= 1.0 for s in scores for name in SCORES)
+
+
+def test_scores_of_a_true_world_clip_are_perfect():
+    from bridgedit.synthetic.scoring import score_clip
+
+    settings = WorldSettings(seconds=4 + 1 / 15, max_events=4)
+    rng = np.random.default_rng([5, 0])
+    scene = draw_scene(rng, settings)
+    frames, audio = render_clip(scene, settings, rng)
+    scores = score_clip(frames, audio[None], settings.fps, settings.sample_rate, asdict(scene))
+    assert scores["sync"] == 1.0 and scores["colour"] == scores["shape"] == scores["material"] == 1.0
+    shifted = score_clip(frames, np.roll(audio, 1200)[None], settings.fps, settings.sample_rate, asdict(scene))
+    assert shifted["sync"] < 0.5
