@@ -9,7 +9,7 @@ sync (the world's event-level score and AV-Align) and text faithfulness (colour,
     python benchmarks/ablation.py [--recipe outputs/demo] [--seeds 3]
         # writes benchmarks/results/ablation.json and benchmarks/results/ablation.png (needs `pip install -e .[bench]`)
 
-Resumable: finished runs and their scores are kept under RECIPE/ablation and skipped when re-run. With no
+Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS and skipped when re-run. With no
 finished recipe in RECIPE it first runs the recipe's stages up to the pretrained towers.
 """
 
@@ -30,11 +30,14 @@ from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import recipe
-from bridgedit.synthetic.scoring import SCORES, score_model, summarize_scores
+from bridgedit.synthetic.scoring import SCORES, score_model, score_references, summarize_scores
 
 RESULTS = Path(__file__).parent / "results"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
+#: bridge-training steps per run: a quarter of the demo's 600, so that 7 variants x 3 seeds fit in about an hour on
+#: 2 CPU cores (about 1 s per step at batch 16, plus generating and scoring 32 held-out clips)
+BRIDGE_STEPS = 150
 VARIANTS = FUSIONS + (SHARED,)
 
 
@@ -44,13 +47,13 @@ def variant_settings(base: recipe.RecipeSettings, variant: str, seed: int) -> re
                    captions="shared" if variant == SHARED else "hvgc")
 
 
-def run_name(variant: str, seed: int) -> str:
-    return f"ablation/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
+def run_name(variant: str, seed: int, steps: int) -> str:
+    return f"ablation-{steps}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
 
 
 def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeSettings, variant: str, seed: int,
                 test_records: list[dict]) -> dict:
-    name = run_name(variant, seed)
+    name = run_name(variant, seed, settings.bridge_steps)
     scores_path = out / "runs" / name / "scores.json"
     if scores_path.is_file():
         return json.loads(scores_path.read_text())
@@ -66,6 +69,11 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
     return result
 
 
+def settings_steps(out: Path) -> int:
+    """The bridge budget the recipe in `out` was run with."""
+    return json.loads((out / "recipe.json").read_text())["bridge_steps"]
+
+
 def aggregate(results: list[dict]) -> dict:
     table = {}
     for variant in VARIANTS:
@@ -78,7 +86,7 @@ def aggregate(results: list[dict]) -> dict:
     return table
 
 
-def plot(table: dict, path: Path) -> None:
+def plot(table: dict, references: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,6 +105,9 @@ def plot(table: dict, path: Path) -> None:
             for variant_index, variant in enumerate(variants):  # each seed as a dot
                 axis.scatter([positions[variant_index]] * len(table[variant][name]["per_seed"]),
                              table[variant][name]["per_seed"], s=8, color="black", zorder=3)
+        if names[0] == "sync" and "codec" in references:  # the ceiling: real clips through the model's codecs
+            axis.axhline(references["codec"]["sync"], color="gray", linestyle="--", linewidth=1,
+                         label="sync, real clips through the codecs")
         axis.set_xticks(np.arange(len(variants)), [v.replace(" (", "\n(") for v in variants], fontsize=8)
         axis.set_ylim(0, 1)
         axis.set_title(title)
@@ -111,6 +122,8 @@ def main() -> None:
     parser.add_argument("--recipe", default="outputs/demo", help="the demo recipe's output folder (reused)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    parser.add_argument("--bridge-steps", type=int, default=BRIDGE_STEPS,
+                        help="the bridge-training budget of every run (the same for all variants)")
     parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -121,10 +134,17 @@ def main() -> None:
     if args.scale > 1:
         settings = recipe.smaller(settings, args.scale)
     dataset = recipe.make_world(out, settings)
-    towers = recipe.pretrain_towers(out, dataset, settings)
+    towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
+    settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale))
     test_records = load_manifest(dataset, split="test")
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     started = time.perf_counter()
+    references = {name: summarize_scores(scores)
+                  for name, scores in score_references(BridgeDiTPipeline.from_pretrained(towers), dataset, test_records).items()}
+    if (out / "model" / "model_index.json").is_file():  # the recipe's own DCA model (its longer bridge budget)
+        demo = BridgeDiTPipeline.from_pretrained(out / "model")
+        references[f"demo model (dca, {settings_steps(out)} steps)"] = summarize_scores(
+            score_model(demo, test_records, seed=10_000))
     results = [run_variant(out, dataset, towers, settings, variant, seed, test_records)
                for seed in range(args.seeds) for variant in variants]
     table = aggregate(results)
@@ -134,13 +154,16 @@ def main() -> None:
         "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
         "recipe": settings.to_dict(), "test_clips": len(test_records), "seeds": args.seeds,
         "seconds_this_run": time.perf_counter() - started, "variants": table,
+        "references": references,  # the held-out clips, the same through the codecs, and the recipe's model
     }
     write_text_atomic(RESULTS / "ablation.json", json.dumps(summary, indent=2) + "\n")
     print(f"{'variant':<22}" + "".join(f"{name:>18}" for name in SCORES))
     for variant, row in table.items():
         print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in SCORES))
+    for name, row in references.items():
+        print(f"{'(' + name + ')':<22}" + "".join(f"{row[n]:>11.3f}        " for n in SCORES))
     try:
-        plot(table, RESULTS / "ablation.png")
+        plot(table, references, RESULTS / "ablation.png")
         print(f"wrote {RESULTS / 'ablation.json'} and {RESULTS / 'ablation.png'}")
     except ImportError:
         print(f"wrote {RESULTS / 'ablation.json'} (no plot: pip install -e .[bench] for matplotlib)")

@@ -232,7 +232,7 @@ BUNDLED_MODEL = Path(__file__).parent / "assets" / "demo-model"
 
 
 def default_model() -> Path | None:
-    """The bundled demo model, once the package ships one."""
+    """The bundled demo model (trained by `bridgedit synthetic recipe --install`), if this install has it."""
     return BUNDLED_MODEL if (BUNDLED_MODEL / "model_index.json").is_file() else None
 
 

@@ -127,12 +127,15 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     assert (out / "model" / "bridge" / "model.safetensors").stat().st_mtime_ns == stamp
 
     from bridgedit.data.manifest import load_manifest
-    from bridgedit.synthetic.scoring import SCORES, score_model
+    from bridgedit.synthetic.scoring import SCORES, score_model, score_references
 
     records = load_manifest(out / "dataset", split="test")
     scores = score_model(pipe, records, num_inference_steps=2)
     assert len(scores) == len(records) and all(set(s) == set(SCORES) for s in scores)
     assert all(0.0 <= s[name] <= 1.0 for s in scores for name in SCORES)
+    references = score_references(pipe, out / "dataset", records)
+    assert [len(v) for v in references.values()] == [len(records)] * 2
+    assert all(clip[k] == 1.0 for clip in references["real"] for k in ("colour", "shape", "material"))
 
 
 def test_scores_of_a_true_world_clip_are_perfect():

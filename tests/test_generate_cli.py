@@ -12,6 +12,7 @@ import pytest
 
 from bridgedit import tiny
 from bridgedit.cli.main import main
+from bridgedit.media import read_audio_track, read_video
 
 DEFAULTS = dict(height=32, width=32, num_frames=9, num_inference_steps=2)
 
@@ -88,9 +89,12 @@ def test_bad_input_is_one_line(model_dir, tmp_path, capsys, arguments, message):
     assert __import__("re").search(message, err)
 
 
-def test_unwritable_output_and_missing_model(model_dir, tmp_path, capsys):
+def test_unwritable_output_and_missing_model(model_dir, tmp_path, capsys, monkeypatch):
     assert main(["generate", "--prompt", "x", "--model", str(model_dir), "--out", "/no/such/dir/a.mp4"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    from bridgedit import generation
+
+    monkeypatch.setattr(generation, "BUNDLED_MODEL", tmp_path / "no-bundled-model")  # an install without it
     assert main(["generate", "--prompt", "x", "--out", str(tmp_path / "a.mp4")]) == 2
     assert "no --model given" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # argparse rejects non-positive steps itself
@@ -166,3 +170,22 @@ def test_batch_splits_across_two_cpu_processes(model_dir, tmp_path):
     assert {r["process_index"] for r in records} == {0, 1}
     assert {r["id"]: r["seed"] for r in records} == {f"clip{i}": i for i in range(4)}  # seeds independent of the split
     assert sorted(p.name for p in out_dir.iterdir()) == [f"clip{i}.mp4" for i in range(4)]
+
+
+def test_the_bundled_demo_model_is_the_default(tmp_path, capsys):
+    """The README's main job: a sounding video from the bundled model, with no --model."""
+    from bridgedit import generation
+
+    model = generation.default_model()
+    assert model is not None, "bridgedit/assets/demo-model is missing (bridgedit synthetic recipe --install)"
+    size = sum(f.stat().st_size for f in model.rglob("*") if f.is_file())
+    assert size <= 25 * 2**20, f"the bundled model is {size / 2**20:.1f} MiB; the limit is 25 MiB"
+    out = tmp_path / "demo.mp4"
+    assert main(["generate", "--video-prompt", "A red rubber ball bounces up and down on a beige floor.",
+                 "--audio-prompt", "A dull, soft thud, repeated each time a rubber object hits the floor.",
+                 "--out", str(out), "--steps", "3", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    frames, fps = read_video(out)
+    audio, rate = read_audio_track(out)
+    assert frames.shape == (17, 64, 64, 3) and fps == 15 and record["video"] == str(out)
+    assert audio.shape[-1] >= 1.1 * rate

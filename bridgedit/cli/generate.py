@@ -103,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
     dtype = generation.resolve_dtype(args.dtype, device)
     model = args.model or generation.default_model()
     if model is None:
-        raise ConfigError("no --model given, and this install has no bundled demo model yet: "
-                          "pass --model FOLDER_OR_HUB_ID (a folder written by BridgeDiTPipeline.save_pretrained)")
+        raise ConfigError(f"no --model given, and this install has no bundled demo model ({generation.BUNDLED_MODEL} is "
+                          "missing): pass --model FOLDER_OR_HUB_ID (a folder written by BridgeDiTPipeline.save_pretrained), "
+                          "or train the demo model with `bridgedit synthetic recipe --out outputs/demo --install`")
 
     pipe = BridgeDiTPipeline.from_pretrained(model, dtype=dtype).to(device)
     settings = generation.settings_with_model_defaults(explicit, pipe.generation_defaults, write_wav=args.wav,

@@ -64,7 +64,7 @@ def run_recipe(args: argparse.Namespace) -> int:
 
     if args.scale < 1:
         raise ConfigError("--scale must be a positive integer")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("bridgedit").setLevel(logging.INFO)  # a long job: show each stage's progress
     settings = recipe.RecipeSettings(seed=args.seed)
     if args.scale > 1:
         settings = recipe.smaller(settings, args.scale)

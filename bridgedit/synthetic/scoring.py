@@ -50,6 +50,26 @@ def score_model(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", 
     return results
 
 
+@torch.no_grad()
+def score_references(pipe, dataset, records: list[dict[str, Any]]) -> dict[str, list[dict[str, float]]]:
+    """Upper bounds for generated clips, per clip: the real clips ("real") and the real clips passed through the
+    model's own codecs ("codec": encode as the cache does, decode as the pipeline does)."""
+    from ..data.cache import encode_audio, encode_video
+    from ..data.manifest import clip_files
+    from ..media import read_frames, read_wav
+
+    real, codec = [], []
+    for record in records:
+        video_path, audio_path = clip_files(dataset, record)
+        frames = read_frames(video_path)
+        audio, rate = read_wav(audio_path)
+        real.append(score_clip(frames, audio, record["fps"], rate, record["scene"]))
+        decoded_frames = pipe.decode_video(encode_video(pipe, frames)[None])[0]
+        decoded_audio = pipe.decode_audio(encode_audio(pipe, audio[:1])[None], audio.shape[-1] / rate)[0]
+        codec.append(score_clip(decoded_frames, decoded_audio, record["fps"], rate, record["scene"]))
+    return {"real": real, "codec": codec}
+
+
 def summarize_scores(per_clip: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each score over clips."""
     return {name: float(np.mean([clip[name] for clip in per_clip])) for name in SCORES}
