@@ -122,6 +122,14 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     assert all(torch.equal(a, b) for a, b in zip(towers.blocks[0].parameters(), pipe.model.video_tower.blocks[0].parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(towers.blocks[-1].parameters(), pipe.model.video_tower.blocks[-1].parameters()))
 
+    from bridgedit.synthetic.recipe import install
+
+    bundled = install(out / "model", target=tmp_path / "bundled")  # float16 copy, loaded back in float32
+    loaded = BridgeDiTPipeline.from_pretrained(bundled, dtype=torch.float32)
+    original = pipe.model.state_dict()
+    assert all(torch.equal(v, original[k].half().float()) for k, v in loaded.model.state_dict().items())
+    assert loaded.generation_defaults == DEMO_GENERATION
+
     stamp = (out / "model" / "bridge" / "model.safetensors").stat().st_mtime_ns
     assert main(["synthetic", "recipe", "--out", str(out), "--scale", "1000"]) == 0  # finished: nothing is redone
     assert (out / "model" / "bridge" / "model.safetensors").stat().st_mtime_ns == stamp

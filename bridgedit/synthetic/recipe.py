@@ -228,14 +228,18 @@ def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> 
     return model
 
 
-def install(model: str | Path, target: Path = BUNDLED_MODEL) -> Path:
-    """Copy a model folder into the package as the bundled default model (replacing the previous one)."""
+def install(model: str | Path, target: Path = BUNDLED_MODEL, dtype: torch.dtype = torch.float16) -> Path:
+    """Copy a model folder into the package as the bundled default model (replacing the previous one), its
+    weights stored in `dtype` (float16 halves the size; `bridgedit generate` loads it in float32 on a CPU)."""
+    from ..pipeline import BridgeDiTPipeline
+
     model = Path(model)
     if not _stage_done(model):
         raise FileNotFoundError(f"{model} is not a model folder (model_index.json is missing)")
+    pipe = BridgeDiTPipeline.from_pretrained(model).to(dtype=dtype)
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(model, staging)
+    pipe.save_pretrained(staging, copy_towers=True)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
