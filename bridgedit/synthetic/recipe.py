@@ -240,6 +240,9 @@ def install(model: str | Path, target: Path = BUNDLED_MODEL, dtype: torch.dtype 
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     pipe.save_pretrained(staging, copy_towers=True)
+    for provenance in ("recipe.json", "timings.json"):  # how the model was made, when it came from run_recipe
+        if (model.parent / provenance).is_file():
+            shutil.copy(model.parent / provenance, staging / provenance)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
