@@ -127,7 +127,6 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     out = Path(args.recipe)
     settings = recipe.RecipeSettings()
