@@ -117,10 +117,65 @@ def test_missing_weights_and_unprovided_metrics_are_named(folders, tmp_path, cap
     with pytest.raises(ExtractorUnavailable, match="CLIP weights not found at '/no/such/clip'"):
         ClipScorer.from_pretrained("/no/such/clip")
     generated, reference, captions = folders
-    assert main(["evaluate", "--generated", str(generated), "--reference", str(reference), "--metrics", "fvd"]) == 2
-    assert "fvd needs an I3D video feature extractor" in capsys.readouterr().err
     assert main(["evaluate", "--generated", str(generated), "--metrics", "clipsim"]) == 2
     assert "give --captions" in capsys.readouterr().err
     assert main(["evaluate", "--generated", str(generated), "--captions", str(captions), "--metrics", "clap",
                  "--clap-model", str(tmp_path / "none")]) == 2
     assert "CLAP weights not found" in capsys.readouterr().err
+
+
+def tiny_feature_extractors():
+    from bridgedit.evaluation.i3d import I3DExtractor, InceptionI3d
+    from bridgedit.evaluation.vggish import VGGish, VGGishExtractor
+
+    from test_extractors import tiny_audioset_classifier
+
+    torch.manual_seed(0)
+    return {"i3d": I3DExtractor(InceptionI3d(), "tiny I3D", size=64), "vggish": VGGishExtractor(VGGish(), "tiny VGGish"),
+            "audioset": tiny_audioset_classifier()}
+
+
+def test_set_metrics_pair_clips_and_pool_their_features(folders):
+    from bridgedit.evaluation import frechet_distance, kl_divergence, mmd2_polynomial
+
+    generated, reference, _ = folders
+    extractors = tiny_feature_extractors()
+    result = evaluate(generated, reference=reference, metrics=["fvd", "kvd", "fad", "kl"], scorers=extractors,
+                      progress=False)
+    assert result.n == 2 and set(result.values) == {"fvd", "kvd", "fad", "kl"}
+    assert result.backbones == {"fvd": "tiny I3D", "kvd": "tiny I3D", "fad": "tiny VGGish", "kl": "tiny AST"}
+    # the same numbers from the extractors and the statistics directly, clip by clip in paired order
+    pairs = [(load_clip(s, generated / f"{s}.mp4", generated / f"{s}.wav" if s == "shifted" else None),
+              load_clip(s, reference / f"{s}.mp4", None)) for s in ("aligned", "shifted")]
+    feats = {side: {kind: [e.features(pair[side]) for pair in pairs] for kind, e in extractors.items()} for side in (0, 1)}
+    assert result.values["fvd"] == pytest.approx(frechet_distance(np.concatenate(feats[0]["i3d"]), np.concatenate(feats[1]["i3d"])))
+    assert result.values["kvd"] == pytest.approx(mmd2_polynomial(np.concatenate(feats[0]["i3d"]), np.concatenate(feats[1]["i3d"])))
+    assert np.concatenate(feats[0]["vggish"]).shape == (8, 128)  # four 0.96 s examples per 4 s clip, pooled
+    assert result.values["fad"] == pytest.approx(frechet_distance(np.concatenate(feats[0]["vggish"]),
+                                                                  np.concatenate(feats[1]["vggish"])))
+    assert result.values["kl"] == pytest.approx(kl_divergence(np.concatenate(feats[1]["audioset"]),
+                                                              np.concatenate(feats[0]["audioset"])))
+    # KL is per pair: the aligned clip is the same file on both sides (0), the shifted one has other audio (> 0)
+    assert result.per_clip["aligned"]["kl"] == pytest.approx(0, abs=1e-12) and result.per_clip["shifted"]["kl"] > 0
+
+
+def test_set_metrics_need_a_reference_and_weights(folders, tmp_path, capsys):
+    generated, reference, _ = folders
+    assert main(["evaluate", "--generated", str(generated), "--metrics", "fad"]) == 2
+    assert "fad compares the generated set with a reference set: give --reference" in capsys.readouterr().err
+    assert main(["evaluate", "--generated", str(generated), "--reference", str(reference), "--metrics", "fvd",
+                 "--i3d-weights", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "I3D weights not found" in error and "bridgedit convert-weights rgb_imagenet.pt" in error
+    assert main(["evaluate", "--generated", str(generated), "--reference", str(reference), "--metrics", "ib_va"]) == 2
+    assert "ib_va needs an ImageBind audio/video encoder" in capsys.readouterr().err
+
+
+def test_convert_weights_command(tmp_path, capsys):
+    from bridgedit.evaluation.vggish import VGGish
+
+    torch.save(VGGish().state_dict(), tmp_path / "vggish-10086976.pth")
+    assert main(["convert-weights", str(tmp_path / "vggish-10086976.pth"), str(tmp_path / "vggish.safetensors")]) == 0
+    assert "wrote 18 tensors" in capsys.readouterr().out
+    assert main(["convert-weights", str(tmp_path / "absent.pth"), str(tmp_path / "x.safetensors")]) == 2
+    assert "absent.pth does not exist" in capsys.readouterr().err

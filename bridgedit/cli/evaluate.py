@@ -1,4 +1,4 @@
-"""`bridgedit evaluate`: score generated sounding videos (AV-Align, CLIPSIM, CLAP) as in §4.1."""
+"""`bridgedit evaluate`: score generated sounding videos as in §4.1 (all metrics but IB-VA)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ import json
 
 from ..atomic import write_text_atomic
 from ..evaluation.av_align import VARIANTS
-from ..evaluation.evaluate import METRICS, evaluate
+from ..evaluation.audioset import AUDIOSET_CLASSIFIER_DEFAULT
+from ..evaluation.evaluate import METRICS, WEIGHTS_DIR, evaluate
 from ..evaluation.extractors import CLAP_DEFAULT, CLIP_DEFAULT
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="score generated sounding videos: AV-Align, CLIPSIM, CLAP (FVD, KVD, FAD, KL, IB-VA not yet)",
+        help="score generated sounding videos: FVD, KVD, FAD, KL, CLIPSIM, CLAP, AV-Align (IB-VA not yet)",
         description="Score a folder of generated .mp4 files (with an audio stream, or a .wav of the same name). "
         "Files pair with --reference by name; unpaired files are listed. Captions for CLIPSIM (video caption) and "
         "CLAP (audio caption) come from a JSONL file keyed by id = file stem (generate's prompt file, or a dataset "
-        "manifest). Default metrics: av_align, plus clipsim and clap when captions are given.",
+        "manifest). FVD, KVD, FAD and KL need --reference. Default metrics: av_align, plus clipsim and clap when "
+        "captions are given.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--generated", required=True, metavar="DIR")
@@ -27,6 +29,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--metrics", help=f"comma-separated, from: {', '.join(METRICS)}")
     parser.add_argument("--clip-model", default=CLIP_DEFAULT, help="CLIP folder or hub id (CLIPSIM)")
     parser.add_argument("--clap-model", default=CLAP_DEFAULT, help="LAION-CLAP folder or hub id (CLAP score)")
+    parser.add_argument("--audioset-model", default=AUDIOSET_CLASSIFIER_DEFAULT,
+                        help="AudioSet classifier folder or hub id (KL)")
+    parser.add_argument("--i3d-weights", default=str(WEIGHTS_DIR), metavar="PATH",
+                        help="I3D .safetensors, or a folder holding i3d.safetensors (FVD, KVD; see convert-weights)")
+    parser.add_argument("--vggish-weights", default=str(WEIGHTS_DIR), metavar="PATH",
+                        help="VGGish .safetensors, or a folder holding vggish.safetensors (FAD; see convert-weights)")
     parser.add_argument("--av-align-variant", choices=VARIANTS, default="current",
                         help="current: peaks >= 0.1, one-to-one matching; original: the first published rules")
     parser.add_argument("--out", metavar="FILE.json", help="also write the full result (with per-clip values)")
@@ -37,7 +45,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     result = evaluate(args.generated, reference=args.reference, captions=args.captions, metrics=metrics,
-                      clip_model=args.clip_model, clap_model=args.clap_model, av_align_variant=args.av_align_variant)
+                      clip_model=args.clip_model, clap_model=args.clap_model, audioset_model=args.audioset_model,
+                      i3d_weights=args.i3d_weights, vggish_weights=args.vggish_weights,
+                      av_align_variant=args.av_align_variant)
     summary = {**result.values, "n": result.n, "backbones": result.backbones, "unpaired": result.unpaired}
     if args.out:
         write_text_atomic(args.out, json.dumps(result.to_dict(), indent=2))

@@ -4,6 +4,10 @@ Files pair by stem: `<stem>.mp4` with an audio stream, or `<stem>.mp4` plus `<st
 Unpaired files are listed, never dropped silently. Captions (for CLIPSIM and CLAP) come from a JSONL file
 keyed by "id" = stem: generate's prompt file ({"video_prompt", "audio_prompt"} or {"prompt"}) or a dataset
 manifest ({"captions": {"video", "audio", "shared"}}).
+
+Set metrics compare the generated set with the reference set: FVD (Fréchet distance) and KVD (polynomial MMD²) of
+one I3D feature row per clip, FAD (Fréchet distance) of VGGish embeddings of every 0.96 s of every clip, KL between
+the AudioSet classifier's outputs of each generated clip and its reference partner, averaged.
 """
 
 from __future__ import annotations
@@ -20,17 +24,22 @@ from tqdm.auto import tqdm
 from ..config import ConfigError
 from ..media import read_audio_track, read_video, read_wav
 from .av_align import av_align
+from .audioset import AUDIOSET_CLASSIFIER_DEFAULT, AudioSetClassifier
 from .extractors import CLAP_DEFAULT, CLIP_DEFAULT, ClapScorer, ClipScorer
+from .i3d import I3DExtractor
+from .statistics import frechet_distance, kl_divergence, mmd2_polynomial
+from .vggish import VGGishExtractor
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("fvd", "kvd", "fad", "kl", "clipsim", "clap", "ib_va", "av_align")
 HEADERS = {"fvd": "FVD↓", "kvd": "KVD↓", "fad": "FAD↓", "kl": "KL↓", "clipsim": "CLIPSIM↑", "clap": "CLAP↑",
            "ib_va": "IB-VA↑", "av_align": "AV-Align↑"}
-NOT_YET = {  # metric -> the backbone bridgedit does not provide yet
-    "fvd": "an I3D video feature extractor", "kvd": "an I3D video feature extractor", "fad": "a VGGish audio feature extractor",
-    "kl": "an AudioSet classifier (PaSST or PANNs)", "ib_va": "an ImageBind audio/video encoder",
-}
+NOT_YET = {"ib_va": "an ImageBind audio/video encoder"}  # metric -> the backbone bridgedit does not provide yet
+REFERENCE_METRICS = ("fvd", "kvd", "fad", "kl")  # those that compare with the reference set
+DISTRIBUTIONS = {"fvd": frechet_distance, "kvd": mmd2_polynomial, "fad": frechet_distance}  # set-level statistics
+FEATURES_OF = {"fvd": "i3d", "kvd": "i3d", "fad": "vggish", "kl": "audioset"}  # metric -> the extractor it reads
+WEIGHTS_DIR = Path("~/.cache/bridgedit/weights").expanduser()  # where converted I3D / VGGish weights are looked for
 
 
 @dataclass
@@ -103,26 +112,46 @@ def _choose_metrics(metrics: list[str] | None, has_reference: bool, has_captions
     for metric in metrics:
         if metric in NOT_YET:
             raise ConfigError(f"{metric} needs {NOT_YET[metric]}, which bridgedit does not provide yet; "
-                              "available: av_align, clipsim, clap")
+                              f"available: {', '.join(m for m in METRICS if m not in NOT_YET)}")
         if metric in ("clipsim", "clap") and not has_captions:
             raise ConfigError(f"{metric} compares clips with their captions: give --captions FILE")
+        if metric in REFERENCE_METRICS and not has_reference:
+            raise ConfigError(f"{metric} compares the generated set with a reference set: give --reference DIR")
     return list(metrics)
+
+
+def _load_extractors(chosen: list[str], given: dict[str, Any], *, i3d_weights, vggish_weights, audioset_model) -> dict:
+    loaders = {"i3d": lambda: I3DExtractor.from_pretrained(str(i3d_weights)),
+               "vggish": lambda: VGGishExtractor.from_pretrained(str(vggish_weights)),
+               "audioset": lambda: AudioSetClassifier.from_pretrained(audioset_model)}
+    needed = {FEATURES_OF[m] for m in chosen if m in FEATURES_OF}
+    return {kind: given[kind] if kind in given else loaders[kind]() for kind in sorted(needed)}
+
+
+def _distribution_values(chosen: list[str], generated: dict[str, list], reference: dict[str, list]) -> dict[str, float]:
+    """FVD, KVD, FAD from the per-clip feature arrays of both sets (all rows of all clips pooled per set)."""
+    return {metric: statistic(np.concatenate(generated[FEATURES_OF[metric]]), np.concatenate(reference[FEATURES_OF[metric]]))
+            for metric, statistic in DISTRIBUTIONS.items() if metric in chosen}
 
 
 def evaluate(generated: str | Path, *, reference: str | Path | None = None, captions: str | Path | None = None,
              metrics: list[str] | None = None, clip_model: str = CLIP_DEFAULT, clap_model: str = CLAP_DEFAULT,
-             av_align_variant: str = "current", scorers: dict[str, Any] | None = None, progress: bool = True) -> Evaluation:
-    """Score the generated set. `scorers` may supply ready CLIP / CLAP scorers (e.g. tiny models in tests)."""
+             audioset_model: str = AUDIOSET_CLASSIFIER_DEFAULT, i3d_weights: str | Path = WEIGHTS_DIR,
+             vggish_weights: str | Path = WEIGHTS_DIR, av_align_variant: str = "current",
+             scorers: dict[str, Any] | None = None, progress: bool = True) -> Evaluation:
+    """Score the generated set. `scorers` may supply ready scorers ("clipsim", "clap") and feature extractors
+    ("i3d", "vggish", "audioset"), e.g. tiny models in tests."""
     found = find_clips(generated)
     if not found:
         raise ConfigError(f"no .mp4 files in {generated}")
     unpaired: dict[str, list[str]] = {}
     stems = sorted(found)
+    reference_found = {}
     if reference is not None:
-        reference_stems = set(find_clips(reference))
-        unpaired = {"generated_only": sorted(set(stems) - reference_stems),
-                    "reference_only": sorted(reference_stems - set(stems))}
-        stems = sorted(set(stems) & reference_stems)
+        reference_found = find_clips(reference)
+        unpaired = {"generated_only": sorted(set(stems) - set(reference_found)),
+                    "reference_only": sorted(set(reference_found) - set(stems))}
+        stems = sorted(set(stems) & set(reference_found))
         for side, listed in unpaired.items():
             if listed:
                 logger.warning("%d %s file(s) have no partner and are left out: %s", len(listed), side.replace("_", " "),
@@ -134,13 +163,18 @@ def evaluate(generated: str | Path, *, reference: str | Path | None = None, capt
     missing = [s for s in stems if s not in texts] if {"clipsim", "clap"} & set(chosen) else []
     if missing:
         raise ConfigError(f"{len(missing)} clip(s) have no caption in {captions} (e.g. {missing[0]})")
+    if len(stems) < 2 and set(DISTRIBUTIONS) & set(chosen):
+        raise ConfigError("FVD, KVD and FAD compare distributions: they need at least 2 paired clips")
     scorers = dict(scorers or {})
     if "clipsim" in chosen and "clipsim" not in scorers:
         scorers["clipsim"] = ClipScorer.from_pretrained(clip_model)
     if "clap" in chosen and "clap" not in scorers:
         scorers["clap"] = ClapScorer.from_pretrained(clap_model)
+    extractors = _load_extractors(chosen, scorers, i3d_weights=i3d_weights, vggish_weights=vggish_weights,
+                                  audioset_model=audioset_model)
 
     per_clip: dict[str, dict[str, float]] = {}
+    features = {side: {kind: [] for kind in extractors} for side in ("generated", "reference")}
     for stem in tqdm(stems, desc="evaluate", disable=not progress):
         clip = load_clip(stem, *found[stem])
         scores = {}
@@ -150,9 +184,18 @@ def evaluate(generated: str | Path, *, reference: str | Path | None = None, capt
             scores["clipsim"] = scorers["clipsim"].score(clip, texts[stem]["video"])
         if "clap" in chosen:
             scores["clap"] = scorers["clap"].score(clip, texts[stem]["audio"])
+        if extractors:
+            partner = load_clip(stem, *reference_found[stem])
+            for kind, extractor in extractors.items():
+                features["generated"][kind].append(extractor.features(clip))
+                features["reference"][kind].append(extractor.features(partner))
+            if "kl" in chosen:
+                scores["kl"] = kl_divergence(features["reference"]["audioset"][-1], features["generated"]["audioset"][-1])
         per_clip[stem] = scores
-    values = {m: float(np.mean([per_clip[s][m] for s in stems])) for m in chosen}
+    values = {m: float(np.mean([per_clip[s][m] for s in stems])) for m in chosen if m not in DISTRIBUTIONS}
+    values.update(_distribution_values(chosen, features["generated"], features["reference"]))
     backbones = {m: scorers[m].name for m in ("clipsim", "clap") if m in chosen}
+    backbones.update({m: extractors[FEATURES_OF[m]].name for m in REFERENCE_METRICS if m in chosen})
     if "av_align" in chosen:
         backbones["av_align"] = f"Farneback flow + librosa onsets ({av_align_variant} rules)"
     return Evaluation(n=len(stems), values=values, backbones=backbones, per_clip=per_clip, unpaired=unpaired)

@@ -1,8 +1,9 @@
 """Learned feature extractors behind one protocol: each loads its weights from a local folder or hub id through a
 well-kept library, says which backbone it is, and without weights fails naming what is missing.
 
-Implemented: CLIP (CLIPSIM) and LAION-CLAP (CLAP score), both through transformers. Not yet: I3D (FVD, KVD),
-VGGish (FAD), PaSST / PANNs (KL), ImageBind (IB-VA); asking for their metrics is a clear error.
+Two kinds: text-alignment scorers (one number per clip and caption: CLIP for CLIPSIM, LAION-CLAP for the CLAP score,
+both through transformers, here) and feature extractors (an array per clip that the statistics compare across sets:
+`audioset.AudioSetClassifier` for KL, `vggish.VGGishExtractor` for FAD, `i3d.I3DExtractor` for FVD / KVD).
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ class ExtractorUnavailable(RuntimeError):
     """A metric's backbone cannot be loaded here; the message says what is missing and how to get it."""
 
 
+class ClipFeatureExtractor(Protocol):
+    """Features of one clip, (windows, D): one row per clip (I3D, the AudioSet classifier's logits) or one per window
+    of the clip (VGGish's 0.96 s examples). `name` names the backbone and its weights for the report."""
+
+    name: str
+
+    def features(self, clip) -> np.ndarray: ...
+
+
 class TextAlignmentScorer(Protocol):
     """Scores how well one clip's modality matches a text: 100 x cosine similarity of the two embeddings."""
 
@@ -33,15 +43,41 @@ def _embedding(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
-def _load(kind: str, path_or_id: str, loader):
+def mono_audio(clip, rate: int) -> np.ndarray:
+    """The clip's audio as one float32 channel at `rate` Hz (channels averaged, resampled by librosa)."""
+    import librosa
+
+    audio = librosa.to_mono(np.asarray(clip.audio, dtype=np.float32))
+    if clip.sample_rate != rate:
+        audio = librosa.resample(audio, orig_sr=clip.sample_rate, target_sr=rate)
+    return audio
+
+
+def load_or_explain(kind: str, path_or_id: str, loader, how_to_get: str | None = None):
+    """`loader(path_or_id)`, or ExtractorUnavailable naming what is missing and how to get it."""
     try:
         return loader(path_or_id)
     except (OSError, ValueError) as error:
+        how_to_get = how_to_get or (
+            f"Download them once where the hub is reachable (e.g. `hf download {path_or_id}`) and pass the local "
+            "folder, or allow downloads (unset HF_HUB_OFFLINE)")
         raise ExtractorUnavailable(
-            f"{kind} weights not found at {path_or_id!r} ({type(error).__name__}). Download them once where the hub "
-            f"is reachable (e.g. `huggingface-cli download {path_or_id}`) and pass the local folder, or allow "
-            "downloads (unset HF_HUB_OFFLINE)"
-        ) from None
+            f"{kind} weights not found at {path_or_id!r} ({type(error).__name__}). {how_to_get}") from None
+
+
+def load_checkpoint(model: torch.nn.Module, kind: str, state: dict[str, torch.Tensor], source) -> None:
+    """Load a converted checkpoint into a network written here, or say why it does not fit. Batch-norm step counters
+    (`num_batches_tracked`, absent from older PyTorch checkpoints, unused in evaluation) may be missing."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    misshapen = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or misshapen:
+        problems = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
+                    if keys]
+        raise ExtractorUnavailable(f"{source} does not hold {kind} weights ({'; '.join(problems)})")
+    model.load_state_dict(state, strict=False)
 
 
 class ClipScorer:
@@ -55,7 +91,7 @@ class ClipScorer:
     def from_pretrained(cls, path_or_id: str = CLIP_DEFAULT) -> ClipScorer:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-        model = _load("CLIP", path_or_id, CLIPModel.from_pretrained)
+        model = load_or_explain("CLIP", path_or_id, CLIPModel.from_pretrained)
         return cls(model, AutoTokenizer.from_pretrained(path_or_id), AutoImageProcessor.from_pretrained(path_or_id),
                    f"CLIP ({path_or_id})")
 
@@ -81,18 +117,14 @@ class ClapScorer:
     def from_pretrained(cls, path_or_id: str = CLAP_DEFAULT) -> ClapScorer:
         from transformers import AutoFeatureExtractor, AutoTokenizer, ClapModel
 
-        model = _load("CLAP", path_or_id, ClapModel.from_pretrained)
+        model = load_or_explain("CLAP", path_or_id, ClapModel.from_pretrained)
         return cls(model, AutoTokenizer.from_pretrained(path_or_id), AutoFeatureExtractor.from_pretrained(path_or_id),
                    f"LAION-CLAP ({path_or_id})")
 
     @torch.no_grad()
     def score(self, clip, text: str) -> float:
-        import librosa
-
         rate = self.feature_extractor.sampling_rate
-        audio = librosa.to_mono(np.asarray(clip.audio, dtype=np.float32))
-        if clip.sample_rate != rate:
-            audio = librosa.resample(audio, orig_sr=clip.sample_rate, target_sr=rate)
+        audio = mono_audio(clip, rate)
         features = self.feature_extractor([audio], sampling_rate=rate, return_tensors="pt")
         audio_embedding = _embedding(self.model.get_audio_features(**features))
         tokens = self.tokenizer([text], padding=True, truncation=True, return_tensors="pt")
