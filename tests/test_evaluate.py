@@ -167,8 +167,24 @@ def test_set_metrics_need_a_reference_and_weights(folders, tmp_path, capsys):
                  "--i3d-weights", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "I3D weights not found" in error and "bridgedit convert-weights rgb_imagenet.pt" in error
-    assert main(["evaluate", "--generated", str(generated), "--reference", str(reference), "--metrics", "ib_va"]) == 2
-    assert "ib_va needs an ImageBind audio/video encoder" in capsys.readouterr().err
+    assert main(["evaluate", "--generated", str(generated), "--metrics", "ib_va", "--imagebind-weights",
+                 str(tmp_path)]) == 2
+    assert "ImageBind weights not found" in capsys.readouterr().err
+
+
+def test_ib_va_needs_neither_reference_nor_captions(folders):
+    from bridgedit.evaluation.imagebind import ImageBindAudioVisual, ImageBindScorer
+
+    from test_extractors import TINY_IMAGEBIND
+
+    generated, _, _ = folders
+    torch.manual_seed(0)
+    scorer = ImageBindScorer(ImageBindAudioVisual(*TINY_IMAGEBIND.values()), "tiny ImageBind")
+    result = evaluate(generated, metrics=["ib_va", "av_align"], scorers={"ib_va": scorer}, progress=False)
+    assert result.n == 3 and result.backbones["ib_va"] == "tiny ImageBind"
+    assert result.values["ib_va"] == pytest.approx(np.mean([c["ib_va"] for c in result.per_clip.values()]))
+    # shifted.mp4 is read with its own .wav, the others with their mp4 audio: the same video, other scores
+    assert result.per_clip["shifted"]["ib_va"] != pytest.approx(result.per_clip["aligned"]["ib_va"])
 
 
 def test_convert_weights_command(tmp_path, capsys):

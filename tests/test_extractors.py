@@ -1,4 +1,4 @@
-"""The FVD / FAD / KL backbones: VGGish's input features against an independent STFT, the networks' layouts against
+"""The FVD / FAD / KL / IB-VA backbones: VGGish's input features against an independent STFT, the networks' layouts against
 the published checkpoints' key names, TensorFlow SAME padding, weight conversion. Random weights only (no real
 checkpoint can be downloaded here): these test the plumbing and the written definitions, not learned numbers."""
 
@@ -12,6 +12,9 @@ from bridgedit.evaluation.audioset import AudioSetClassifier
 from bridgedit.evaluation.evaluate import EvalClip
 from bridgedit.evaluation.extractors import ExtractorUnavailable
 from bridgedit.evaluation.i3d import I3DExtractor, InceptionI3d, Unit3D, same_padding
+from bridgedit.evaluation.imagebind import (
+    AUDIO_MEAN, AUDIO_STD, CLIP_MEAN, CLIP_STD, EncoderSize, ImageBindAudioVisual, ImageBindScorer, audio_views,
+    clip_starts, video_views)
 from bridgedit.evaluation.vggish import (
     MEL_HIGH_HZ, MEL_LOW_HZ, SAMPLE_RATE, VGGish, VGGishExtractor, hertz_to_mel, log_mel_examples, mel_matrix)
 from bridgedit.evaluation.weights import convert_to_safetensors
@@ -155,3 +158,74 @@ def test_converted_checkpoints_load_and_foreign_files_are_refused(tmp_path):
         VGGishExtractor.from_pretrained(str(tmp_path / "nowhere"))
     with pytest.raises(ExtractorUnavailable, match="AudioSet classifier weights not found"):
         AudioSetClassifier.from_pretrained(str(tmp_path / "no-ast"))
+
+
+TINY_IMAGEBIND = {"vision": EncoderSize(32, 1, 2), "audio": EncoderSize(32, 1, 2), "embedding": 16}
+
+
+def test_imagebind_has_the_huge_checkpoints_layout():
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in ImageBindAudioVisual().state_dict().items()}
+    assert shapes["modality_preprocessors.vision.rgbt_stem.proj.1.weight"] == (1280, 3, 2, 14, 14)
+    assert shapes["modality_preprocessors.vision.pos_embedding_helper.pos_embed"] == (1, 257, 1280)
+    assert shapes["modality_preprocessors.audio.rgbt_stem.proj.weight"] == (768, 1, 16, 16)
+    assert shapes["modality_preprocessors.audio.pos_embedding_helper.pos_embed"] == (1, 1 + 12 * 19, 768)
+    assert shapes["modality_trunks.vision.blocks.31.attn.in_proj_weight"] == (3840, 1280)
+    assert shapes["modality_trunks.audio.blocks.11.attn.bias_k"] == (1, 1, 768)
+    assert "modality_trunks.vision.blocks.0.attn.bias_k" not in shapes
+    assert shapes["modality_heads.vision.2.weight"] == (1024, 1280) and shapes["modality_heads.audio.2.weight"] == (1024, 768)
+    assert "modality_trunks.vision.pre_transformer_layer.0.weight" in shapes
+    assert not any(k.startswith("modality_trunks.audio.pre_transformer_layer") for k in shapes)
+
+
+def test_imagebind_views_follow_the_reference_sampling():
+    assert clip_starts(4.0, 5) == pytest.approx([0, 0.4, 0.8, 1.2, 1.6]) and clip_starts(1.0, 3) == [0, 0, 0]
+    frames = np.zeros((60, 96, 128, 3), np.uint8)
+    frames[:, :, :40] = 255  # a white left band: the left crop holds more of it than the right one
+    for index in range(60):
+        frames[index, 0, 0] = index  # each frame's number in one pixel
+    views = video_views(frames, 15.0)
+    assert views.shape == (15, 3, 2, 224, 224)
+    left, centre, right = views[0], views[1], views[2]
+    assert left.mean() > centre.mean() > right.mean()
+    white = (1 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
+    np.testing.assert_allclose(left[:, 0, 100, 5], white, rtol=1e-5)
+    # clip i starts at i * 0.4 s: its first frame is 6 i, its last the last one before start + 2 s (30 frames later)
+    with torch.no_grad():
+        first_pixels = [float(views[3 * i, 0, 0, 0, 0]) * CLIP_STD[0] + CLIP_MEAN[0] for i in range(5)]
+        last_pixels = [float(views[3 * i, 0, 1, 0, 0]) * CLIP_STD[0] + CLIP_MEAN[0] for i in range(5)]
+    assert [round(p * 255) for p in first_pixels] == [0, 6, 12, 18, 24]
+    assert [round(p * 255) for p in last_pixels] == [29, 35, 41, 47, 53]
+    # audio: three 2 s clips of the first channel, 198 Kaldi frames each, zero-padded to 204 before normalising
+    rng = np.random.default_rng(0)
+    stereo = np.stack([rng.standard_normal(4 * 16_000), np.zeros(4 * 16_000)]).astype(np.float32) * 0.1
+    banks = audio_views(stereo, 16_000)
+    assert banks.shape == (3, 1, 128, 204)
+    np.testing.assert_allclose(banks[:, :, :, 198:], -AUDIO_MEAN / AUDIO_STD, rtol=1e-6)
+    np.testing.assert_array_equal(banks, audio_views(stereo[:1], 16_000))  # the second channel is not read
+    assert audio_views(stereo * 10, 16_000)[:, :, :, :198].mean() > banks[:, :, :, :198].mean()  # louder, higher
+
+
+def test_imagebind_scorer_loads_its_modalities_and_scores_a_clip(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = ImageBindAudioVisual(TINY_IMAGEBIND["vision"], TINY_IMAGEBIND["audio"], TINY_IMAGEBIND["embedding"])
+    state = dict(model.state_dict())
+    state["modality_trunks.text.blocks.0.attn.in_proj_weight"] = torch.zeros(3, 3)  # other modalities: ignored
+    state["modality_postprocessors.audio.1.log_logit_scale"] = torch.tensor(np.log(20.0))
+    save_file(state, tmp_path / "imagebind.safetensors")
+    scorer = ImageBindScorer.from_pretrained(str(tmp_path), sizes=TINY_IMAGEBIND)
+    rng = np.random.default_rng(0)
+    clip = EvalClip(stem="c", frames=rng.integers(0, 256, (30, 64, 80, 3), dtype=np.uint8), fps=15.0,
+                    audio=rng.standard_normal((1, 2 * 22_050)).astype(np.float32) * 0.1, sample_rate=22_050)
+    score = scorer.score(clip)
+    assert -100 <= score <= 100
+    one_at_a_time = ImageBindScorer(scorer.model, "tiny", batch_size=1)
+    assert one_at_a_time.score(clip) == pytest.approx(score, abs=1e-4)
+    del state["modality_heads.audio.2.weight"]
+    save_file(state, tmp_path / "broken.safetensors")
+    with pytest.raises(ExtractorUnavailable, match="does not hold ImageBind weights .*missing modality_heads.audio.2"):
+        ImageBindScorer.from_pretrained(str(tmp_path / "broken.safetensors"), sizes=TINY_IMAGEBIND)
+    with pytest.raises(ExtractorUnavailable, match="ImageBind weights not found .*imagebind_huge.pth"):
+        ImageBindScorer.from_pretrained(str(tmp_path / "nothing"))

@@ -1,4 +1,4 @@
-"""`bridgedit evaluate`: score generated sounding videos as in §4.1 (all metrics but IB-VA)."""
+"""`bridgedit evaluate`: score generated sounding videos with the metrics of §4.1."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..evaluation.extractors import CLAP_DEFAULT, CLIP_DEFAULT
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="score generated sounding videos: FVD, KVD, FAD, KL, CLIPSIM, CLAP, AV-Align (IB-VA not yet)",
+        help="score generated sounding videos: FVD, KVD, FAD, KL, CLIPSIM, CLAP, IB-VA, AV-Align",
         description="Score a folder of generated .mp4 files (with an audio stream, or a .wav of the same name). "
         "Files pair with --reference by name; unpaired files are listed. Captions for CLIPSIM (video caption) and "
         "CLAP (audio caption) come from a JSONL file keyed by id = file stem (generate's prompt file, or a dataset "
@@ -35,6 +35,8 @@ def add_parser(subparsers) -> None:
                         help="I3D .safetensors, or a folder holding i3d.safetensors (FVD, KVD; see convert-weights)")
     parser.add_argument("--vggish-weights", default=str(WEIGHTS_DIR), metavar="PATH",
                         help="VGGish .safetensors, or a folder holding vggish.safetensors (FAD; see convert-weights)")
+    parser.add_argument("--imagebind-weights", default=str(WEIGHTS_DIR), metavar="PATH",
+                        help="ImageBind .safetensors, or a folder holding imagebind.safetensors (IB-VA; see convert-weights)")
     parser.add_argument("--av-align-variant", choices=VARIANTS, default="current",
                         help="current: peaks >= 0.1, one-to-one matching; original: the first published rules")
     parser.add_argument("--out", metavar="FILE.json", help="also write the full result (with per-clip values)")
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(args.generated, reference=args.reference, captions=args.captions, metrics=metrics,
                       clip_model=args.clip_model, clap_model=args.clap_model, audioset_model=args.audioset_model,
                       i3d_weights=args.i3d_weights, vggish_weights=args.vggish_weights,
+                      imagebind_weights=args.imagebind_weights,
                       av_align_variant=args.av_align_variant)
     summary = {**result.values, "n": result.n, "backbones": result.backbones, "unpaired": result.unpaired}
     if args.out:

@@ -27,6 +27,7 @@ from .av_align import av_align
 from .audioset import AUDIOSET_CLASSIFIER_DEFAULT, AudioSetClassifier
 from .extractors import CLAP_DEFAULT, CLIP_DEFAULT, ClapScorer, ClipScorer
 from .i3d import I3DExtractor
+from .imagebind import ImageBindScorer
 from .statistics import frechet_distance, kl_divergence, mmd2_polynomial
 from .vggish import VGGishExtractor
 
@@ -35,11 +36,10 @@ logger = logging.getLogger(__name__)
 METRICS = ("fvd", "kvd", "fad", "kl", "clipsim", "clap", "ib_va", "av_align")
 HEADERS = {"fvd": "FVD↓", "kvd": "KVD↓", "fad": "FAD↓", "kl": "KL↓", "clipsim": "CLIPSIM↑", "clap": "CLAP↑",
            "ib_va": "IB-VA↑", "av_align": "AV-Align↑"}
-NOT_YET = {"ib_va": "an ImageBind audio/video encoder"}  # metric -> the backbone bridgedit does not provide yet
 REFERENCE_METRICS = ("fvd", "kvd", "fad", "kl")  # those that compare with the reference set
 DISTRIBUTIONS = {"fvd": frechet_distance, "kvd": mmd2_polynomial, "fad": frechet_distance}  # set-level statistics
 FEATURES_OF = {"fvd": "i3d", "kvd": "i3d", "fad": "vggish", "kl": "audioset"}  # metric -> the extractor it reads
-WEIGHTS_DIR = Path("~/.cache/bridgedit/weights").expanduser()  # where converted I3D / VGGish weights are looked for
+WEIGHTS_DIR = Path("~/.cache/bridgedit/weights").expanduser()  # where converted I3D / VGGish / ImageBind weights are
 
 
 @dataclass
@@ -110,9 +110,6 @@ def _choose_metrics(metrics: list[str] | None, has_reference: bool, has_captions
     if unknown:
         raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
     for metric in metrics:
-        if metric in NOT_YET:
-            raise ConfigError(f"{metric} needs {NOT_YET[metric]}, which bridgedit does not provide yet; "
-                              f"available: {', '.join(m for m in METRICS if m not in NOT_YET)}")
         if metric in ("clipsim", "clap") and not has_captions:
             raise ConfigError(f"{metric} compares clips with their captions: give --captions FILE")
         if metric in REFERENCE_METRICS and not has_reference:
@@ -137,9 +134,10 @@ def _distribution_values(chosen: list[str], generated: dict[str, list], referenc
 def evaluate(generated: str | Path, *, reference: str | Path | None = None, captions: str | Path | None = None,
              metrics: list[str] | None = None, clip_model: str = CLIP_DEFAULT, clap_model: str = CLAP_DEFAULT,
              audioset_model: str = AUDIOSET_CLASSIFIER_DEFAULT, i3d_weights: str | Path = WEIGHTS_DIR,
-             vggish_weights: str | Path = WEIGHTS_DIR, av_align_variant: str = "current",
+             vggish_weights: str | Path = WEIGHTS_DIR, imagebind_weights: str | Path = WEIGHTS_DIR,
+             av_align_variant: str = "current",
              scorers: dict[str, Any] | None = None, progress: bool = True) -> Evaluation:
-    """Score the generated set. `scorers` may supply ready scorers ("clipsim", "clap") and feature extractors
+    """Score the generated set. `scorers` may supply ready scorers ("clipsim", "clap", "ib_va") and feature extractors
     ("i3d", "vggish", "audioset"), e.g. tiny models in tests."""
     found = find_clips(generated)
     if not found:
@@ -170,6 +168,8 @@ def evaluate(generated: str | Path, *, reference: str | Path | None = None, capt
         scorers["clipsim"] = ClipScorer.from_pretrained(clip_model)
     if "clap" in chosen and "clap" not in scorers:
         scorers["clap"] = ClapScorer.from_pretrained(clap_model)
+    if "ib_va" in chosen and "ib_va" not in scorers:
+        scorers["ib_va"] = ImageBindScorer.from_pretrained(str(imagebind_weights))
     extractors = _load_extractors(chosen, scorers, i3d_weights=i3d_weights, vggish_weights=vggish_weights,
                                   audioset_model=audioset_model)
 
@@ -184,6 +184,8 @@ def evaluate(generated: str | Path, *, reference: str | Path | None = None, capt
             scores["clipsim"] = scorers["clipsim"].score(clip, texts[stem]["video"])
         if "clap" in chosen:
             scores["clap"] = scorers["clap"].score(clip, texts[stem]["audio"])
+        if "ib_va" in chosen:
+            scores["ib_va"] = scorers["ib_va"].score(clip)
         if extractors:
             partner = load_clip(stem, *reference_found[stem])
             for kind, extractor in extractors.items():
@@ -194,7 +196,7 @@ def evaluate(generated: str | Path, *, reference: str | Path | None = None, capt
         per_clip[stem] = scores
     values = {m: float(np.mean([per_clip[s][m] for s in stems])) for m in chosen if m not in DISTRIBUTIONS}
     values.update(_distribution_values(chosen, features["generated"], features["reference"]))
-    backbones = {m: scorers[m].name for m in ("clipsim", "clap") if m in chosen}
+    backbones = {m: scorers[m].name for m in ("clipsim", "clap", "ib_va") if m in chosen}
     backbones.update({m: extractors[FEATURES_OF[m]].name for m in REFERENCE_METRICS if m in chosen})
     if "av_align" in chosen:
         backbones["av_align"] = f"Farneback flow + librosa onsets ({av_align_variant} rules)"

@@ -1,9 +1,10 @@
-"""Learned feature extractors behind one protocol: each loads its weights from a local folder or hub id through a
-well-kept library, says which backbone it is, and without weights fails naming what is missing.
+"""The learned backbones' protocols and shared loading: each loads its weights from a local path or hub id (through
+transformers where it carries the network), says which backbone it is (`name`), and without weights fails naming
+what is missing and how to get it.
 
-Two kinds: text-alignment scorers (one number per clip and caption: CLIP for CLIPSIM, LAION-CLAP for the CLAP score,
-both through transformers, here) and feature extractors (an array per clip that the statistics compare across sets:
-`audioset.AudioSetClassifier` for KL, `vggish.VGGishExtractor` for FAD, `i3d.I3DExtractor` for FVD / KVD).
+Two kinds: scorers, one number per clip (CLIP for CLIPSIM and LAION-CLAP for the CLAP score, here, with a caption;
+`imagebind.ImageBindScorer` for IB-VA), and feature extractors, an array per clip that the statistics compare across
+sets (`audioset.AudioSetClassifier` for KL, `vggish.VGGishExtractor` for FAD, `i3d.I3DExtractor` for FVD / KVD).
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ class TextAlignmentScorer(Protocol):
     name: str
 
     def score(self, clip, text: str) -> float: ...
+
+
+class AudioVisualScorer(Protocol):
+    """Scores how well one clip's audio matches its video: 100 x cosine similarity of the two embeddings."""
+
+    name: str
+
+    def score(self, clip) -> float: ...
 
 
 def _embedding(output) -> torch.Tensor:
