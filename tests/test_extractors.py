@@ -229,3 +229,20 @@ def test_imagebind_scorer_loads_its_modalities_and_scores_a_clip(tmp_path):
         ImageBindScorer.from_pretrained(str(tmp_path / "broken.safetensors"), sizes=TINY_IMAGEBIND)
     with pytest.raises(ExtractorUnavailable, match="ImageBind weights not found .*imagebind_huge.pth"):
         ImageBindScorer.from_pretrained(str(tmp_path / "nothing"))
+
+
+def test_imagebind_filter_for_prepare(tmp_path, capsys):
+    from bridgedit.cli.main import main
+
+    torch.manual_seed(0)
+    scorer = ImageBindScorer(ImageBindAudioVisual(*TINY_IMAGEBIND.values()), "tiny")
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (20, 48, 64, 3), dtype=np.uint8)
+    audio = rng.standard_normal(16_000 * 2).astype(np.float32) * 0.1  # prepare's mono (samples,)
+    clip = EvalClip(stem="c", frames=frames, fps=10.0, audio=audio[None], sample_rate=16_000)
+    assert scorer.as_prepare_filter(10.0)(frames, audio, 16_000) == pytest.approx(scorer.score(clip) / 100, abs=1e-6)
+    source = tmp_path / "src"
+    source.mkdir()
+    assert main(["prepare", str(source), "--out", str(tmp_path / "ds"), "--av-filter", "imagebind",
+                 "--imagebind-weights", str(tmp_path / "none")]) == 2
+    assert "ImageBind weights not found" in capsys.readouterr().err

@@ -233,7 +233,15 @@ class ImageBindScorer:
         return embeddings.mean(dim=0)
 
     @torch.no_grad()
+    def similarity(self, frames: np.ndarray, fps: float, audio: np.ndarray, sample_rate: int) -> float:
+        """cos(video, audio) in [-1, 1]: frames (F, H, W, 3) uint8, audio (channels, samples) or (samples,)."""
+        video_embedding = self._embed("vision", video_views(frames, fps))
+        audio_embedding = self._embed("audio", audio_views(np.atleast_2d(audio), sample_rate))
+        return float(F.cosine_similarity(video_embedding, audio_embedding, dim=0))
+
     def score(self, clip) -> float:
-        video = self._embed("vision", video_views(clip.frames, clip.fps))
-        audio = self._embed("audio", audio_views(clip.audio, clip.sample_rate))
-        return float(100 * F.cosine_similarity(video, audio, dim=0))
+        return 100 * self.similarity(clip.frames, clip.fps, clip.audio, clip.sample_rate)
+
+    def as_prepare_filter(self, fps: float):
+        """`prepare`'s audio-visual filter, fn(frames, audio, sample_rate) -> the cosine (the paper keeps > 0.3)."""
+        return lambda frames, audio, sample_rate: self.similarity(frames, fps, audio, sample_rate)
