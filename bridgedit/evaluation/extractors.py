@@ -9,6 +9,7 @@ sets (`audioset.AudioSetClassifier` for KL, `vggish.VGGishExtractor` for FAD, `i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -72,6 +73,20 @@ def load_or_explain(kind: str, path_or_id: str, loader, how_to_get: str | None =
             "folder, or allow downloads (unset HF_HUB_OFFLINE)")
         raise ExtractorUnavailable(
             f"{kind} weights not found at {path_or_id!r} ({type(error).__name__}). {how_to_get}") from None
+
+
+def load_converted_weights(model: torch.nn.Module, kind: str, path: str, file_name: str, source_checkpoint: str,
+                           url: str, option: str, keep=None) -> Path:
+    """Load a checkpoint converted by `bridgedit convert-weights` (a .safetensors file, or a folder holding
+    `file_name`) into a network written here; `keep(name)` selects the tensors used. Returns the file read."""
+    from safetensors.torch import load_file
+
+    file = Path(path) / file_name if Path(path).is_dir() else Path(path)
+    how = (f"Get {source_checkpoint} once ({url}), convert it with `bridgedit convert-weights {source_checkpoint} "
+           f"{file_name}` and pass that file ({option})")
+    state = load_or_explain(kind, str(file), load_file, how)
+    load_checkpoint(model, kind, {k: v for k, v in state.items() if keep is None or keep(k)}, file)
+    return file
 
 
 def load_checkpoint(model: torch.nn.Module, kind: str, state: dict[str, torch.Tensor], source) -> None:

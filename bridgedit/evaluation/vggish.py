@@ -13,13 +13,12 @@ release.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .extractors import load_checkpoint, load_or_explain, mono_audio
+from .extractors import load_converted_weights, mono_audio
 
 SAMPLE_RATE = 16_000
 STFT_WINDOW_SECONDS, STFT_HOP_SECONDS = 0.025, 0.010
@@ -94,13 +93,9 @@ class VGGishExtractor:
     @classmethod
     def from_pretrained(cls, path: str) -> VGGishExtractor:
         """`path`: a .safetensors file, or a folder holding `vggish.safetensors`."""
-        from safetensors.torch import load_file
-
-        file = Path(path) / "vggish.safetensors" if Path(path).is_dir() else Path(path)
-        how = (f"Get the VGGish weights once ({WEIGHTS_URL}), convert them with `bridgedit convert-weights "
-               "vggish-10086976.pth vggish.safetensors` and pass that file (--vggish-weights)")
         model = VGGish()
-        load_checkpoint(model, "VGGish", load_or_explain("VGGish", str(file), load_file, how), file)
+        file = load_converted_weights(model, "VGGish", path, "vggish.safetensors", "vggish-10086976.pth", WEIGHTS_URL,
+                                      "--vggish-weights")
         return cls(model, f"VGGish ({file.name}), 128-d embeddings before PCA")
 
     @torch.no_grad()
