@@ -8,6 +8,8 @@ sync (the world's event-level score and AV-Align) and text faithfulness (colour,
 
     python benchmarks/ablation.py [--recipe outputs/demo] [--seeds 3]
         # writes benchmarks/results/ablation.json and benchmarks/results/ablation.png (needs `pip install -e .[bench]`)
+    python benchmarks/ablation.py --variants none,dca --seeds 1 --bridge-lr 5e-3 [--time-encoding] \
+        --results-name ablation-probe-te     # a probe of other bridge settings, kept apart from the main table
 
 Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS and skipped when re-run. With no
 finished recipe in RECIPE it first runs the recipe's stages up to the pretrained towers.
@@ -47,13 +49,20 @@ def variant_settings(base: recipe.RecipeSettings, variant: str, seed: int) -> re
                    captions="shared" if variant == SHARED else "hvgc")
 
 
-def run_name(variant: str, seed: int, steps: int) -> str:
-    return f"ablation-{steps}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
+def run_name(variant: str, seed: int, settings: recipe.RecipeSettings) -> str:
+    """RECIPE/runs/ablation-STEPS[-lrLR][-te]/VARIANT-seedS: the folder names the settings that differ from the
+    recipe's, so probes with other settings never reuse the main table's runs."""
+    tag = f"ablation-{settings.bridge_steps}"
+    if settings.bridge_lr != recipe.RecipeSettings.bridge_lr:
+        tag += f"-lr{settings.bridge_lr:g}"
+    if settings.bridge.get("time_encoding"):
+        tag += "-te"
+    return f"{tag}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
 
 
 def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeSettings, variant: str, seed: int,
                 test_records: list[dict]) -> dict:
-    name = run_name(variant, seed, settings.bridge_steps)
+    name = run_name(variant, seed, settings)
     scores_path = out / "runs" / name / "scores.json"
     if scores_path.is_file():
         return json.loads(scores_path.read_text())
@@ -124,6 +133,12 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--bridge-steps", type=int, default=BRIDGE_STEPS,
                         help="the bridge-training budget of every run (the same for all variants)")
+    parser.add_argument("--bridge-lr", type=float, default=recipe.RecipeSettings.bridge_lr,
+                        help="peak learning rate of the bridge stage (the recipe's by default)")
+    parser.add_argument("--time-encoding", action="store_true",
+                        help="bridges add a sinusoidal encoding of each token's time (BridgeConfig.time_encoding)")
+    parser.add_argument("--results-name", default="ablation",
+                        help="write benchmarks/results/NAME.json and NAME.png")
     parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -134,7 +149,8 @@ def main() -> None:
         settings = recipe.smaller(settings, args.scale)
     dataset = recipe.make_world(out, settings)
     towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
-    settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale))
+    settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale), bridge_lr=args.bridge_lr,
+                       bridge={**settings.bridge, "time_encoding": args.time_encoding})
     test_records = load_manifest(dataset, split="test")
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     started = time.perf_counter()
@@ -155,17 +171,18 @@ def main() -> None:
         "seconds_this_run": time.perf_counter() - started, "variants": table,
         "references": references,  # the held-out clips, the same through the codecs, and the recipe's model
     }
-    write_text_atomic(RESULTS / "ablation.json", json.dumps(summary, indent=2) + "\n")
+    json_path, png_path = RESULTS / f"{args.results_name}.json", RESULTS / f"{args.results_name}.png"
+    write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
     print(f"{'variant':<22}" + "".join(f"{name:>18}" for name in SCORES))
     for variant, row in table.items():
         print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in SCORES))
     for name, row in references.items():
         print(f"{'(' + name + ')':<22}" + "".join(f"{row[n]:>11.3f}        " for n in SCORES))
     try:
-        plot(table, references, RESULTS / "ablation.png")
-        print(f"wrote {RESULTS / 'ablation.json'} and {RESULTS / 'ablation.png'}")
+        plot(table, references, png_path)
+        print(f"wrote {json_path} and {png_path}")
     except ImportError:
-        print(f"wrote {RESULTS / 'ablation.json'} (no plot: pip install -e .[bench] for matplotlib)")
+        print(f"wrote {json_path} (no plot: pip install -e .[bench] for matplotlib)")
 
 
 if __name__ == "__main__":

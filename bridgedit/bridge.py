@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0, JointAttnProcessor2_0
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timestep_embedding
 from einops import reduce, repeat
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -201,12 +201,32 @@ class BridgeStream(nn.Module):
         return tokens + self.proj_out(updated - inner)
 
 
+#: time encoding frequencies: from pi rad per latent frame (period 2 frames) down to pi / 64 (period 128 frames)
+TIME_ENCODING_MAX_PERIOD = 64
+
+
+def token_times(video_grid: tuple[int, int, int], audio_length: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Each token's time in latent video frames: (Nv,) the frame index of each (frame-major) video token, and
+    (Na,) the audio tokens spread evenly over the same clip (token centres, so both span [-0.5, F - 0.5])."""
+    frames, height, width = video_grid
+    video = torch.arange(frames, device=device, dtype=torch.float32).repeat_interleave(height * width)
+    audio = (torch.arange(audio_length, device=device, dtype=torch.float32) + 0.5) * frames / audio_length - 0.5
+    return video, audio
+
+
+def time_encoding(times: torch.Tensor, width: int) -> torch.Tensor:
+    """(N,) times -> (N, width) fixed sinusoids, frequencies geometric from pi to pi / TIME_ENCODING_MAX_PERIOD."""
+    return get_timestep_embedding(times, width, downscale_freq_shift=0, scale=torch.pi,
+                                  max_period=TIME_ENCODING_MAX_PERIOD)
+
+
 class BridgeBlock(nn.Module):
     def __init__(self, mixer: nn.Module, config: BridgeConfig, video_width: int, audio_width: int) -> None:
         super().__init__()
         self.video = BridgeStream(video_width, config)
         self.audio = BridgeStream(audio_width, config)
         self.mixer = mixer
+        self.time_encoding = config.time_encoding
 
     def forward(
         self,
@@ -220,6 +240,11 @@ class BridgeBlock(nn.Module):
         # both directions read the normalised pre-bridge states of both streams (symmetric)
         video_normed = self.video.norm(video_inner) * (1 + video_mods[1]) + video_mods[0]
         audio_normed = self.audio.norm(audio_inner) * (1 + audio_mods[1]) + audio_mods[0]
+        if self.time_encoding:  # both streams learn when each token is, in one time axis
+            video_times, audio_times = token_times(video_grid, audio_normed.shape[1], audio_normed.device)
+            width = video_normed.shape[-1]
+            video_normed = video_normed + time_encoding(video_times, width).to(video_normed.dtype)
+            audio_normed = audio_normed + time_encoding(audio_times, width).to(audio_normed.dtype)
         video_mixed, audio_mixed = self.mixer(video_normed, audio_normed, video_grid)
         return (
             self.video.finish(video_tokens, video_inner, video_mixed, video_mods),

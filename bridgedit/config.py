@@ -39,6 +39,9 @@ class BridgeConfig:
     num_heads: int = 12
     timestep_embed_dim: int = 1536
     mlp_ratio: float = 4.0
+    # add a fixed sinusoidal encoding of each token's time to both streams before mixing (not in the paper; the
+    # towers' rotary positions never reach the hidden states, so without it a bridge cannot tell when a token is)
+    time_encoding: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "video_blocks", tuple(int(i) for i in self.video_blocks))

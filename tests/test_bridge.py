@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bridgedit.bridge import FUSIONS, BridgeStack
+from bridgedit.bridge import FUSIONS, BridgeStack, time_encoding, token_times
 from bridgedit.config import FUSION_KINDS, BridgeConfig
 
 WIDTH, HEADS, COND = 16, 2, 8
@@ -14,10 +14,10 @@ GRID = (3, 2, 2)  # video tokens: 3 latent frames x 2 x 2
 NV, NA = 12, 5
 
 
-def _stack(fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0):
+def _stack(fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0, time_encoding=False):
     torch.manual_seed(seed)
     config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
-                          timestep_embed_dim=COND)
+                          timestep_embed_dim=COND, time_encoding=time_encoding)
     stack = BridgeStack(config, video_width=video_width, audio_width=audio_width)
     with torch.no_grad():  # non-zero modulation so every term of the block is exercised
         for stream in (stack.blocks[0].video, stack.blocks[0].audio):
@@ -169,10 +169,11 @@ def test_both_timesteps_reach_both_streams():
         assert not torch.allclose(base[1], changed[1])  # audio stream
 
 
+@pytest.mark.parametrize("time_encoding", [False, True])
 @pytest.mark.parametrize("fusion", [f for f in FUSION_KINDS if f != "none"])
-def test_untrained_bridge_is_the_identity(fusion):
+def test_untrained_bridge_is_the_identity(fusion, time_encoding):
     config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
-                          timestep_embed_dim=COND)
+                          timestep_embed_dim=COND, time_encoding=time_encoding)
     stack = BridgeStack(config, video_width=24, audio_width=20)  # towers wider than the bridge: adapters in/out
     video, audio, _ = _tokens(video_width=24, audio_width=20)
     condition = stack.condition(torch.tensor([500.0, 10.0]), torch.tensor([0.5, 0.01]))
@@ -191,3 +192,25 @@ def test_width_adapters_change_outputs_once_gates_open():
 def test_registry_covers_every_configurable_fusion():
     assert set(FUSIONS) | {"none"} == set(FUSION_KINDS)
     assert len(BridgeStack(BridgeConfig(fusion="none"), video_width=8, audio_width=8).blocks) == 0
+
+
+def test_token_times_put_both_streams_on_one_time_axis():
+    video_times, audio_times = token_times(GRID, 6, torch.device("cpu"))
+    assert video_times.tolist() == [0.0] * 4 + [1.0] * 4 + [2.0] * 4  # frame-major video tokens
+    assert audio_times.tolist() == pytest.approx([-0.25, 0.25, 0.75, 1.25, 1.75, 2.25])  # centres over [-0.5, 2.5]
+    encoding = time_encoding(torch.tensor([0.0, 0.5, 1.0, 3.0]), WIDTH)
+    similarity = (encoding @ encoding[0]).tolist()
+    assert similarity[0] > similarity[1] > similarity[2] > similarity[3]  # nearer in time, more alike
+
+
+@pytest.mark.parametrize("fusion", ["dca", "v2a", "full_attention"])
+def test_without_time_encoding_audio_cannot_tell_when_video_happens(fusion):
+    """Attention has no positions inside a bridge: reordering the video frames leaves the audio update unchanged,
+    so no bridge could align events in time. The time encoding breaks that symmetry."""
+    video, audio, condition = _tokens()
+    reordered = video.reshape(2, 3, 4, WIDTH)[:, [2, 0, 1]].reshape(2, NV, WIDTH)  # frames (0, 1, 2) -> (2, 0, 1)
+    for time_encoding_on in (False, True):
+        stack = _stack(fusion, time_encoding=time_encoding_on)
+        _, audio_out = stack.run(0, video, audio, condition, GRID)
+        _, audio_reordered = stack.run(0, reordered, audio, condition, GRID)
+        assert torch.allclose(audio_out, audio_reordered, atol=1e-5) is (not time_encoding_on)
