@@ -8,8 +8,8 @@ sync (the world's event-level score and AV-Align) and text faithfulness (colour,
 
     python benchmarks/ablation.py [--recipe outputs/demo] [--seeds 3]
         # writes benchmarks/results/ablation.json and benchmarks/results/ablation.png (needs `pip install -e .[bench]`)
-    python benchmarks/ablation.py --variants none,dca --seeds 1 --bridge-lr 5e-3 [--time-encoding] \
-        --results-name ablation-probe-te     # a probe of other bridge settings, kept apart from the main table
+    python benchmarks/ablation.py --variants none,dca --seeds 3 --bridge-lr 5e-3 --time-encoding \
+        --timesteps independent --results-name ablation-probe   # other bridge settings, apart from the main table
 
 Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS and skipped when re-run. With no
 finished recipe in RECIPE it first runs the recipe's stages up to the pretrained towers.
@@ -57,6 +57,8 @@ def run_name(variant: str, seed: int, settings: recipe.RecipeSettings) -> str:
         tag += f"-lr{settings.bridge_lr:g}"
     if settings.bridge.get("time_encoding"):
         tag += "-te"
+    if settings.bridge_timesteps != "coupled":
+        tag += f"-{settings.bridge_timesteps}"
     return f"{tag}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
 
 
@@ -137,6 +139,8 @@ def main() -> None:
                         help="peak learning rate of the bridge stage (the recipe's by default)")
     parser.add_argument("--time-encoding", action="store_true",
                         help="bridges add a sinusoidal encoding of each token's time (BridgeConfig.time_encoding)")
+    parser.add_argument("--timesteps", choices=("coupled", "independent"), default="coupled",
+                        help="bridge training: one noise level for both streams (the recipe's) or one each")
     parser.add_argument("--results-name", default="ablation",
                         help="write benchmarks/results/NAME.json and NAME.png")
     parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
@@ -150,7 +154,7 @@ def main() -> None:
     dataset = recipe.make_world(out, settings)
     towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
     settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale), bridge_lr=args.bridge_lr,
-                       bridge={**settings.bridge, "time_encoding": args.time_encoding})
+                       bridge={**settings.bridge, "time_encoding": args.time_encoding}, bridge_timesteps=args.timesteps)
     test_records = load_manifest(dataset, split="test")
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     started = time.perf_counter()

@@ -74,6 +74,7 @@ class RecipeSettings:
     bridge_lr: float = 5e-4
     bridge: dict[str, Any] = field(default_factory=lambda: asdict(DEMO_BRIDGE))
     captions: str = "hvgc"  # or "shared": the caption ablation
+    bridge_timesteps: str = "coupled"  # or "independent": each stream's noise level drawn on its own (bridge stage)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,14 +145,15 @@ def initial_pipeline(video_vae, audio_vae, seed: int):
 
 
 def training_config(*, base: Path, dataset: Path, cache: Path, run_dir: Path, steps: int, lr: float, batch_size: int,
-                    seed: int, bridge: dict[str, Any], trainable: dict[str, Any], captions: str = "hvgc") -> dict[str, Any]:
+                    seed: int, bridge: dict[str, Any], trainable: dict[str, Any], captions: str = "hvgc",
+                    timestep_coupling: str = "coupled") -> dict[str, Any]:
     """A `bridgedit train` config (as a dict; the recipe also writes it as YAML beside the run)."""
     return {
         "model": {"base": str(base), "bridge": bridge, "trainable": trainable},
         "data": {"dataset": str(dataset), "cache": str(cache), "captions": captions, "max_sequence_length": 32},
         "optim": {"lr": lr, "warmup_steps": min(50, steps // 10), "min_lr": lr / 10, "weight_decay": 1e-3},
         "train": {"steps": steps, "batch_size": batch_size, "mixed_precision": "no", "gradient_checkpointing": False,
-                  "seed": seed},
+                  "seed": seed, "timesteps": {"distribution": "uniform", "coupling": timestep_coupling}},
         "checkpoint": {"dir": str(run_dir), "every": max(100, steps // 4)},
         "log": {"every": 50},
     }
@@ -196,7 +198,7 @@ def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettin
         steps=settings.bridge_steps, lr=settings.bridge_lr, batch_size=settings.batch_size, seed=settings.seed,
         bridge=settings.bridge,
         trainable={"policy": "bridges+last_blocks", "video_last_blocks": 1, "audio_last_blocks": 1},
-        captions=settings.captions,
+        captions=settings.captions, timestep_coupling=settings.bridge_timesteps,
     )
     return run_training(config, out / "runs" / name)
 
