@@ -59,6 +59,8 @@ def run_name(variant: str, seed: int, settings: recipe.RecipeSettings) -> str:
         tag += "-te"
     if settings.bridge_timesteps != "coupled":
         tag += f"-{settings.bridge_timesteps}"
+    if list(settings.bridge["video_blocks"]) != list(recipe.DEMO_BRIDGE.video_blocks):
+        tag += "-blocks" + "".join(str(i) for i in settings.bridge["video_blocks"])
     return f"{tag}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
 
 
@@ -141,6 +143,8 @@ def main() -> None:
                         help="bridges add a sinusoidal encoding of each token's time (BridgeConfig.time_encoding)")
     parser.add_argument("--timesteps", choices=("coupled", "independent"), default="coupled",
                         help="bridge training: one noise level for both streams (the recipe's) or one each")
+    parser.add_argument("--bridge-blocks", help="comma-separated tower blocks that get a bridge (video and audio alike; "
+                        "the recipe's: 1,3)")
     parser.add_argument("--results-name", default="ablation",
                         help="write benchmarks/results/NAME.json and NAME.png")
     parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
@@ -155,6 +159,9 @@ def main() -> None:
     towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
     settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale), bridge_lr=args.bridge_lr,
                        bridge={**settings.bridge, "time_encoding": args.time_encoding}, bridge_timesteps=args.timesteps)
+    if args.bridge_blocks:
+        blocks = [int(i) for i in args.bridge_blocks.split(",")]
+        settings = replace(settings, bridge={**settings.bridge, "video_blocks": blocks, "audio_blocks": blocks})
     test_records = load_manifest(dataset, split="test")
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     started = time.perf_counter()
