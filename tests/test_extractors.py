@@ -18,6 +18,7 @@ from bridgedit.evaluation.imagebind import (
 from bridgedit.evaluation.vggish import (
     MEL_HIGH_HZ, MEL_LOW_HZ, SAMPLE_RATE, VGGish, VGGishExtractor, hertz_to_mel, log_mel_examples, mel_matrix)
 from bridgedit.evaluation.weights import convert_to_safetensors
+from bridgedit.media import MediaError
 
 
 def audio_clip(audio, rate=SAMPLE_RATE, frames=None):
@@ -76,7 +77,7 @@ def test_vggish_has_torchvggish_layout_and_embeds_each_example():
     assert features.shape == (3, 128)  # 3 s -> three 0.96 s examples
     np.testing.assert_allclose(one_by_one.features(clip), features, rtol=1e-5, atol=1e-6)
     assert (features < 0).any()  # the embedding is read before the last ReLU
-    with pytest.raises(ValueError, match="shorter than one VGGish example"):
+    with pytest.raises(MediaError, match="clip: shorter than one VGGish example"):
         batched.features(audio_clip(np.zeros(8000)))
 
 
@@ -110,8 +111,8 @@ def test_i3d_has_the_pytorch_i3d_layout_and_gives_400_logits_at_224():
     video = extractor.preprocess(frames)
     assert video.shape == (1, 3, 16, 224, 224) and video.min() >= -1 and video.max() <= 1
     assert extractor.features(audio_clip(np.zeros(100), frames=frames)).shape == (1, 400)
-    with pytest.raises(ValueError, match="FVD reads 16 frames; the clip has 8"):
-        extractor.preprocess(frames[:8])
+    with pytest.raises(MediaError, match="clip: FVD reads 16 frames; the clip has 8"):
+        extractor.features(audio_clip(np.zeros(100), frames=frames[:8]))
 
 
 def tiny_audioset_classifier():

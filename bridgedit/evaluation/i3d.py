@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..media import MediaError
 from .extractors import load_converted_weights
 
 FVD_FRAMES, FVD_SIZE = 16, 224
@@ -123,11 +124,15 @@ class I3DExtractor:
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """(F, H, W, 3) uint8 -> (1, 3, frames, size, size) in [-1, 1]."""
         if len(frames) < self.frames:
-            raise ValueError(f"FVD reads {self.frames} frames; the clip has {len(frames)}")
+            raise MediaError(f"FVD reads {self.frames} frames; the clip has {len(frames)}")
         video = torch.from_numpy(np.ascontiguousarray(frames[: self.frames])).permute(0, 3, 1, 2).float()  # (F, 3, H, W)
         video = F.interpolate(video, size=(self.size, self.size), mode="bilinear", align_corners=False)
         return (video / 127.5 - 1).permute(1, 0, 2, 3)[None]  # (1, 3, F, size, size)
 
     @torch.no_grad()
     def features(self, clip) -> np.ndarray:
-        return self.model(self.preprocess(clip.frames)).double().numpy()
+        try:
+            video = self.preprocess(clip.frames)
+        except MediaError as error:
+            raise MediaError(f"{clip.stem}: {error}") from None
+        return self.model(video).double().numpy()

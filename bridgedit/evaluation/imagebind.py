@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..media import MediaError
 from .extractors import load_converted_weights
 
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
@@ -193,7 +194,7 @@ def audio_views(audio: np.ndarray, sample_rate: int) -> torch.Tensor:
     for start in clip_starts(len(wave) / AUDIO_RATE, AUDIO_CLIPS):
         piece = wave[int(start * AUDIO_RATE) : int((start + CLIP_SECONDS) * AUDIO_RATE)].astype(np.float64)
         if len(piece) < 400:
-            raise ValueError("ImageBind's audio clips need at least 25 ms of sound")
+            raise MediaError("ImageBind's audio clips need at least 25 ms of sound")
         # torchaudio.compliance.kaldi.fbank(htk_compat, Hanning, dither 0, no energy) as transformers computes it
         bank = spectrogram(piece - piece.mean(), window_function(400, "hann", periodic=False), frame_length=400,
                            hop_length=160, fft_length=512, power=2.0, center=False, preemphasis=0.97,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..media import MediaError
 from .extractors import load_converted_weights, mono_audio
 
 SAMPLE_RATE = 16_000
@@ -102,6 +103,6 @@ class VGGishExtractor:
     def features(self, clip) -> np.ndarray:
         examples = torch.from_numpy(log_mel_examples(mono_audio(clip, SAMPLE_RATE))).float()[:, None]  # (N, 1, 96, 64)
         if len(examples) == 0:
-            raise ValueError(f"{clip.stem}: shorter than one VGGish example (0.96 s)")
+            raise MediaError(f"{clip.stem}: shorter than one VGGish example (0.96 s), so FAD cannot read it")
         return torch.cat([self.model(examples[start : start + self.batch_size])
                           for start in range(0, len(examples), self.batch_size)]).double().numpy()
