@@ -8,8 +8,8 @@ import json
 from ..atomic import write_text_atomic
 from ..evaluation.av_align import VARIANTS
 from ..evaluation.audioset import AUDIOSET_CLASSIFIER_DEFAULT
-from ..evaluation.evaluate import METRICS, WEIGHTS_DIR, evaluate
-from ..evaluation.extractors import CLAP_DEFAULT, CLIP_DEFAULT
+from ..evaluation.evaluate import METRICS, evaluate
+from ..evaluation.extractors import CLAP_DEFAULT, CLIP_DEFAULT, WEIGHTS_DIR
 
 
 def add_parser(subparsers) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..data.prepare import load_av_filter, prepare_dataset
-from ..evaluation.evaluate import WEIGHTS_DIR
-from ..evaluation.imagebind import ImageBindScorer
 from ..data.sources import LAYOUTS, read_sources
+from ..evaluation.extractors import WEIGHTS_DIR
+from ..evaluation.imagebind import ImageBindScorer
 from ..media import ClipStandard
 
 

@@ -25,7 +25,7 @@ from ..config import ConfigError
 from ..media import read_audio_track, read_video, read_wav
 from .av_align import av_align
 from .audioset import AUDIOSET_CLASSIFIER_DEFAULT, AudioSetClassifier
-from .extractors import CLAP_DEFAULT, CLIP_DEFAULT, ClapScorer, ClipScorer
+from .extractors import CLAP_DEFAULT, CLIP_DEFAULT, WEIGHTS_DIR, ClapScorer, ClipScorer
 from .i3d import I3DExtractor
 from .imagebind import ImageBindScorer
 from .statistics import frechet_distance, kl_divergence, mmd2_polynomial
@@ -39,7 +39,6 @@ HEADERS = {"fvd": "FVD↓", "kvd": "KVD↓", "fad": "FAD↓", "kl": "KL↓", "cl
 REFERENCE_METRICS = ("fvd", "kvd", "fad", "kl")  # those that compare with the reference set
 DISTRIBUTIONS = {"fvd": frechet_distance, "kvd": mmd2_polynomial, "fad": frechet_distance}  # set-level statistics
 FEATURES_OF = {"fvd": "i3d", "kvd": "i3d", "fad": "vggish", "kl": "audioset"}  # metric -> the extractor it reads
-WEIGHTS_DIR = Path("~/.cache/bridgedit/weights").expanduser()  # where converted I3D / VGGish / ImageBind weights are
 
 
 @dataclass

@@ -75,6 +75,9 @@ def load_or_explain(kind: str, path_or_id: str, loader, how_to_get: str | None =
             f"{kind} weights not found at {path_or_id!r} ({type(error).__name__}). {how_to_get}") from None
 
 
+WEIGHTS_DIR = Path("~/.cache/bridgedit/weights").expanduser()  # where converted I3D / VGGish / ImageBind weights are
+
+
 def load_converted_weights(model: torch.nn.Module, kind: str, path: str, file_name: str, source_checkpoint: str,
                            url: str, option: str, keep=None) -> Path:
     """Load a checkpoint converted by `bridgedit convert-weights` (a .safetensors file, or a folder holding
@@ -83,13 +86,13 @@ def load_converted_weights(model: torch.nn.Module, kind: str, path: str, file_na
 
     file = Path(path) / file_name if Path(path).is_dir() else Path(path)
     how = (f"Get {source_checkpoint} once ({url}), convert it with `bridgedit convert-weights {source_checkpoint} "
-           f"{file_name}` and pass that file ({option})")
+           f"{WEIGHTS_DIR / file_name}` (looked for there by default) or pass the converted file ({option})")
     state = load_or_explain(kind, str(file), load_file, how)
-    load_checkpoint(model, kind, {k: v for k, v in state.items() if keep is None or keep(k)}, file)
+    _load_checkpoint(model, kind, {k: v for k, v in state.items() if keep is None or keep(k)}, file)
     return file
 
 
-def load_checkpoint(model: torch.nn.Module, kind: str, state: dict[str, torch.Tensor], source) -> None:
+def _load_checkpoint(model: torch.nn.Module, kind: str, state: dict[str, torch.Tensor], source) -> None:
     """Load a converted checkpoint into a network written here, or say why it does not fit. Batch-norm step counters
     (`num_batches_tracked`, absent from older PyTorch checkpoints, unused in evaluation) may be missing."""
     expected = model.state_dict()
