@@ -29,12 +29,19 @@ import numpy as np
 import torch
 
 from bridgedit.atomic import write_text_atomic
+from bridgedit.data.cache import load_cache_info
+from bridgedit.data.dataset import CachedClips
 from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import recipe
 from bridgedit.synthetic.scoring import SCORES, score_model, score_references, summarize_scores
+from bridgedit.training.diagnostics import cross_modal_gain
+from bridgedit.training.trainer import batch_conditions
 
 RESULTS = Path(__file__).parent / "results"
+#: per run, besides SCORES: how much lower each stream's loss is next to the matching rather than another clip's
+#: other stream, in % (bridgedit.training.diagnostics; 0 = the bridges carry nothing)
+GAINS = ("audio_gain_pct", "video_gain_pct")
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
 #: bridge-training steps per run: a quarter of the demo's 600, so that 7 variants x 3 seeds fit in about an hour on
@@ -57,6 +64,8 @@ def run_name(variant: str, seed: int, settings: recipe.RecipeSettings) -> str:
         tag += f"-lr{settings.bridge_lr:g}"
     if settings.bridge.get("time_encoding"):
         tag += "-te"
+    if settings.bridge.get("time_bias"):
+        tag += f"-tb{settings.bridge['time_bias']:g}"
     if settings.bridge_timesteps != "coupled":
         tag += f"-{settings.bridge_timesteps}"
     if list(settings.bridge["video_blocks"]) != list(recipe.DEMO_BRIDGE.video_blocks):
@@ -68,18 +77,36 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
                 test_records: list[dict]) -> dict:
     name = run_name(variant, seed, settings)
     scores_path = out / "runs" / name / "scores.json"
-    if scores_path.is_file():
-        return json.loads(scores_path.read_text())
     run_settings = variant_settings(settings, variant, seed)
-    started = time.perf_counter()
-    checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=name)
-    trained_s = time.perf_counter() - started
-    pipe = BridgeDiTPipeline.from_pretrained(checkpoint)
-    per_clip = score_model(pipe, test_records, captions=run_settings.captions, seed=10_000)
-    result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
-              "scores": summarize_scores(per_clip), "per_clip": per_clip}
-    write_text_atomic(scores_path, json.dumps(result, indent=2))
+    if scores_path.is_file():
+        result = json.loads(scores_path.read_text())
+    else:
+        started = time.perf_counter()
+        checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=name)
+        trained_s = time.perf_counter() - started
+        per_clip = score_model(BridgeDiTPipeline.from_pretrained(checkpoint), test_records,
+                               captions=run_settings.captions, seed=10_000)
+        result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
+                  "scores": summarize_scores(per_clip), "per_clip": per_clip}
+        write_text_atomic(scores_path, json.dumps(result, indent=2))
+    if "cross_modal_gain" not in result:  # runs scored before the gain was measured get it now
+        checkpoint = out / "runs" / name / f"checkpoint-{run_settings.bridge_steps:06d}"
+        result["cross_modal_gain"] = measure_gain(out, dataset, checkpoint, run_settings.captions)
+        for stream in ("audio", "video"):
+            result["scores"][f"{stream}_gain_pct"] = 100 * result["cross_modal_gain"][stream]["mean_relative_gain"]
+        write_text_atomic(scores_path, json.dumps(result, indent=2))
     return result
+
+
+def measure_gain(out: Path, dataset: Path, checkpoint: Path, captions: str) -> dict:
+    """The run's cross-modal gain (bridgedit.training.diagnostics) on all held-out clips, from the bridge cache."""
+    pipe = BridgeDiTPipeline.from_pretrained(checkpoint)
+    clips = CachedClips(dataset, out / "cache" / "bridges", split="test", captions=captions)
+    batch = clips.batch(list(range(len(clips))))
+    keep = torch.zeros(len(clips), dtype=torch.bool)
+    conditions = batch_conditions(pipe, batch, keep, keep, clips.null_video_text,
+                                  load_cache_info(out / "cache" / "bridges"), torch.device("cpu"))
+    return cross_modal_gain(pipe.model.eval(), batch, conditions)
 
 
 def settings_steps(out: Path) -> int:
@@ -95,7 +122,7 @@ def aggregate(results: list[dict]) -> dict:
             table[variant] = {"seeds": [r["seed"] for r in runs], **{
                 name: {"mean": float(np.mean([r["scores"][name] for r in runs])),
                        "std": float(np.std([r["scores"][name] for r in runs])),
-                       "per_seed": [r["scores"][name] for r in runs]} for name in SCORES}}
+                       "per_seed": [r["scores"][name] for r in runs]} for name in SCORES + GAINS}}
     return table
 
 
@@ -130,6 +157,22 @@ def plot(table: dict, references: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def reference_scores(out: Path, dataset: Path, towers: Path, test_records: list[dict]) -> dict[str, dict]:
+    """The held-out clips, the same through the codecs, and the recipe's own DCA model (its longer bridge budget);
+    kept in RECIPE/runs/references.json (delete it to score them again)."""
+    path = out / "runs" / "references.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    references = {name: summarize_scores(scores)
+                  for name, scores in score_references(BridgeDiTPipeline.from_pretrained(towers), dataset, test_records).items()}
+    if (out / "model" / "model_index.json").is_file():
+        demo = BridgeDiTPipeline.from_pretrained(out / "model")
+        references[f"demo model (dca, {settings_steps(out)} steps)"] = summarize_scores(
+            score_model(demo, test_records, seed=10_000))
+    write_text_atomic(path, json.dumps(references, indent=2))
+    return references
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="outputs/demo", help="the demo recipe's output folder (reused)")
@@ -141,6 +184,8 @@ def main() -> None:
                         help="peak learning rate of the bridge stage (the recipe's by default)")
     parser.add_argument("--time-encoding", action="store_true",
                         help="bridges add a sinusoidal encoding of each token's time (BridgeConfig.time_encoding)")
+    parser.add_argument("--time-bias", type=float, default=0.0,
+                        help="ALiBi slope per latent frame in the bridges' attention (BridgeConfig.time_bias; 0 = off)")
     parser.add_argument("--timesteps", choices=("coupled", "independent"), default="coupled",
                         help="bridge training: one noise level for both streams (the recipe's) or one each")
     parser.add_argument("--bridge-blocks", help="comma-separated tower blocks that get a bridge (video and audio alike; "
@@ -158,19 +203,14 @@ def main() -> None:
     dataset = recipe.make_world(out, settings)
     towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
     settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale), bridge_lr=args.bridge_lr,
-                       bridge={**settings.bridge, "time_encoding": args.time_encoding}, bridge_timesteps=args.timesteps)
+                       bridge={**settings.bridge, "time_encoding": args.time_encoding, "time_bias": args.time_bias}, bridge_timesteps=args.timesteps)
     if args.bridge_blocks:
         blocks = [int(i) for i in args.bridge_blocks.split(",")]
         settings = replace(settings, bridge={**settings.bridge, "video_blocks": blocks, "audio_blocks": blocks})
     test_records = load_manifest(dataset, split="test")
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     started = time.perf_counter()
-    references = {name: summarize_scores(scores)
-                  for name, scores in score_references(BridgeDiTPipeline.from_pretrained(towers), dataset, test_records).items()}
-    if (out / "model" / "model_index.json").is_file():  # the recipe's own DCA model (its longer bridge budget)
-        demo = BridgeDiTPipeline.from_pretrained(out / "model")
-        references[f"demo model (dca, {settings_steps(out)} steps)"] = summarize_scores(
-            score_model(demo, test_records, seed=10_000))
+    references = reference_scores(out, dataset, towers, test_records)
     results = [run_variant(out, dataset, towers, settings, variant, seed, test_records)
                for seed in range(args.seeds) for variant in variants]
     table = aggregate(results)
@@ -184,9 +224,9 @@ def main() -> None:
     }
     json_path, png_path = RESULTS / f"{args.results_name}.json", RESULTS / f"{args.results_name}.png"
     write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
-    print(f"{'variant':<22}" + "".join(f"{name:>18}" for name in SCORES))
+    print(f"{'variant':<22}" + "".join(f"{name:>18}" for name in SCORES + GAINS))
     for variant, row in table.items():
-        print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in SCORES))
+        print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in SCORES + GAINS))
     for name, row in references.items():
         print(f"{'(' + name + ')':<22}" + "".join(f"{row[n]:>11.3f}        " for n in SCORES))
     try:

@@ -19,6 +19,7 @@ of the same shape. The gates start at zero, so an untrained bridge is exactly th
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,31 @@ from .config import BridgeConfig
 
 MixerFactory = Callable[[int, int], nn.Module]
 FUSIONS: dict[str, MixerFactory] = {}
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """Each token's time in latent video frames (`token_times`) and the per-head slopes of the time bias."""
+
+    video: torch.Tensor  # (Nv,)
+    audio: torch.Tensor  # (Na,)
+    slopes: torch.Tensor  # (H,)
+
+    def bias(self, query: str, key: str, batch_size: int, dtype: torch.dtype) -> torch.Tensor:
+        """The additive attention mask of `query` tokens attending `key` tokens ("video", "audio" or "joint", the
+        video tokens then the audio tokens): -slope_h * |t_q - t_k|, as (B * H, Nq, Nk) in the batch-major head
+        order diffusers' attention processors view it in."""
+        query_times, key_times = self._times(query), self._times(key)
+        distance = (query_times[:, None] - key_times[None, :]).abs()  # (Nq, Nk)
+        bias = -self.slopes[:, None, None] * distance  # (H, Nq, Nk)
+        return bias.to(dtype).repeat(batch_size, 1, 1)  # (B * H, Nq, Nk)
+
+    def _times(self, stream: str) -> torch.Tensor:
+        return torch.cat([self.video, self.audio]) if stream == "joint" else getattr(self, stream)
+
+
+def _bias(time_axis: TimeAxis | None, query: str, key: str, like: torch.Tensor) -> torch.Tensor | None:
+    return None if time_axis is None else time_axis.bias(query, key, like.shape[0], like.dtype)
 
 
 def register_fusion(name: str) -> Callable[[MixerFactory], MixerFactory]:
@@ -64,8 +90,33 @@ class DualCrossAttention(nn.Module):
         self.audio_to_video = _attention(width, num_heads)  # Q from video, K/V from audio
         self.video_to_audio = _attention(width, num_heads)  # Q from audio, K/V from video
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int]):
-        return self.audio_to_video(video, audio), self.video_to_audio(audio, video)
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int],
+                time_axis: TimeAxis | None = None):
+        return (self.audio_to_video(video, audio, attention_mask=_bias(time_axis, "video", "audio", video)),
+                self.video_to_audio(audio, video, attention_mask=_bias(time_axis, "audio", "video", audio)))
+
+
+class MaskedJointAttnProcessor(JointAttnProcessor2_0):
+    """diffusers' JointAttnProcessor2_0, which ignores `attention_mask`, plus an additive mask over the joint
+    sequence (B * H, Nv + Na, Nv + Na); without a mask it is the parent itself. Covers what FullAttention builds:
+    no q/k norms, both outputs projected."""
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                 attention_mask: torch.Tensor | None = None, *args, **kwargs):
+        if attention_mask is None:
+            return super().__call__(attn, hidden_states, encoder_hidden_states)
+        batch_size, num_video = hidden_states.shape[:2]
+
+        def heads(tokens: torch.Tensor) -> torch.Tensor:  # (B, N, D) -> (B, H, N, D / H)
+            return tokens.view(batch_size, -1, attn.heads, tokens.shape[-1] // attn.heads).transpose(1, 2)
+
+        query = torch.cat([heads(attn.to_q(hidden_states)), heads(attn.add_q_proj(encoder_hidden_states))], dim=2)
+        key = torch.cat([heads(attn.to_k(hidden_states)), heads(attn.add_k_proj(encoder_hidden_states))], dim=2)
+        value = torch.cat([heads(attn.to_v(hidden_states)), heads(attn.add_v_proj(encoder_hidden_states))], dim=2)
+        mask = attention_mask.view(batch_size, attn.heads, *attention_mask.shape[1:])  # (B, H, N, N)
+        joint = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+        joint = joint.transpose(1, 2).reshape(batch_size, joint.shape[2], -1)  # (B, Nv + Na, D)
+        return attn.to_out[0](joint[:, :num_video]), attn.to_add_out(joint[:, num_video:])
 
 
 @register_fusion("full_attention")
@@ -76,11 +127,13 @@ class FullAttention(nn.Module):
         super().__init__()
         self.joint = Attention(
             query_dim=width, added_kv_proj_dim=width, heads=num_heads, dim_head=width // num_heads, out_dim=width,
-            context_pre_only=False, bias=True, out_bias=True, processor=JointAttnProcessor2_0(),
+            context_pre_only=False, bias=True, out_bias=True, processor=MaskedJointAttnProcessor(),
         )
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int]):
-        return self.joint(video, audio)  # (video part, audio part) of the joint attention output
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int],
+                time_axis: TimeAxis | None = None):
+        # (video part, audio part) of the joint attention output
+        return self.joint(video, audio, attention_mask=_bias(time_axis, "joint", "joint", video))
 
 
 @register_fusion("additive")
@@ -98,13 +151,17 @@ class AdditiveFusion(nn.Module):
 
     @staticmethod
     def _resample(sequence: torch.Tensor, length: int) -> torch.Tensor:
-        # (B, T, D) -> (B, length, D), linear interpolation along time
+        # (B, T, D) -> (B, length, D) along time: averaged over each output step's span when shortening (point
+        # sampling would skip most audio tokens, and with them short events), linearly interpolated when lengthening
         if sequence.shape[1] == length:
             return sequence
-        resampled = F.interpolate(sequence.transpose(1, 2), size=length, mode="linear", align_corners=False)
+        mode = "area" if length < sequence.shape[1] else "linear"
+        resampled = F.interpolate(sequence.transpose(1, 2), size=length, mode=mode,
+                                  align_corners=False if mode == "linear" else None)
         return resampled.transpose(1, 2)
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int]):
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int],
+                time_axis: TimeAxis | None = None):  # aligned in time by construction: no bias needed
         frames, height, width = video_grid
         video_per_frame = reduce(self.video_proj(video), "b (f s) d -> b f d", "mean", f=frames)
         to_audio = self._resample(video_per_frame, audio.shape[1])  # (B, Na, D)
@@ -123,10 +180,13 @@ class OneWayCrossAttention(nn.Module):
         self.cross = _attention(width, num_heads)
         self.self_attention = _attention(width, num_heads)
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int]):
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int],
+                time_axis: TimeAxis | None = None):
         if self.conditioned == "audio":  # V2A: audio generated conditioned on video
-            return self.self_attention(video), self.cross(audio, video)
-        return self.cross(video, audio), self.self_attention(audio)  # A2V
+            return (self.self_attention(video, attention_mask=_bias(time_axis, "video", "video", video)),
+                    self.cross(audio, video, attention_mask=_bias(time_axis, "audio", "video", audio)))
+        return (self.cross(video, audio, attention_mask=_bias(time_axis, "video", "audio", video)),  # A2V
+                self.self_attention(audio, attention_mask=_bias(time_axis, "audio", "audio", audio)))
 
 
 @register_fusion("v2a")
@@ -227,6 +287,8 @@ class BridgeBlock(nn.Module):
         self.audio = BridgeStream(audio_width, config)
         self.mixer = mixer
         self.time_encoding = config.time_encoding
+        self.time_bias = config.time_bias
+        self.num_heads = config.num_heads
 
     def forward(
         self,
@@ -240,12 +302,17 @@ class BridgeBlock(nn.Module):
         # both directions read the normalised pre-bridge states of both streams (symmetric)
         video_normed = self.video.norm(video_inner) * (1 + video_mods[1]) + video_mods[0]
         audio_normed = self.audio.norm(audio_inner) * (1 + audio_mods[1]) + audio_mods[0]
-        if self.time_encoding:  # both streams learn when each token is, in one time axis
+        time_axis = None
+        if self.time_encoding or self.time_bias:
             video_times, audio_times = token_times(video_grid, audio_normed.shape[1], audio_normed.device)
+        if self.time_encoding:  # both streams learn when each token is, in one time axis
             width = video_normed.shape[-1]
             video_normed = video_normed + time_encoding(video_times, width).to(video_normed.dtype)
             audio_normed = audio_normed + time_encoding(audio_times, width).to(audio_normed.dtype)
-        video_mixed, audio_mixed = self.mixer(video_normed, audio_normed, video_grid)
+        if self.time_bias:  # attention prefers tokens close in time
+            slopes = self.time_bias / 2.0 ** torch.arange(self.num_heads, device=video_times.device)
+            time_axis = TimeAxis(video_times, audio_times, slopes)
+        video_mixed, audio_mixed = self.mixer(video_normed, audio_normed, video_grid, time_axis)
         return (
             self.video.finish(video_tokens, video_inner, video_mixed, video_mods),
             self.audio.finish(audio_tokens, audio_inner, audio_mixed, audio_mods),

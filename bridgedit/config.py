@@ -42,6 +42,10 @@ class BridgeConfig:
     # add a fixed sinusoidal encoding of each token's time to both streams before mixing (not in the paper; the
     # towers' rotary positions never reach the hidden states, so without it a bridge cannot tell when a token is)
     time_encoding: bool = False
+    # ALiBi on one time axis (not in the paper): attention logits between tokens at times t_q, t_k (latent video
+    # frames) get -slope_h * |t_q - t_k|, slope_h = time_bias / 2**h for head h; 0 = off. Lets an untrained bridge
+    # already read the other stream at the same moment (see docs/synthetic.md, "Why DCA does not beat none here")
+    time_bias: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "video_blocks", tuple(int(i) for i in self.video_blocks))
@@ -54,6 +58,8 @@ class BridgeConfig:
             )
         if self.timestep_embed_dim <= 0 or self.mlp_ratio <= 0:
             raise ConfigError("bridge.timestep_embed_dim and bridge.mlp_ratio must be positive")
+        if self.time_bias < 0:
+            raise ConfigError(f"bridge.time_bias={self.time_bias} must be >= 0 (a logit penalty per latent frame; 0 = off)")
         if self.fusion == "none":
             return
         if len(self.video_blocks) != len(self.audio_blocks):

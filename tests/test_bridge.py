@@ -7,17 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from bridgedit.bridge import FUSIONS, BridgeStack, time_encoding, token_times
-from bridgedit.config import FUSION_KINDS, BridgeConfig
+from bridgedit.config import FUSION_KINDS, BridgeConfig, ConfigError
 
 WIDTH, HEADS, COND = 16, 2, 8
 GRID = (3, 2, 2)  # video tokens: 3 latent frames x 2 x 2
 NV, NA = 12, 5
 
 
-def _stack(fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0, time_encoding=False):
+def _stack(fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0, time_encoding=False, time_bias=0.0):
     torch.manual_seed(seed)
     config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
-                          timestep_embed_dim=COND, time_encoding=time_encoding)
+                          timestep_embed_dim=COND, time_encoding=time_encoding, time_bias=time_bias)
     stack = BridgeStack(config, video_width=video_width, audio_width=audio_width)
     with torch.no_grad():  # non-zero modulation so every term of the block is exercised
         for stream in (stack.blocks[0].video, stack.blocks[0].audio):
@@ -47,12 +47,13 @@ def _layer_norm(x):
     return (x - mean) / torch.sqrt(var + 1e-6)
 
 
-def _heads_attention(q, k, v):
-    # softmax(Q K^T / sqrt(d_k)) V per head; (B, N, D) -> (B, N, D)
+def _heads_attention(q, k, v, bias=None):
+    # softmax(Q K^T / sqrt(d_k) + bias) V per head; (B, N, D) -> (B, N, D); bias (H, Nq, Nk)
     b, nq, d = q.shape
     dh = d // HEADS
     q, k, v = (t.reshape(b, -1, HEADS, dh).transpose(1, 2) for t in (q, k, v))
-    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), dim=-1)
+    logits = q @ k.transpose(-1, -2) / math.sqrt(dh)
+    weights = torch.softmax(logits if bias is None else logits + bias, dim=-1)
     return (weights @ v).transpose(1, 2).reshape(b, nq, d)
 
 
@@ -90,6 +91,49 @@ def test_dca_is_eq_7_and_8():
     torch.testing.assert_close(got_audio, expected_audio, atol=1e-5, rtol=1e-5)
 
 
+def _alibi(query_times, key_times, slope):
+    # -slope_h |t_q - t_k| with slope_h = slope / 2^h, written out head by head: (H, Nq, Nk)
+    return torch.stack([-(slope / 2**h) * (query_times[:, None] - key_times[None, :]).abs() for h in range(HEADS)])
+
+
+def test_dca_with_time_bias_is_eq_7_with_alibi_in_time():
+    stack = _stack("dca", time_bias=1.5)
+    block = stack.blocks[0]
+    video, audio, condition = _tokens()
+    vm, am = _mods(block.video, condition), _mods(block.audio, condition)
+    nv, na = _normed(video, vm), _normed(audio, am)
+    video_times = torch.tensor([0.0] * 4 + [1.0] * 4 + [2.0] * 4)  # 3 latent frames of 2 x 2 tokens
+    audio_times = (torch.arange(NA) + 0.5) * 3 / NA - 0.5  # 5 audio tokens spread over the same 3 frames
+    a2v, v2a = block.mixer.audio_to_video, block.mixer.video_to_audio
+    att_v = _heads_attention(_linear(nv, a2v.to_q), _linear(na, a2v.to_k), _linear(na, a2v.to_v),
+                             _alibi(video_times, audio_times, 1.5))
+    att_a = _heads_attention(_linear(na, v2a.to_q), _linear(nv, v2a.to_k), _linear(nv, v2a.to_v),
+                             _alibi(audio_times, video_times, 1.5))
+    got_video, got_audio = stack.run(0, video, audio, condition, GRID)
+    torch.testing.assert_close(got_video, _finish(block.video, video, _linear(att_v, a2v.to_out[0]), vm), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_audio, _finish(block.audio, audio, _linear(att_a, v2a.to_out[0]), am), atol=1e-5, rtol=1e-5)
+
+
+def test_full_attention_with_time_bias_biases_the_joint_sequence():
+    """diffusers' JointAttnProcessor2_0 drops attention masks; ours applies the bias over video + audio tokens."""
+    stack = _stack("full_attention", time_bias=0.7)
+    block = stack.blocks[0]
+    video, audio, condition = _tokens()
+    vm, am = _mods(block.video, condition), _mods(block.audio, condition)
+    nv, na = _normed(video, vm), _normed(audio, am)
+    joint = block.mixer.joint
+    q = torch.cat([_linear(nv, joint.to_q), _linear(na, joint.add_q_proj)], dim=1)
+    k = torch.cat([_linear(nv, joint.to_k), _linear(na, joint.add_k_proj)], dim=1)
+    v = torch.cat([_linear(nv, joint.to_v), _linear(na, joint.add_v_proj)], dim=1)
+    times = torch.cat([torch.tensor([0.0] * 4 + [1.0] * 4 + [2.0] * 4), (torch.arange(NA) + 0.5) * 3 / NA - 0.5])
+    out = _heads_attention(q, k, v, _alibi(times, times, 0.7))
+    got_video, got_audio = stack.run(0, video, audio, condition, GRID)
+    torch.testing.assert_close(got_video, _finish(block.video, video, _linear(out[:, :NV], joint.to_out[0]), vm),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_audio, _finish(block.audio, audio, _linear(out[:, NV:], joint.to_add_out), am),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_full_attention_is_eq_9_and_10():
     stack = _stack("full_attention")
     block = stack.blocks[0]
@@ -125,6 +169,20 @@ def test_additive_fusion_adds_time_aligned_projections():
     got_video, got_audio = stack.run(0, video, audio, condition, GRID)
     torch.testing.assert_close(got_video, expected_video, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_audio, expected_audio, atol=1e-5, rtol=1e-5)
+
+
+def test_additive_fusion_averages_audio_over_each_frame():
+    """Six audio steps over three latent frames: each frame gets the mean of its two steps, so a short event in
+    any audio step reaches the video (point sampling would skip half of them)."""
+    stack = _stack("additive")
+    block = stack.blocks[0]
+    video, _, condition = _tokens()
+    audio = torch.randn(2, 6, WIDTH, generator=torch.Generator().manual_seed(3))
+    vm, am = _mods(block.video, condition), _mods(block.audio, condition)
+    per_frame_audio = _linear(_normed(audio, am), block.mixer.audio_proj).reshape(2, 3, 2, WIDTH).mean(dim=2)
+    expected_video = _finish(block.video, video, per_frame_audio.repeat_interleave(4, dim=1), vm)
+    got_video, _ = stack.run(0, video, audio, condition, GRID)
+    torch.testing.assert_close(got_video, expected_video, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -169,11 +227,11 @@ def test_both_timesteps_reach_both_streams():
         assert not torch.allclose(base[1], changed[1])  # audio stream
 
 
-@pytest.mark.parametrize("time_encoding", [False, True])
+@pytest.mark.parametrize("time_encoding, time_bias", [(False, 0.0), (True, 0.0), (False, 2.0)])
 @pytest.mark.parametrize("fusion", [f for f in FUSION_KINDS if f != "none"])
-def test_untrained_bridge_is_the_identity(fusion, time_encoding):
+def test_untrained_bridge_is_the_identity(fusion, time_encoding, time_bias):
     config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
-                          timestep_embed_dim=COND, time_encoding=time_encoding)
+                          timestep_embed_dim=COND, time_encoding=time_encoding, time_bias=time_bias)
     stack = BridgeStack(config, video_width=24, audio_width=20)  # towers wider than the bridge: adapters in/out
     video, audio, _ = _tokens(video_width=24, audio_width=20)
     condition = stack.condition(torch.tensor([500.0, 10.0]), torch.tensor([0.5, 0.01]))
@@ -209,8 +267,25 @@ def test_without_time_encoding_audio_cannot_tell_when_video_happens(fusion):
     so no bridge could align events in time. The time encoding breaks that symmetry."""
     video, audio, condition = _tokens()
     reordered = video.reshape(2, 3, 4, WIDTH)[:, [2, 0, 1]].reshape(2, NV, WIDTH)  # frames (0, 1, 2) -> (2, 0, 1)
-    for time_encoding_on in (False, True):
-        stack = _stack(fusion, time_encoding=time_encoding_on)
+    for positions in ({}, {"time_encoding": True}, {"time_bias": 1.0}):
+        stack = _stack(fusion, **positions)
         _, audio_out = stack.run(0, video, audio, condition, GRID)
         _, audio_reordered = stack.run(0, reordered, audio, condition, GRID)
-        assert torch.allclose(audio_out, audio_reordered, atol=1e-5) is (not time_encoding_on)
+        assert torch.allclose(audio_out, audio_reordered, atol=1e-5) is (not positions)
+
+
+def test_a_strong_time_bias_makes_each_audio_token_read_its_own_frame():
+    """With a steep bias an audio token's update depends on the video frame at its own time and (almost) no other."""
+    stack = _stack("dca", time_bias=40.0)
+    video, audio, condition = _tokens()
+    _, base = stack.run(0, video, audio, condition, GRID)
+    changed_last_frame = video.clone()
+    changed_last_frame[:, 8:] = torch.randn(2, 4, WIDTH, generator=torch.Generator().manual_seed(5))  # frame 2
+    _, audio_out = stack.run(0, changed_last_frame, audio, condition, GRID)
+    moved = (audio_out - base).abs().amax(dim=(0, 2))  # per audio token; times -0.2, 0.4, 1.0, 1.6, 2.2
+    assert moved[:3].max() < 1e-6 < moved[4]  # tokens nearest frames 0 and 1 untouched; the last one moves
+
+
+def test_time_bias_must_not_be_negative():
+    with pytest.raises(ConfigError, match="time_bias"):
+        BridgeConfig(time_bias=-1.0)
