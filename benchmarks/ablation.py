@@ -29,14 +29,11 @@ import numpy as np
 import torch
 
 from bridgedit.atomic import write_text_atomic
-from bridgedit.data.cache import load_cache_info
-from bridgedit.data.dataset import CachedClips
 from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import recipe
 from bridgedit.synthetic.scoring import SCORES, score_model, score_references, summarize_scores
-from bridgedit.training.diagnostics import cross_modal_gain
-from bridgedit.training.trainer import batch_conditions
+from bridgedit.training.diagnostics import cross_modal_gain_on_cache
 
 RESULTS = Path(__file__).parent / "results"
 #: per run, besides SCORES: how much lower each stream's loss is next to the matching rather than another clip's
@@ -91,22 +88,12 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
         write_text_atomic(scores_path, json.dumps(result, indent=2))
     if "cross_modal_gain" not in result:  # runs scored before the gain was measured get it now
         checkpoint = out / "runs" / name / f"checkpoint-{run_settings.bridge_steps:06d}"
-        result["cross_modal_gain"] = measure_gain(out, dataset, checkpoint, run_settings.captions)
+        result["cross_modal_gain"] = cross_modal_gain_on_cache(checkpoint, dataset, out / "cache" / "bridges",
+                                                               captions=run_settings.captions)
         for stream in ("audio", "video"):
             result["scores"][f"{stream}_gain_pct"] = 100 * result["cross_modal_gain"][stream]["mean_relative_gain"]
         write_text_atomic(scores_path, json.dumps(result, indent=2))
     return result
-
-
-def measure_gain(out: Path, dataset: Path, checkpoint: Path, captions: str) -> dict:
-    """The run's cross-modal gain (bridgedit.training.diagnostics) on all held-out clips, from the bridge cache."""
-    pipe = BridgeDiTPipeline.from_pretrained(checkpoint)
-    clips = CachedClips(dataset, out / "cache" / "bridges", split="test", captions=captions)
-    batch = clips.batch(list(range(len(clips))))
-    keep = torch.zeros(len(clips), dtype=torch.bool)
-    conditions = batch_conditions(pipe, batch, keep, keep, clips.null_video_text,
-                                  load_cache_info(out / "cache" / "bridges"), torch.device("cpu"))
-    return cross_modal_gain(pipe.model.eval(), batch, conditions)
 
 
 def settings_steps(out: Path) -> int:

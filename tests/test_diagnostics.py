@@ -9,7 +9,7 @@ from bridgedit.data.cache import cache_dataset, load_cache_info
 from bridgedit.data.dataset import CachedClips
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import make_dataset
-from bridgedit.training.diagnostics import NOISE_LEVELS, cross_modal_gain
+from bridgedit.training.diagnostics import NOISE_LEVELS, cross_modal_gain, cross_modal_gain_on_cache
 from bridgedit.training.trainer import batch_conditions
 
 TEXT_TOKENS = 32
@@ -63,3 +63,14 @@ def test_untrained_bridges_gain_nothing_and_open_ones_do(clips):
 def test_needs_two_clips(clips):
     with pytest.raises(ValueError, match="at least 2 clips"):
         _gain(clips, _with_fusion("none"), size=1)
+
+
+def test_gain_of_a_saved_model_on_its_cache(clips, tmp_path):
+    pipe = _with_fusion("dca")
+    with torch.no_grad():
+        for block in pipe.model.bridges.blocks:
+            block.audio.modulation.linear.bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    pipe.save_pretrained(tmp_path / "model", copy_towers=True)
+    from_disk = cross_modal_gain_on_cache(tmp_path / "model", clips / "dataset", clips / "cache", split="train",
+                                          max_clips=2)
+    assert from_disk == _gain(clips, pipe, size=2)

@@ -10,6 +10,7 @@ detector, so it shows early whether bridge training is learning anything at all.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,3 +70,21 @@ def cross_modal_gain(model, batch: CachedBatch, conditions, *, noise_levels=NOIS
         result[stream]["mean_gain"] = sum(entry["gain"] for entry in levels) / len(levels)
         result[stream]["mean_relative_gain"] = sum(entry["gain"] / entry["mismatched"] for entry in levels) / len(levels)
     return result
+
+
+def cross_modal_gain_on_cache(model: str | Path, dataset: str | Path, cache: str | Path, *, split: str = "test",
+                              captions: str = "hvgc", max_clips: int = 64, seed: int = 0) -> dict[str, Any]:
+    """`cross_modal_gain` of a saved model or training checkpoint on (up to `max_clips` of) a split's cached clips,
+    all in one batch, with no caption dropped."""
+    from ..data.cache import load_cache_info
+    from ..data.dataset import CachedClips
+    from ..pipeline import BridgeDiTPipeline
+    from .trainer import batch_conditions
+
+    pipe = BridgeDiTPipeline.from_pretrained(model)
+    clips = CachedClips(dataset, cache, split=split, captions=captions)
+    size = min(len(clips), max_clips)
+    batch = clips.batch(list(range(size)))
+    keep = torch.zeros(size, dtype=torch.bool)
+    conditions = batch_conditions(pipe, batch, keep, keep, clips.null_video_text, load_cache_info(cache), pipe.device)
+    return cross_modal_gain(pipe.model.eval(), batch, conditions, seed=seed, device=pipe.device)

@@ -1,0 +1,82 @@
+"""How many events do generated clips carry? Per model, the mean number of video events and audio onsets the
+synthetic world's detectors find in clips generated for the held-out captions, next to the true count and the
+detectors' count on the real clips. Many spurious events in both streams cap the event-level sync score near its
+chance level, whatever the bridges do (docs/synthetic.md, "Why DCA does not beat none here").
+
+    python benchmarks/event_counts.py --recipe outputs/demo MODEL_OR_CHECKPOINT [...]
+        # writes benchmarks/results/event_counts.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bridgedit.atomic import write_text_atomic
+from bridgedit.data.manifest import clip_files, load_manifest
+from bridgedit.media import read_frames, read_wav
+from bridgedit.pipeline import BridgeDiTPipeline
+from bridgedit.synthetic.detect import audio_events, sync_score, video_events
+from bridgedit.synthetic.scoring import prompts_for
+
+RESULTS = Path(__file__).parent / "results" / "event_counts.json"
+
+
+def count(clips: list[tuple[np.ndarray, np.ndarray, float, int]]) -> dict[str, float]:
+    """clips: (frames (F, H, W, 3), mono audio, fps, sample rate) -> mean events per clip and mean sync score."""
+    video = [len(video_events(frames, fps)) for frames, _, fps, _ in clips]
+    audio = [len(audio_events(sound, rate)) for _, sound, _, rate in clips]
+    sync = [sync_score(frames, fps, sound, rate) for frames, sound, fps, rate in clips]
+    return {"video_events": float(np.mean(video)), "audio_events": float(np.mean(audio)), "sync": float(np.mean(sync))}
+
+
+@torch.no_grad()
+def generated(model: str, records: list[dict], seed: int = 10_000, batch_size: int = 16) -> list[tuple]:
+    """The clips the model generates for the records' captions, with the ablation's seeds (clip i: seed + i)."""
+    pipe = BridgeDiTPipeline.from_pretrained(model)
+    clips = []
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        prompts = [prompts_for(record, "hvgc") for record in chunk]
+        arguments = {key: [p[key] for p in prompts] for key in prompts[0]}
+        generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
+        output = pipe(**arguments, generator=generators, output_type="np", progress=False, **pipe.generation_defaults)
+        clips += [(output.video[i], output.audio[i].mean(axis=0), output.fps, output.sample_rate) for i in range(len(chunk))]
+    return clips
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="model folders or training checkpoints")
+    parser.add_argument("--recipe", default="outputs/demo", help="the demo recipe's output folder (its held-out clips)")
+    args = parser.parse_args()
+
+    dataset = Path(args.recipe) / "dataset"
+    records = load_manifest(dataset, split="test")
+    real = []
+    for record in records:
+        video_path, audio_path = clip_files(dataset, record)
+        sound, rate = read_wav(audio_path)
+        real.append((read_frames(video_path), sound.mean(axis=0), record["fps"], rate))
+    rows = {"true events": {"video_events": float(np.mean([len(r["scene"]["events"]) for r in records]))},
+            "real clips": count(real)}
+    rows["true events"]["audio_events"] = rows["true events"]["video_events"]  # every event is seen and heard
+    for model in args.models:
+        rows[model] = count(generated(model, records))
+    summary = {"benchmark": "event_counts", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+               "test_clips": len(records), "rows": rows}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(RESULTS, json.dumps(summary, indent=2) + "\n")
+    print(f"{'':<70}{'video events':>14}{'audio events':>14}{'sync':>8}")
+    for name, row in rows.items():
+        print(f"{name:<70}{row['video_events']:>14.2f}{row['audio_events']:>14.2f}{row.get('sync', float('nan')):>8.3f}")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
