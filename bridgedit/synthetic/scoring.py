@@ -31,13 +31,12 @@ def score_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: i
 
 
 @torch.no_grad()
-def score_model(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16,
-                **call_kwargs) -> list[dict[str, float]]:
-    """Per clip: the scores of the sample generated from its captions (clip i uses seed `seed + i`).
-
-    `call_kwargs` override the model's own generation defaults (size, steps, guidance)."""
+def generate_for(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16,
+                 **call_kwargs):
+    """Yield (record, frames (F, H, W, 3) uint8, audio (channels, samples), fps, sample rate): the sample generated
+    from each record's captions (clip i uses seed `seed + i`). `call_kwargs` override the model's own generation
+    defaults (size, steps, guidance)."""
     settings = {**pipe.generation_defaults, **call_kwargs}
-    results = []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         prompts = [prompts_for(record, captions) for record in chunk]
@@ -45,9 +44,15 @@ def score_model(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", 
         generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
         output = pipe(**arguments, generator=generators, output_type="np", progress=False, **settings)
         for index, record in enumerate(chunk):
-            results.append(score_clip(output.video[index], output.audio[index], output.fps, output.sample_rate,
-                                      record["scene"]))
-    return results
+            yield record, output.video[index], output.audio[index], output.fps, output.sample_rate
+
+
+def score_model(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16,
+                **call_kwargs) -> list[dict[str, float]]:
+    """Per clip: the scores of the sample generated from its captions (`generate_for`)."""
+    return [score_clip(frames, audio, fps, rate, record["scene"])
+            for record, frames, audio, fps, rate in generate_for(pipe, records, captions=captions, seed=seed,
+                                                                 batch_size=batch_size, **call_kwargs)]
 
 
 @torch.no_grad()
