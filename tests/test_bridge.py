@@ -114,28 +114,10 @@ def test_dca_with_time_bias_is_eq_7_with_alibi_in_time():
     torch.testing.assert_close(got_audio, _finish(block.audio, audio, _linear(att_a, v2a.to_out[0]), am), atol=1e-5, rtol=1e-5)
 
 
-def test_full_attention_with_time_bias_biases_the_joint_sequence():
-    """diffusers' JointAttnProcessor2_0 drops attention masks; ours applies the bias over video + audio tokens."""
-    stack = _stack("full_attention", time_bias=0.7)
-    block = stack.blocks[0]
-    video, audio, condition = _tokens()
-    vm, am = _mods(block.video, condition), _mods(block.audio, condition)
-    nv, na = _normed(video, vm), _normed(audio, am)
-    joint = block.mixer.joint
-    q = torch.cat([_linear(nv, joint.to_q), _linear(na, joint.add_q_proj)], dim=1)
-    k = torch.cat([_linear(nv, joint.to_k), _linear(na, joint.add_k_proj)], dim=1)
-    v = torch.cat([_linear(nv, joint.to_v), _linear(na, joint.add_v_proj)], dim=1)
-    times = torch.cat([torch.tensor([0.0] * 4 + [1.0] * 4 + [2.0] * 4), (torch.arange(NA) + 0.5) * 3 / NA - 0.5])
-    out = _heads_attention(q, k, v, _alibi(times, times, 0.7))
-    got_video, got_audio = stack.run(0, video, audio, condition, GRID)
-    torch.testing.assert_close(got_video, _finish(block.video, video, _linear(out[:, :NV], joint.to_out[0]), vm),
-                               atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(got_audio, _finish(block.audio, audio, _linear(out[:, NV:], joint.to_add_out), am),
-                               atol=1e-5, rtol=1e-5)
-
-
-def test_full_attention_is_eq_9_and_10():
-    stack = _stack("full_attention")
+@pytest.mark.parametrize("time_bias", [0.0, 0.7])
+def test_full_attention_is_eq_9_and_10(time_bias):
+    """With a time bias, over the joint sequence (diffusers' JointAttnProcessor2_0 drops attention masks; ours not)."""
+    stack = _stack("full_attention", time_bias=time_bias)
     block = stack.blocks[0]
     video, audio, condition = _tokens()
     vm, am = _mods(block.video, condition), _mods(block.audio, condition)
@@ -145,7 +127,8 @@ def test_full_attention_is_eq_9_and_10():
     q = torch.cat([_linear(nv, joint.to_q), _linear(na, joint.add_q_proj)], dim=1)
     k = torch.cat([_linear(nv, joint.to_k), _linear(na, joint.add_k_proj)], dim=1)
     v = torch.cat([_linear(nv, joint.to_v), _linear(na, joint.add_v_proj)], dim=1)
-    out = _heads_attention(q, k, v)  # Eq. 10, then split back
+    times = torch.cat([torch.tensor([0.0] * 4 + [1.0] * 4 + [2.0] * 4), (torch.arange(NA) + 0.5) * 3 / NA - 0.5])
+    out = _heads_attention(q, k, v, _alibi(times, times, time_bias) if time_bias else None)  # Eq. 10, split back
     expected_video = _finish(block.video, video, _linear(out[:, :NV], joint.to_out[0]), vm)
     expected_audio = _finish(block.audio, audio, _linear(out[:, NV:], joint.to_add_out), am)
 
