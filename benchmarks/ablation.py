@@ -6,18 +6,28 @@ budget (the recipe's bridge stage: bridges + the last block of each tower) for s
 and prompted with the shared caption instead of T_V / T_A; generate from the held-out clips' captions and score
 sync (the world's event-level score and AV-Align) and text faithfulness (colour, shape, material).
 
-    python benchmarks/ablation.py [--recipe outputs/demo] [--seeds 3]
-        # writes benchmarks/results/ablation.json and benchmarks/results/ablation.png (needs `pip install -e .[bench]`)
-    python benchmarks/ablation.py --variants none,dca --seeds 3 --bridge-lr 5e-3 --time-encoding \
-        --timesteps independent --results-name ablation-probe   # other bridge settings, apart from the main table
+    python benchmarks/ablation.py [--recipe outputs/demo] --seeds 3 --bridge-lr 5e-4 --timesteps coupled --time-bias 0
+        # the main table: the paper's bridge settings, 150 steps; writes benchmarks/results/ablation.json and .png
+        # (the plot needs `pip install -e .[bench]`)
+    python benchmarks/ablation.py --seeds 3 --bridge-steps 1200 --results-name ablation-long
+        # the recipe's bridge settings and budget (about 20 min per run here)
+    python benchmarks/ablation.py --variants none,dca --seeds 3 --time-encoding --results-name ablation-probe
+        # other bridge settings, apart from the main table
 
-Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS and skipped when re-run. With no
-finished recipe in RECIPE it first runs the recipe's stages up to the pretrained towers.
+Every setting but the budget (--bridge-steps, 150 by default) defaults to the recipe's bridge stage.
+
+Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... and skipped
+when re-run. Each finished run's result is also written to benchmarks/results/ablation-runs/ (committed: a few KB per
+run) with a fingerprint of the pretrained towers it started from, so that on another machine or in a later session
+whose recipe reproduces the towers bit for bit, those runs are reused rather than trained again (runs from other
+towers never are). A run that is exactly the recipe's own bridge stage (DCA, the recipe's seed and settings) uses
+RECIPE/runs/bridges. With no finished recipe in RECIPE it first runs the recipe's stages up to the pretrained towers.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -36,13 +46,16 @@ from bridgedit.synthetic.scoring import SCORES, score_model, score_references, s
 from bridgedit.training.diagnostics import cross_modal_gain_on_cache
 
 RESULTS = Path(__file__).parent / "results"
+#: every finished run's result, committed (see the module docstring)
+COMMITTED_RUNS = RESULTS / "ablation-runs"
 #: per run, besides SCORES: how much lower each stream's loss is next to the matching rather than another clip's
 #: other stream, in % (bridgedit.training.diagnostics; 0 = the bridges carry nothing)
 GAINS = ("audio_gain_pct", "video_gain_pct")
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
-#: bridge-training steps per run: a quarter of the demo's 600, so that 7 variants x 3 seeds fit in about an hour on
-#: 2 CPU cores (about 1 s per step at batch 16, plus generating and scoring 32 held-out clips)
+#: bridge-training steps per run by default: an eighth of the recipe's 1,200, so that 7 variants x 3 seeds fit in about
+#: an hour on 2 CPU cores (about 1 s per step at batch 16, plus generating and scoring 32 held-out clips); the bridges
+#: need the recipe's full budget to learn (--bridge-steps 1200: about 20 min per run here)
 BRIDGE_STEPS = 150
 VARIANTS = FUSIONS + (SHARED,)
 
@@ -54,45 +67,89 @@ def variant_settings(base: recipe.RecipeSettings, variant: str, seed: int) -> re
 
 
 def run_name(variant: str, seed: int, settings: recipe.RecipeSettings) -> str:
-    """RECIPE/runs/ablation-STEPS[-lrLR][-te]/VARIANT-seedS: the folder names the settings that differ from the
-    recipe's, so probes with other settings never reuse the main table's runs."""
-    tag = f"ablation-{settings.bridge_steps}"
-    if settings.bridge_lr != recipe.RecipeSettings.bridge_lr:
-        tag += f"-lr{settings.bridge_lr:g}"
+    """ablation-STEPS-lrLR-TIMESTEPS[-te][-tbSLOPE][-blocksIJ]/VARIANT-seedS: the folder names every bridge-stage
+    setting the ablation varies, so runs with other settings are never reused for each other."""
+    tag = f"ablation-{settings.bridge_steps}-lr{settings.bridge_lr:g}-{settings.bridge_timesteps}"
     if settings.bridge.get("time_encoding"):
         tag += "-te"
     if settings.bridge.get("time_bias"):
         tag += f"-tb{settings.bridge['time_bias']:g}"
-    if settings.bridge_timesteps != "coupled":
-        tag += f"-{settings.bridge_timesteps}"
     if list(settings.bridge["video_blocks"]) != list(recipe.DEMO_BRIDGE.video_blocks):
         tag += "-blocks" + "".join(str(i) for i in settings.bridge["video_blocks"])
     return f"{tag}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
 
 
+def towers_fingerprint(towers: Path) -> str:
+    """sha256 over every weight of the pretrained towers' pipeline (both towers, text encoders, codecs) in name order:
+    equal exactly when two recipes produced bit-identical towers."""
+    pipe = BridgeDiTPipeline.from_pretrained(towers)
+    digest = hashlib.sha256()
+    for tower, tower_pipe in (("video", pipe.video_pipe), ("audio", pipe.audio_pipe)):
+        for part_name, part in sorted(tower_pipe.components.items()):
+            if not isinstance(part, torch.nn.Module):
+                continue
+            for key, tensor in sorted(part.state_dict().items()):
+                digest.update(f"{tower}.{part_name}.{key}".encode())
+                digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def committed_result(path: Path, fingerprint: str) -> dict | None:
+    """A committed run's result, if it started from the same towers."""
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    if result.get("towers_fingerprint") != fingerprint:
+        logging.info("not reusing %s: it was trained from other pretrained towers", path)
+        return None
+    logging.info("reusing %s (trained from these same towers)", path)
+    return result
+
+
+def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | None:
+    """"bridges" when a run is exactly the recipe's own bridge stage (its settings are those in RECIPE/recipe.json,
+    written when `bridgedit synthetic recipe` starts): the ablation then uses that run instead of training it again."""
+    recorded = out / "recipe.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) == json.loads(json.dumps(run_settings.to_dict())):
+        return "bridges"
+    return None
+
+
 def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeSettings, variant: str, seed: int,
-                test_records: list[dict]) -> dict:
+                test_records: list[dict], *, fingerprint: str, commit_to: Path | None) -> dict:
+    """Train, score and measure one run, or reuse its result: from RECIPE/runs, else from `commit_to` when that run
+    started from towers with this `fingerprint`. Finished results are written to both (`commit_to` None: only RECIPE)."""
     name = run_name(variant, seed, settings)
     scores_path = out / "runs" / name / "scores.json"
+    committed_path = None if commit_to is None else commit_to / f"{name}.json"
     run_settings = variant_settings(settings, variant, seed)
+    training_name = recipe_run_name(out, run_settings) or name
+    checkpoint = out / "runs" / training_name / f"checkpoint-{run_settings.bridge_steps:06d}"
     if scores_path.is_file():
         result = json.loads(scores_path.read_text())
+    elif committed_path is not None and (reused := committed_result(committed_path, fingerprint)) is not None:
+        result = reused
     else:
         started = time.perf_counter()
-        checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=name)
+        checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=training_name)
         trained_s = time.perf_counter() - started
         per_clip = score_model(BridgeDiTPipeline.from_pretrained(checkpoint), test_records,
                                captions=run_settings.captions, seed=10_000)
         result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
                   "scores": summarize_scores(per_clip), "per_clip": per_clip}
-        write_text_atomic(scores_path, json.dumps(result, indent=2))
     if "cross_modal_gain" not in result:  # runs scored before the gain was measured get it now
-        checkpoint = out / "runs" / name / f"checkpoint-{run_settings.bridge_steps:06d}"
         result["cross_modal_gain"] = cross_modal_gain_on_cache(checkpoint, dataset, out / "cache" / "bridges",
                                                                captions=run_settings.captions)
         for stream in ("audio", "video"):
             result["scores"][f"{stream}_gain_pct"] = 100 * result["cross_modal_gain"][stream]["mean_relative_gain"]
-        write_text_atomic(scores_path, json.dumps(result, indent=2))
+    result.setdefault("towers_fingerprint", fingerprint)
+    if result["towers_fingerprint"] != fingerprint:
+        raise SystemExit(f"{scores_path} was trained from other pretrained towers than {towers}; delete it to rerun")
+    scores_path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(scores_path, json.dumps(result, indent=2))
+    if committed_path is not None:
+        committed_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(committed_path, json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -168,13 +225,13 @@ def main() -> None:
     parser.add_argument("--bridge-steps", type=int, default=BRIDGE_STEPS,
                         help="the bridge-training budget of every run (the same for all variants)")
     parser.add_argument("--bridge-lr", type=float, default=recipe.RecipeSettings.bridge_lr,
-                        help="peak learning rate of the bridge stage (the recipe's by default)")
+                        help="peak learning rate of the bridge stage")
     parser.add_argument("--time-encoding", action="store_true",
                         help="bridges add a sinusoidal encoding of each token's time (BridgeConfig.time_encoding)")
-    parser.add_argument("--time-bias", type=float, default=0.0,
+    parser.add_argument("--time-bias", type=float, default=recipe.DEMO_BRIDGE.time_bias,
                         help="ALiBi slope per latent frame in the bridges' attention (BridgeConfig.time_bias; 0 = off)")
-    parser.add_argument("--timesteps", choices=("coupled", "independent"), default="coupled",
-                        help="bridge training: one noise level for both streams (the recipe's) or one each")
+    parser.add_argument("--timesteps", choices=("coupled", "independent"), default=recipe.RecipeSettings.bridge_timesteps,
+                        help="bridge training: one noise level for both streams (t_V = 1000 t_A, the paper's) or one each")
     parser.add_argument("--bridge-blocks", help="comma-separated tower blocks that get a bridge (video and audio alike; "
                         "the recipe's: 1,3)")
     parser.add_argument("--results-name", default="ablation",
@@ -198,14 +255,18 @@ def main() -> None:
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     started = time.perf_counter()
     references = reference_scores(out, dataset, towers, test_records)
-    results = [run_variant(out, dataset, towers, settings, variant, seed, test_records)
+    fingerprint = towers_fingerprint(towers)
+    commit_to = COMMITTED_RUNS if args.scale == 1 else None  # quick looks are never committed
+    results = [run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
+                           commit_to=commit_to)
                for seed in range(args.seeds) for variant in variants]
     table = aggregate(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {
         "benchmark": "ablation", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
-        "recipe": settings.to_dict(), "test_clips": len(test_records), "seeds": args.seeds,
+        "recipe": settings.to_dict(), "towers_fingerprint": fingerprint, "test_clips": len(test_records),
+        "seeds": args.seeds,
         "seconds_this_run": time.perf_counter() - started, "variants": table,
         "references": references,  # the held-out clips, the same through the codecs, and the recipe's model
     }
