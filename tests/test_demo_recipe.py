@@ -1,6 +1,7 @@
 """The demo model's pieces: the patch video codec, codec training, the recipe end to end, world scoring."""
 
 import json
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -103,6 +104,18 @@ def test_audio_codec_training_learns(world):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
 
+def test_recipe_stage_timings_add_up_over_resumes():
+    from bridgedit.synthetic.recipe import _timed
+
+    timings = {}
+    assert _timed(timings, "towers_s", False, lambda: "trained") == "trained"
+    first = timings["towers_s"]
+    _timed(timings, "towers_s", True, lambda: time.sleep(0.01))  # done before this call: its time is kept
+    assert timings["towers_s"] == first
+    _timed(timings, "towers_s", False, lambda: time.sleep(0.01))  # resumed: the parts add up
+    assert timings["towers_s"] >= first + 0.01
+
+
 def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     from bridgedit.cli.main import main
     from bridgedit.pipeline import BridgeDiTPipeline
@@ -111,6 +124,8 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["synthetic", "recipe", "--out", str(out), "--scale", "1000"]) == 0
     assert f"model: {out / 'model'}" in capsys.readouterr().out
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["total_s"] == sum(timings[stage] for stage in ("world_s", "codecs_and_towers_s", "bridges_s"))
     pipe = BridgeDiTPipeline.from_pretrained(out / "model")
     assert pipe.model.config.bridge.fusion == "dca" and pipe.model.config.trainable.policy == "bridges+last_blocks"
     assert isinstance(pipe.video_pipe.vae, PatchVideoCodec)

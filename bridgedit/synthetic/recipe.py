@@ -9,6 +9,9 @@ recipe at toy scale):
               policy "towers" is exactly two separate trainings (nothing connects the towers), each on its own
               caption (T_V / T_A).
 5. bridges    from the pretrained towers: DCA bridges + the last block of each tower trainable, all else frozen.
+              Three settings the paper does not name let the tiny bridges learn within the budget (docs/synthetic.md,
+              "Why DCA does not beat none at 150 steps"): lr 5e-3, each stream's noise level drawn on its own, and
+              an ALiBi time bias in the bridges' attention.
 
 Every stage writes into OUT and is skipped when its output exists, so an interrupted recipe resumes (a
 training stage from its latest checkpoint). The result, OUT/model, is a folder that
@@ -31,6 +34,7 @@ import yaml
 
 from ..atomic import write_text_atomic
 from ..config import BridgeConfig, ModelConfig, TrainableConfig
+from ..data.manifest import MANIFEST_NAME
 from ..generation import BUNDLED_MODEL
 from .world import make_dataset
 
@@ -55,8 +59,10 @@ DEMO_VIDEO_CODEC = dict(patch_size=8, z_dim=16, hidden_dim=256)
 #: Hop 16 at 4 kHz (250 latent frames/s, 4 ms each), 8 latent channels.
 DEMO_OOBLECK_VAE = dict(encoder_hidden_size=16, downsampling_ratios=[4, 4], decoder_channels=16, decoder_input_channels=8,
                         audio_channels=2, channel_multiples=[1, 2], sampling_rate=4_000)
+#: time_bias 2: an audio token's attention to a video frame one latent frame away starts 2 (head 0) / 1 (head 1) logits
+#: lower than to its own frame (BridgeConfig.time_bias), so the untrained bridges already read the matching moment
 DEMO_BRIDGE = BridgeConfig(fusion="dca", video_blocks=(1, 3), audio_blocks=(1, 3), width=64, num_heads=2,
-                           timestep_embed_dim=32)
+                           timestep_embed_dim=32, time_bias=2.0)
 DEMO_GENERATION = dict(height=64, width=64, num_frames=17, fps=15.0, num_inference_steps=25)
 
 
@@ -68,13 +74,16 @@ class RecipeSettings:
     video_codec_steps: int = 1500
     audio_codec_steps: int = 3000
     tower_steps: int = 1200
-    bridge_steps: int = 600
+    bridge_steps: int = 1200
     batch_size: int = 16
     tower_lr: float = 1e-3
-    bridge_lr: float = 5e-4
+    bridge_lr: float = 5e-3
     bridge: dict[str, Any] = field(default_factory=lambda: asdict(DEMO_BRIDGE))
     captions: str = "hvgc"  # or "shared": the caption ablation
-    bridge_timesteps: str = "coupled"  # or "independent": each stream's noise level drawn on its own (bridge stage)
+    # bridge stage: each stream's noise level drawn on its own ("independent"), or t_V = 1000 t_A ("coupled", the
+    # paper's); independent levels show the bridges clean-ish partners next to noisy streams, from which the
+    # cross-modal signal is easiest to learn
+    bridge_timesteps: str = "independent"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,8 +212,18 @@ def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettin
     return run_training(config, out / "runs" / name)
 
 
+def _timed(timings: dict[str, float], key: str, done: bool, stage):
+    """Run a stage and add its duration to timings[key], unless it was already done: a resumed recipe adds up the
+    parts of a stage it ran in several calls and keeps the times of the stages it skips."""
+    started = time.perf_counter()
+    result = stage()
+    if not done:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - started
+    return result
+
+
 def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> Path:
-    """All stages; returns OUT/model, a self-contained model folder."""
+    """All stages; returns OUT/model, a self-contained model folder. OUT/timings.json: each stage's duration."""
     from ..pipeline import BridgeDiTPipeline
 
     out = Path(out)
@@ -213,20 +232,27 @@ def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> 
     if _stage_done(model):
         return model
     write_text_atomic(out / "recipe.json", json.dumps(settings.to_dict(), indent=2))
-    started = time.perf_counter()
-    timings = {}
-    dataset = make_world(out, settings)
-    timings["world_s"] = time.perf_counter() - started
-    towers = pretrain_towers(out, dataset, settings)
-    timings["codecs_and_towers_s"] = time.perf_counter() - started - timings["world_s"]
-    bridges = train_bridges(out, dataset, towers, settings)
-    timings["bridges_s"] = time.perf_counter() - started - sum(timings.values())
+    timings_path = out / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+
+    def save_timings() -> None:
+        stages = ("world_s", "codecs_and_towers_s", "bridges_s")
+        if all(stage in timings for stage in stages):
+            timings["total_s"] = sum(timings[stage] for stage in stages)
+        write_text_atomic(timings_path, json.dumps(timings, indent=2))
+
+    dataset = _timed(timings, "world_s", (out / "dataset" / MANIFEST_NAME).is_file(), lambda: make_world(out, settings))
+    save_timings()
+    towers = _timed(timings, "codecs_and_towers_s", _stage_done(out / "runs" / "towers" / f"checkpoint-{settings.tower_steps:06d}"),
+                    lambda: pretrain_towers(out, dataset, settings))
+    save_timings()
+    bridges = _timed(timings, "bridges_s", _stage_done(out / "runs" / "bridges" / f"checkpoint-{settings.bridge_steps:06d}"),
+                     lambda: train_bridges(out, dataset, towers, settings))
+    save_timings()
     pipe = BridgeDiTPipeline.from_pretrained(bridges)
     pipe.generation_defaults = dict(DEMO_GENERATION)
     pipe.save_pretrained(model, copy_towers=True)  # self-contained: no reference to the run folders
-    timings["total_s"] = time.perf_counter() - started
-    write_text_atomic(out / "timings.json", json.dumps(timings, indent=2))
-    logger.info("recipe finished in %.1f min: %s", timings["total_s"] / 60, model)
+    logger.info("recipe finished (%s): %s", ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()), model)
     return model
 
 
