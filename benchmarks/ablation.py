@@ -44,6 +44,7 @@ from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import recipe
 from bridgedit.synthetic.scoring import SCORES, score_model, score_references, summarize_scores
 from bridgedit.training.diagnostics import cross_modal_gain_on_cache
+from bridgedit.training.trainer import checkpoint_folder
 
 RESULTS = Path(__file__).parent / "results"
 #: every finished run's result, committed (see the module docstring)
@@ -124,7 +125,7 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
     committed_path = None if commit_to is None else commit_to / f"{name}.json"
     run_settings = variant_settings(settings, variant, seed)
     training_name = recipe_run_name(out, run_settings) or name
-    checkpoint = out / "runs" / training_name / f"checkpoint-{run_settings.bridge_steps:06d}"
+    checkpoint = checkpoint_folder(out / "runs" / training_name, run_settings.bridge_steps)
     if scores_path.is_file():
         result = json.loads(scores_path.read_text())
     elif committed_path is not None and (reused := committed_result(committed_path, fingerprint)) is not None:

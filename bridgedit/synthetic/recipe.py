@@ -171,12 +171,11 @@ def training_config(*, base: Path, dataset: Path, cache: Path, run_dir: Path, st
 def run_training(config: dict[str, Any], run_dir: Path) -> Path:
     """Train (resuming from the latest checkpoint if there is one); returns the final checkpoint folder."""
     from ..training.config import TrainConfig
-    from ..training.trainer import LATEST_NAME, Trainer
+    from ..training.trainer import LATEST_NAME, Trainer, checkpoint_folder
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    steps = config["train"]["steps"]
-    final = run_dir / f"checkpoint-{steps:06d}"
+    final = checkpoint_folder(run_dir, config["train"]["steps"])
     if _stage_done(final):
         return final
     resume = LATEST_NAME if (run_dir / LATEST_NAME).is_file() else None
@@ -213,8 +212,8 @@ def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettin
 
 
 def _timed(timings: dict[str, float], key: str, done: bool, stage):
-    """Run a stage and add its duration to timings[key], unless it was already done: a resumed recipe adds up the
-    parts of a stage it ran in several calls and keeps the times of the stages it skips."""
+    """Run a stage and add its duration to timings[key], unless it was already done: a resumed recipe keeps the
+    times of the stages it skips (a stage interrupted midway counts only the part this call ran)."""
     started = time.perf_counter()
     result = stage()
     if not done:
@@ -225,6 +224,7 @@ def _timed(timings: dict[str, float], key: str, done: bool, stage):
 def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> Path:
     """All stages; returns OUT/model, a self-contained model folder. OUT/timings.json: each stage's duration."""
     from ..pipeline import BridgeDiTPipeline
+    from ..training.trainer import checkpoint_folder
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,13 +241,14 @@ def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> 
             timings["total_s"] = sum(timings[stage] for stage in stages)
         write_text_atomic(timings_path, json.dumps(timings, indent=2))
 
-    dataset = _timed(timings, "world_s", (out / "dataset" / MANIFEST_NAME).is_file(), lambda: make_world(out, settings))
+    world_done = (out / "dataset" / MANIFEST_NAME).is_file()
+    dataset = _timed(timings, "world_s", world_done, lambda: make_world(out, settings))
     save_timings()
-    towers = _timed(timings, "codecs_and_towers_s", _stage_done(out / "runs" / "towers" / f"checkpoint-{settings.tower_steps:06d}"),
-                    lambda: pretrain_towers(out, dataset, settings))
+    towers_done = _stage_done(checkpoint_folder(out / "runs" / "towers", settings.tower_steps))
+    towers = _timed(timings, "codecs_and_towers_s", towers_done, lambda: pretrain_towers(out, dataset, settings))
     save_timings()
-    bridges = _timed(timings, "bridges_s", _stage_done(out / "runs" / "bridges" / f"checkpoint-{settings.bridge_steps:06d}"),
-                     lambda: train_bridges(out, dataset, towers, settings))
+    bridges_done = _stage_done(checkpoint_folder(out / "runs" / "bridges", settings.bridge_steps))
+    bridges = _timed(timings, "bridges_s", bridges_done, lambda: train_bridges(out, dataset, towers, settings))
     save_timings()
     pipe = BridgeDiTPipeline.from_pretrained(bridges)
     pipe.generation_defaults = dict(DEMO_GENERATION)

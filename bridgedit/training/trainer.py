@@ -36,6 +36,11 @@ logger = logging.getLogger(__name__)
 LATEST_NAME = "latest"
 
 
+def checkpoint_folder(checkpoint_dir: str | Path, step: int) -> Path:
+    """Where a run saves its checkpoint of `step`."""
+    return Path(checkpoint_dir) / f"checkpoint-{step:06d}"
+
+
 # ----------------------------------------------------------------------------------------------------
 # One step's pieces (plain functions, tested on their own)
 # ----------------------------------------------------------------------------------------------------
@@ -240,7 +245,7 @@ class Trainer:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     def save_checkpoint(self) -> Path:
-        directory = Path(self.config.checkpoint.dir) / f"checkpoint-{self.step:06d}"
+        directory = checkpoint_folder(self.config.checkpoint.dir, self.step)
         model_state = self.accelerator.get_state_dict(self.wrapped)  # gathered in full under FSDP (collective)
         if self.accelerator.is_main_process:
             self.pipe.save_pretrained(directory, model_state=model_state)
