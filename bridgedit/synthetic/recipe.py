@@ -100,7 +100,7 @@ def _stage_done(folder: Path) -> bool:
 
 def make_world(out: Path, settings: RecipeSettings) -> Path:
     dataset = out / "dataset"
-    if not (dataset / "manifest.jsonl").is_file():
+    if not (dataset / MANIFEST_NAME).is_file():
         make_dataset(dataset, clips=settings.train_clips + settings.test_clips, seed=settings.seed,
                      test_clips=settings.test_clips, progress=True)
     return dataset
