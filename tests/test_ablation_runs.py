@@ -1,14 +1,17 @@
 """The ablation benchmark's run bookkeeping: committed results are reused only from bit-identical towers, and the
-recipe's own bridge stage is not trained twice."""
+recipe's own bridge stage is not trained twice; the sample sheet marks events where they happen."""
 
 import importlib.util
 import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bridgedit import tiny
+from bridgedit.synthetic import WorldSettings, render_clip
+from bridgedit.synthetic.world import draw_scene
 from bridgedit.synthetic.recipe import RecipeSettings
 
 ABLATION = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
@@ -68,3 +71,22 @@ def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
                   ablation.variant_settings(settings, "dca (shared caption)", 0),
                   replace(dca_seed0, bridge_steps=150)):
         assert ablation.recipe_run_name(tmp_path, other) is None
+
+
+def test_sample_sheet_marks_a_true_clips_events_where_they_happen():
+    spec = importlib.util.spec_from_file_location("sample_sheet", ABLATION.parent / "sample_sheet.py")
+    sample_sheet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sample_sheet)
+    world = WorldSettings()
+    scene = replace(draw_scene(np.random.default_rng(3), world), shape="ball", events=(0.2, 0.8))
+    frames, audio = render_clip(scene, world, np.random.default_rng(3))
+
+    marks = sample_sheet.event_marks(frames, audio, world.fps, world.sample_rate, list(scene.events))
+
+    width = world.width  # at 15 fps an event at 0.2 s is in frame 3, one at 0.8 s in frame 12
+    assert marks["filmstrip"]["true"] == [3.5 * width, 12.5 * width]
+    assert marks["waveform"]["true"] == [0.2, 0.8]
+    # a real clip's detected events are its true events: within one frame on the frames, a few ms in the audio
+    assert len(marks["filmstrip"]["detected"]) == 2
+    assert np.allclose(marks["filmstrip"]["detected"], marks["filmstrip"]["true"], atol=width)
+    assert np.allclose(marks["waveform"]["detected"], [0.2, 0.8], atol=0.01)
