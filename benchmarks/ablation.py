@@ -42,7 +42,7 @@ from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import recipe
-from bridgedit.synthetic.scoring import SCORES, score_model, score_references, summarize_scores
+from bridgedit.synthetic.scoring import HELD_OUT_SEED, SCORES, score_model, score_references, summarize_scores
 from bridgedit.training.diagnostics import cross_modal_gain_on_cache
 from bridgedit.training.trainer import checkpoint_folder
 
@@ -135,7 +135,7 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
         checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=training_name)
         trained_s = time.perf_counter() - started
         per_clip = score_model(BridgeDiTPipeline.from_pretrained(checkpoint), test_records,
-                               captions=run_settings.captions, seed=10_000)
+                               captions=run_settings.captions, seed=HELD_OUT_SEED)
         result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
                   "scores": summarize_scores(per_clip), "per_clip": per_clip}
     if "cross_modal_gain" not in result:  # runs scored before the gain was measured get it now
@@ -213,7 +213,7 @@ def reference_scores(out: Path, dataset: Path, towers: Path, test_records: list[
     if (out / "model" / "model_index.json").is_file():
         demo = BridgeDiTPipeline.from_pretrained(out / "model")
         references[f"demo model (dca, {settings_steps(out)} steps)"] = summarize_scores(
-            score_model(demo, test_records, seed=10_000))
+            score_model(demo, test_records, seed=HELD_OUT_SEED))
     write_text_atomic(path, json.dumps(references, indent=2))
     return references
 

@@ -21,7 +21,7 @@ from bridgedit.data.manifest import clip_files, load_manifest
 from bridgedit.media import read_frames, read_wav
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic.detect import audio_events, sync_score, video_events
-from bridgedit.synthetic.scoring import generate_for
+from bridgedit.synthetic.scoring import HELD_OUT_SEED, generate_for
 
 RESULTS = Path(__file__).parent / "results" / "event_counts.json"
 
@@ -38,7 +38,7 @@ def count(clips: list[tuple[np.ndarray, np.ndarray, float, int]]) -> dict[str, f
             "sync_with_another_clips_audio": float(np.mean(chance))}
 
 
-def generated(model: str, records: list[dict], seed: int = 10_000) -> list[tuple]:
+def generated(model: str, records: list[dict], seed: int = HELD_OUT_SEED) -> list[tuple]:
     """The clips the model generates for the records' captions, with the ablation's seeds (clip i: seed + i)."""
     return [(frames, audio.mean(axis=0), fps, rate)
             for _, frames, audio, fps, rate in generate_for(BridgeDiTPipeline.from_pretrained(model), records, seed=seed)]

@@ -17,7 +17,7 @@ from bridgedit.data.manifest import clip_files, load_manifest
 from bridgedit.media import read_frames, read_wav
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic.detect import audio_events, video_events
-from bridgedit.synthetic.scoring import generate_for
+from bridgedit.synthetic.scoring import HELD_OUT_SEED, generate_for
 
 RESULTS = Path(__file__).parent / "results" / "samples.png"
 
@@ -61,14 +61,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("sample_sheet.py draws with matplotlib: pip install -e '.[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     dataset = Path(args.recipe) / "dataset"
     records = load_manifest(dataset, split="test")[: args.clips]
-    samples = {model: list(generate_for(BridgeDiTPipeline.from_pretrained(model), records, seed=10_000))
+    samples = {model: list(generate_for(BridgeDiTPipeline.from_pretrained(model), records, seed=HELD_OUT_SEED))
                for model in args.models}
     rows_per_clip = 1 + len(args.models)
     figure, axes = plt.subplots(2 * rows_per_clip * len(records), 1, figsize=(12, 1.25 * 2 * rows_per_clip * len(records)),

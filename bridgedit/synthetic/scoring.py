@@ -13,6 +13,9 @@ from .detect import sync_score
 from .faithfulness import faithfulness
 
 SCORES = ("sync", "av_align", "colour", "shape", "material")
+#: the first generation seed for held-out clips in the benchmarks (clip i: HELD_OUT_SEED + i), apart from any
+#: training seed
+HELD_OUT_SEED = 10_000
 
 
 def prompts_for(record: dict[str, Any], captions: str) -> dict[str, str]:
