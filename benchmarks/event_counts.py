@@ -2,7 +2,7 @@
 synthetic world's detectors find in clips generated for the held-out captions, next to the true count and the
 detectors' count on the real clips, and each model's sync score next to its chance level (the same clips'
 frames scored against another clip's audio). Many spurious events in both streams cap the event-level sync score near its
-chance level, whatever the bridges do (docs/synthetic.md, "Why DCA does not beat none here").
+chance level, whatever the bridges do (docs/synthetic.md, "Sync is capped near its chance level by spurious events").
 
     python benchmarks/event_counts.py --recipe outputs/demo MODEL_OR_CHECKPOINT [...]
         # writes benchmarks/results/event_counts.json

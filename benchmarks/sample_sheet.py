@@ -1,7 +1,7 @@
 """What do the demo models' samples look like? For the first N held-out clips of the synthetic world: the real
 clip's frames and waveform, then each model's generated frames and waveform for the same captions (the
 ablation's seeds), with the true event times (green, dashed) and the detectors' events (red) marked. Makes the
-failure modes behind the sync scores visible (docs/synthetic.md, "Why DCA does not beat none here").
+failure modes behind the sync scores visible (docs/synthetic.md, "What the samples look like").
 
     python benchmarks/sample_sheet.py --recipe outputs/demo [--clips 4] MODEL_OR_CHECKPOINT [...]
         # writes benchmarks/results/samples.png (needs `pip install -e .[bench]` for matplotlib)

@@ -17,11 +17,15 @@ from bridgedit.synthetic.recipe import RecipeSettings
 ABLATION = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
 
 
-def load_ablation():
-    spec = importlib.util.spec_from_file_location("ablation_benchmark", ABLATION)
+def load_benchmark(path: Path):
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_ablation():
+    return load_benchmark(ABLATION)
 
 
 def test_towers_fingerprint_changes_with_any_weight(tmp_path):
@@ -74,9 +78,7 @@ def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
 
 
 def test_sample_sheet_marks_a_true_clips_events_where_they_happen():
-    spec = importlib.util.spec_from_file_location("sample_sheet", ABLATION.parent / "sample_sheet.py")
-    sample_sheet = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sample_sheet)
+    sample_sheet = load_benchmark(ABLATION.parent / "sample_sheet.py")
     world = WorldSettings()
     scene = replace(draw_scene(np.random.default_rng(3), world), shape="ball", events=(0.2, 0.8))
     frames, audio = render_clip(scene, world, np.random.default_rng(3))
