@@ -17,25 +17,11 @@ from pathlib import Path
 
 import numpy as np
 from bridgedit.atomic import write_text_atomic
-from bridgedit.data.manifest import clip_files, load_manifest
-from bridgedit.media import read_frames, read_wav
+from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic.detect import audio_events, sync_score, video_events
-from bridgedit.synthetic.scoring import HELD_OUT_SEED, generate_for
+from bridgedit.synthetic.scoring import HELD_OUT_SEED, event_statistics, generate_for, real_clips
 
 RESULTS = Path(__file__).parent / "results" / "event_counts.json"
-
-
-def count(clips: list[tuple[np.ndarray, np.ndarray, float, int]]) -> dict[str, float]:
-    """clips: (frames (F, H, W, 3), mono audio, fps, sample rate) -> mean events per clip, mean sync score, and the
-    chance level of that score: each clip's frames scored against the next clip's audio."""
-    video = [len(video_events(frames, fps)) for frames, _, fps, _ in clips]
-    audio = [len(audio_events(sound, rate)) for _, sound, _, rate in clips]
-    sync = [sync_score(frames, fps, sound, rate) for frames, sound, fps, rate in clips]
-    others = clips[1:] + clips[:1]
-    chance = [sync_score(frames, fps, other[1], rate) for (frames, _, fps, rate), other in zip(clips, others)]
-    return {"video_events": float(np.mean(video)), "audio_events": float(np.mean(audio)), "sync": float(np.mean(sync)),
-            "sync_with_another_clips_audio": float(np.mean(chance))}
 
 
 def generated(model: str, records: list[dict], seed: int = HELD_OUT_SEED) -> list[tuple]:
@@ -52,16 +38,13 @@ def main() -> None:
 
     dataset = Path(args.recipe) / "dataset"
     records = load_manifest(dataset, split="test")
-    real = []
-    for record in records:
-        video_path, audio_path = clip_files(dataset, record)
-        sound, rate = read_wav(audio_path)
-        real.append((read_frames(video_path), sound.mean(axis=0), record["fps"], rate))
+    real = [(frames, sound.mean(axis=0), record["fps"], rate)
+            for record, (frames, sound, rate) in zip(records, real_clips(dataset, records))]
     rows = {"true events": {"video_events": float(np.mean([len(r["scene"]["events"]) for r in records]))},
-            "real clips": count(real)}
+            "real clips": event_statistics(real)}
     rows["true events"]["audio_events"] = rows["true events"]["video_events"]  # every event is seen and heard
     for model in args.models:
-        rows[model] = count(generated(model, records))
+        rows[model] = event_statistics(generated(model, records))
     summary = {"benchmark": "event_counts", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                "test_clips": len(records), "rows": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

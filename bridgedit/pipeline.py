@@ -37,7 +37,7 @@ from .atomic import write_text_atomic
 from .checkpoint import load_bridge_weights, read_bridge_config, save_bridge
 from .conditioning import audio_conditions, null_audio_conditions, video_conditions
 from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths
-from .diffusion import COUPLED_SAMPLERS, GuidedDenoiser, coupled_grid, sample_native
+from .diffusion import COUPLED_SAMPLERS, GuidedDenoiser, coupled_grid, hold_fixed, sample_native
 from .model import BridgeDiT
 from .towers import AudioConditions, VideoConditions
 
@@ -298,6 +298,8 @@ class BridgeDiTPipeline:
         generator: torch.Generator | None = None,
         video_latents: torch.Tensor | None = None,
         audio_latents: torch.Tensor | None = None,
+        given_video_latents: torch.Tensor | None = None,
+        given_audio_latents: torch.Tensor | None = None,
         output_type: str = "np",
         progress: bool = True,
         max_sequence_length: int = 512,
@@ -308,6 +310,13 @@ class BridgeDiTPipeline:
         `sampler` ("euler" or "heun") applies to the coupled schedule. Initial latents are unit Gaussian
         noise of shape (B, C, F', H', W') and (B, C_a, T); when `audio_latents` is given, its length sets
         the audio latent length.
+
+        `given_video_latents` (normalised Wan latents, as the cache stores them, batched) generates audio for
+        that video; `given_audio_latents` (Oobleck latents) generates video for that audio: the given stream is
+        held clean (noise level 0) at every step and returned as given (`diffusion.hold_fixed`). Initial noise
+        is drawn for both streams as in joint generation, so a seed gives the generated stream the same
+        starting noise either way. Only meaningful for bridges trained with each stream's noise level drawn on
+        its own (`timesteps: independent`).
         """
         video_prompts, audio_prompts = self._resolve_prompts(video_prompt, audio_prompt, prompt)
         clip = ClipSpec(height=height, width=width, num_frames=num_frames, fps=fps,
@@ -329,6 +338,16 @@ class BridgeDiTPipeline:
         audio_shape = (batch, self.audio_pipe.transformer.config.in_channels, lengths.audio_latent_length)
         x_video = self._initial_latents(video_latents, video_shape, generator, "video_latents", check_length=True)
         x_audio = self._initial_latents(audio_latents, audio_shape, generator, "audio_latents", check_length=False)
+        if given_video_latents is not None and given_audio_latents is not None:
+            raise ConfigError("give given_video_latents or given_audio_latents, not both: one stream is generated")
+        given_video = given_audio = None
+        if given_video_latents is not None:
+            given_video = self._initial_latents(given_video_latents, video_shape, None, "given_video_latents",
+                                                check_length=True)
+        if given_audio_latents is not None:  # its own length, like audio_latents'
+            given_audio = self._initial_latents(given_audio_latents, audio_shape, None, "given_audio_latents",
+                                                check_length=False)
+            x_audio = given_audio.clone()  # the held stream's sampler state: never shown to the network
 
         guided = GuidedDenoiser(self.model, states.video, states.audio, states.null_video, states.null_audio,
                                 video_scale=video_guidance, audio_scale=audio_guidance)
@@ -337,6 +356,9 @@ class BridgeDiTPipeline:
         def denoise(xv, xa, tv, ta):
             pred_video, pred_audio = guided(xv.to(dtype), xa.to(dtype), tv, ta)
             return pred_video.float(), pred_audio.float()
+
+        if given_video is not None or given_audio is not None:
+            denoise = hold_fixed(denoise, video=given_video, audio=given_audio)
 
         self.model.eval()
         if schedule == "native":
@@ -347,6 +369,8 @@ class BridgeDiTPipeline:
         else:
             grid = coupled_grid(self.video_pipe.scheduler, num_inference_steps, device=device)
             x_video, x_audio = COUPLED_SAMPLERS[sampler](denoise, x_video, x_audio, grid, progress=progress)
+        x_video = x_video if given_video is None else given_video
+        x_audio = x_audio if given_audio is None else given_audio
 
         if output_type == "latent":
             return BridgeDiTOutput(video=x_video, audio=x_audio, fps=fps, sample_rate=self.sample_rate)

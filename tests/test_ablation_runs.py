@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from bridgedit import tiny
@@ -92,3 +93,51 @@ def test_sample_sheet_marks_a_true_clips_events_where_they_happen():
     assert len(marks["filmstrip"]["detected"]) == 2
     assert np.allclose(marks["filmstrip"]["detected"], marks["filmstrip"]["true"], atol=width)
     assert np.allclose(marks["waveform"]["detected"], [0.2, 0.8], atol=0.01)
+
+
+def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tmp_path, monkeypatch):
+    """A model that returns the real clip itself scores in sync both ways; one that returns the next clip's
+    generated stream scores at the chance level (each clip's real stream against every other clip's)."""
+    from bridgedit.data.manifest import load_manifest
+    from bridgedit.synthetic import make_dataset
+    from bridgedit.synthetic.scoring import real_clips
+
+    next_to_real = load_benchmark(ABLATION.parent / "next_to_real.py")
+    dataset = make_dataset(tmp_path / "world", clips=6, test_clips=6, seed=2, seconds=4 + 1 / 15, max_events=4)
+    records = load_manifest(dataset, split="test")
+    clips = list(real_clips(dataset, records))
+
+    def fake_generate(shift):
+        def generate_for(pipe, records, *, seed, given, given_latents):
+            assert given in ("video", "audio") and given_latents == [given] * len(records)
+            for index, record in enumerate(records):
+                frames, audio, rate = clips[(index + shift) % len(records)]
+                yield record, frames, audio, record["fps"], rate
+        return generate_for
+
+    monkeypatch.setattr(next_to_real, "real_latents", lambda pipe, dataset, records: (["video"] * 6, ["audio"] * 6))
+    monkeypatch.setattr(next_to_real, "generate_for", fake_generate(0))
+    faithful = next_to_real.score_next_to_real(None, dataset, records)
+    monkeypatch.setattr(next_to_real, "generate_for", fake_generate(1))
+    shifted = next_to_real.score_next_to_real(None, dataset, records)
+    for direction in next_to_real.DIRECTIONS:
+        assert faithful[direction]["sync"] >= 0.9 and faithful[direction]["sync_above_chance"] > 0.5
+        assert shifted[direction]["sync"] < 0.3  # another clip's stream
+        assert shifted[direction]["sync_above_chance"] < 0  # its chance level now includes the true pairings
+
+
+def test_next_to_real_pairs_runs_clip_by_clip_against_the_baseline():
+    next_to_real = load_benchmark(ABLATION.parent / "next_to_real.py")
+    direction = "audio for the real video"
+
+    def run(sync, chance):
+        return {direction: {"sync_per_clip": sync, "sync_chance_per_clip": chance}}
+
+    baseline = {"none-0": run([0.2, 0.3, 0.1], [0.2, 0.2, 0.2]), "none-1": run([0.5, 0.5, 0.5], [0.1, 0.1, 0.1])}
+    variant = {"dca-0": run([0.4, 0.4, 0.4], [0.2, 0.2, 0.2]), "dca-1": run([0.6, 0.7, 0.5], [0.1, 0.1, 0.1])}
+    lead = next_to_real.paired_lead(variant, baseline, direction)
+    differences = [0.2, 0.1, 0.3, 0.1, 0.2, 0.0]  # run i of each, clip by clip
+    assert lead["pairs"] == 6 and lead["mean"] == pytest.approx(np.mean(differences))
+    assert lead["standard_error"] == pytest.approx(np.std(differences, ddof=1) / np.sqrt(6))
+    assert 0 < lead["p_value"] < 0.01
+    assert next_to_real.paired_lead(baseline, variant, direction)["p_value"] > 0.99  # one-sided: "greater"

@@ -160,6 +160,18 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     assert [len(v) for v in references.values()] == [len(records)] * 2
     assert all(clip[k] == 1.0 for clip in references["real"] for k in ("colour", "shape", "material"))
 
+    # one stream generated next to the other stream of the real clips, held clean: the given one comes back as given
+    from bridgedit.synthetic.scoring import generate_for, real_latents
+
+    video_latents, audio_latents = real_latents(pipe, out / "dataset", records)
+    next_to_video = list(generate_for(pipe, records, given="video", given_latents=video_latents, num_inference_steps=2))
+    next_to_audio = list(generate_for(pipe, records, given="audio", given_latents=audio_latents, num_inference_steps=2))
+    with torch.no_grad():
+        assert all(np.array_equal(frames, pipe.decode_video(latents[None])[0])
+                   for (_, frames, *_), latents in zip(next_to_video, video_latents))
+        assert all(np.allclose(audio, pipe.decode_audio(latents[None], record["duration"])[0], atol=1e-5)  # batched
+                   for (record, _, audio, *_), latents in zip(next_to_audio, audio_latents))
+
 
 def test_scores_of_a_true_world_clip_are_perfect():
     from bridgedit.synthetic.scoring import score_clip

@@ -79,6 +79,39 @@ def test_seeded_generation_is_reproducible_and_prompt_shares_one_caption():
     assert not torch.equal(first.audio, other.audio)
 
 
+
+@pytest.mark.parametrize("given", ["video", "audio"])
+def test_one_stream_generated_next_to_a_given_clean_one(given):
+    """Video-to-audio / audio-to-video: the given stream is shown to the network clean (t = 0) at every step and
+    returned as given; without bridges the generated stream is exactly the joint sample's from the same seed."""
+    kwargs = dict(**SIZE, num_inference_steps=3, output_type="latent", **TEXT)
+    plain = BridgeDiTPipeline.from_pipes(*_pipes())
+    joint = plain(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(5), **kwargs)
+    clean_video, clean_audio = _noise(audio_frames=joint.audio.shape[-1])
+    given_kwargs = {f"given_{given}_latents": clean_video if given == "video" else clean_audio}
+    alone = plain(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(5), **given_kwargs, **kwargs)
+    generated = "audio" if given == "video" else "video"
+    assert torch.equal(getattr(alone, given), given_kwargs[f"given_{given}_latents"])
+    assert torch.allclose(getattr(alone, generated), getattr(joint, generated), atol=1e-6)
+
+    bridged = BridgeDiTPipeline.from_pipes(*_pipes(), TINY_BRIDGE)
+    open_gates(bridged.model)
+    seen = []
+    forward = bridged.model.forward
+
+    def spy(x_video, x_audio, t_video, t_audio, *args, **kw):
+        seen.append((x_video if given == "video" else x_audio, t_video if given == "video" else t_audio))
+        return forward(x_video, x_audio, t_video, t_audio, *args, **kw)
+
+    bridged.model.forward = spy
+    first = bridged(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(5), **given_kwargs, **kwargs)
+    assert len(seen) == 3  # one (guided) evaluation per step
+    for latents, t in seen:  # (null; conditional) halves, both the given latents at noise level 0
+        assert torch.equal(latents, torch.cat([given_kwargs[f"given_{given}_latents"]] * 2)) and not t.any()
+    other = {f"given_{given}_latents": -given_kwargs[f"given_{given}_latents"]}
+    second = bridged(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(5), **other, **kwargs)
+    assert not torch.allclose(getattr(first, generated), getattr(second, generated))  # the bridges read it
+
 def test_text_encoders_are_offloaded_after_encoding():
     pipe = BridgeDiTPipeline.from_pipes(*_pipes())
     moves = []
@@ -103,6 +136,8 @@ def test_text_encoders_are_offloaded_after_encoding():
         (dict(prompt="shared"), "either `prompt`"),
         (dict(audio_prompt=["a", "b"]), "1 video prompt\\(s\\) but 2 audio prompt\\(s\\)"),
         (dict(video_latents=torch.zeros(1, 16, 2, 4, 4)), "video_latents has shape"),
+        (dict(given_video_latents=torch.zeros(1, 16, 2, 4, 4)), "given_video_latents has shape"),
+        (dict(given_video_latents=torch.zeros(1, 16, 3, 4, 4), given_audio_latents=torch.zeros(1, 4, 300)), "not both"),
     ],
 )
 def test_bad_calls_are_named(kwargs, message):

@@ -42,6 +42,23 @@ def test_sync_score_is_near_one_in_sync_and_near_zero_shifted():
     assert np.mean(aligned) >= 0.95 and np.mean(shifted) <= 0.1
 
 
+
+def test_event_statistics_score_every_pairing_as_sync_score_does():
+    from bridgedit.synthetic.scoring import event_statistics
+
+    clips = [(frames, audio, LONG.fps, LONG.sample_rate) for _, frames, audio in (_clip(i) for i in range(4))]
+    statistics = event_statistics(clips)
+    scenes = [_clip(i)[0] for i in range(4)]
+    assert statistics["video_events"] == statistics["audio_events"] == np.mean([len(s.events) for s in scenes])
+    assert statistics["sync_per_clip"] == [sync_score(f, fps, a, rate) for f, a, fps, rate in clips]
+    pairs = {(i, j): sync_score(clips[i][0], LONG.fps, clips[j][1], LONG.sample_rate)
+             for i in range(4) for j in range(4) if i != j}
+    assert statistics["sync_chance_per_clip"] == pytest.approx([np.mean([pairs[i, j] for j in range(4) if j != i])
+                                                                for i in range(4)])
+    assert statistics["sync_chance"] == pytest.approx(np.mean(list(pairs.values())))
+    assert statistics["sync_with_another_clips_audio"] == pytest.approx(np.mean([pairs[i, (i + 1) % 4] for i in range(4)]))
+    assert statistics["sync"] >= 0.95 > statistics["sync_chance"]
+
 def test_silence_and_stillness_have_no_events():
     assert audio_events(np.zeros(4000), 4000) == []
     assert video_events(np.full((10, 64, 64, 3), 90, np.uint8), 15) == []

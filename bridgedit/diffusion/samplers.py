@@ -121,6 +121,28 @@ def _audio_second_order(x, v, x_next_guess, v_next, s, s_next) -> torch.Tensor:
     return torch.sin(phi_next) * (x / torch.sin(phi) + increment)
 
 
+def hold_fixed(fn: Denoiser, *, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> Denoiser:
+    """A denoiser for generating one stream next to a given, clean other stream (video-to-audio or audio-to-video).
+
+    The held stream's clean latents (`video` (B, C, F', H', W') or `audio` (B, C_a, T)) replace whatever the
+    sampler passes for it, at noise level 0 (t_V = 0, t_A = 0), and its prediction is returned as zeros: any
+    sampler can run unchanged, and the held stream's sampled output is to be replaced by the given latents
+    afterwards (its values during sampling are never shown to the network). The model must have been trained
+    with each stream's noise level drawn on its own for such pairs to be in distribution.
+    """
+    if (video is None) == (audio is None):
+        raise ValueError("hold exactly one stream fixed: give `video` or `audio`")
+
+    def held(x_video, x_audio, t_video, t_audio):
+        if video is not None:
+            _, v_audio = fn(video.to(x_video), x_audio, torch.zeros_like(t_video), t_audio)
+            return torch.zeros_like(x_video), v_audio
+        v_video, _ = fn(x_video, audio.to(x_audio), t_video, torch.zeros_like(t_audio))
+        return v_video, torch.zeros_like(x_audio)
+
+    return held
+
+
 COUPLED_SAMPLERS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
     "euler": sample_euler,
     "heun": sample_heun,

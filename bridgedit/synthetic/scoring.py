@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..evaluation.av_align import av_align
-from .detect import sync_score
+from ..evaluation.av_align import av_align, intersection_over_union
+from .detect import audio_events, sync_score, video_events
 from .faithfulness import faithfulness
 
 SCORES = ("sync", "av_align", "colour", "shape", "material")
@@ -35,19 +35,68 @@ def score_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: i
 
 @torch.no_grad()
 def generate_for(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16,
-                 **call_kwargs):
+                 given: str | None = None, given_latents: list[torch.Tensor] | None = None, **call_kwargs):
     """Yield (record, frames (F, H, W, 3) uint8, audio (channels, samples), fps, sample rate): the sample generated
-    from each record's captions (clip i uses seed `seed + i`). `call_kwargs` override the model's own generation
-    defaults (size, steps, guidance)."""
+    from each record's captions (clip i uses seed `seed + i`). With `given` ("video" or "audio") and one clean latent
+    per record (`real_latents`), only the other stream is generated, next to those latents (the given stream comes
+    back decoded). `call_kwargs` override the model's own generation defaults (size, steps, guidance)."""
+    if (given is None) != (given_latents is None) or given not in (None, "video", "audio"):
+        raise ValueError("give both `given` ('video' or 'audio') and `given_latents`, or neither")
     settings = {**pipe.generation_defaults, **call_kwargs}
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         prompts = [prompts_for(record, captions) for record in chunk]
         arguments = {key: [p[key] for p in prompts] for key in prompts[0]}
+        if given is not None:
+            arguments[f"given_{given}_latents"] = torch.stack(given_latents[start : start + len(chunk)])
         generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
         output = pipe(**arguments, generator=generators, output_type="np", progress=False, **settings)
         for index, record in enumerate(chunk):
             yield record, output.video[index], output.audio[index], output.fps, output.sample_rate
+
+
+def real_clips(dataset, records: list[dict[str, Any]]):
+    """Yield (frames (F, H, W, 3) uint8, audio (channels, samples), sample rate): each record's clip as written."""
+    from ..data.manifest import clip_files
+    from ..media import read_frames, read_wav
+
+    for record in records:
+        video_path, audio_path = clip_files(dataset, record)
+        audio, rate = read_wav(audio_path)
+        yield read_frames(video_path), audio, rate
+
+
+@torch.no_grad()
+def real_latents(pipe, dataset, records: list[dict[str, Any]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Each record's clip through the model's own codecs, as the cache encodes it: (video latents (C, F', H', W'),
+    audio latents (C_a, T)) per record."""
+    from ..data.cache import encode_audio, encode_video
+
+    video, audio = [], []
+    for frames, sound, _ in real_clips(dataset, records):
+        video.append(encode_video(pipe, frames))
+        audio.append(encode_audio(pipe, sound[:1]))
+    return video, audio
+
+
+def event_statistics(clips: list[tuple[np.ndarray, np.ndarray, float, int]]) -> dict[str, Any]:
+    """clips: (frames (F, H, W, 3), mono audio, fps, sample rate) -> mean detected events per clip in each stream, the
+    sync score per clip and its mean, and that score's chance level two ways: each clip's frames scored against the
+    next clip's audio, and against every other clip's audio (per clip: the mean over the other clips' audio; and the
+    mean of that)."""
+    video = [video_events(frames, fps) for frames, _, fps, _ in clips]
+    audio = [audio_events(sound, rate) for _, sound, _, rate in clips]
+    fps = [clip[2] for clip in clips]
+    per_clip = [intersection_over_union(audio[i], video[i], fps[i]) for i in range(len(clips))]
+    others = [[intersection_over_union(audio[j], video[i], fps[i]) for j in range(len(clips)) if j != i]
+              for i in range(len(clips))]
+    chance_per_clip = [float(np.mean(row)) if row else float("nan") for row in others]
+    return {"video_events": float(np.mean([len(v) for v in video])),
+            "audio_events": float(np.mean([len(a) for a in audio])),
+            "sync": float(np.mean(per_clip)), "sync_per_clip": [float(x) for x in per_clip],
+            "sync_with_another_clips_audio": float(np.mean([row[i % len(row)] for i, row in enumerate(others)]))
+            if len(clips) > 1 else float("nan"),
+            "sync_chance": float(np.mean(chance_per_clip)), "sync_chance_per_clip": chance_per_clip}
 
 
 def score_model(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16,
@@ -63,14 +112,9 @@ def score_references(pipe, dataset, records: list[dict[str, Any]]) -> dict[str, 
     """Upper bounds for generated clips, per clip: the real clips ("real") and the real clips passed through the
     model's own codecs ("codec": encode as the cache does, decode as the pipeline does)."""
     from ..data.cache import encode_audio, encode_video
-    from ..data.manifest import clip_files
-    from ..media import read_frames, read_wav
 
     real, codec = [], []
-    for record in records:
-        video_path, audio_path = clip_files(dataset, record)
-        frames = read_frames(video_path)
-        audio, rate = read_wav(audio_path)
+    for record, (frames, audio, rate) in zip(records, real_clips(dataset, records)):
         real.append(score_clip(frames, audio, record["fps"], rate, record["scene"]))
         decoded_frames = pipe.decode_video(encode_video(pipe, frames)[None])[0]
         decoded_audio = pipe.decode_audio(encode_audio(pipe, audio[:1])[None], audio.shape[-1] / rate)[0]

@@ -1,0 +1,141 @@
+"""Do the bridges align one stream to the other? Generate one stream next to the other stream of a real held-out
+clip, held clean (`BridgeDiTPipeline(given_video_latents=...)` / `given_audio_latents`), and score the pair with the
+synthetic world's event-level sync score, next to its chance level (each clip's frames against every other clip's
+audio). This isolates the bridges from the video tower's own failures (docs/synthetic.md, "What the samples look
+like"): the real video has one clean object and its true events, so audio that follows it scores above chance;
+a model whose audio cannot see the video ("none") scores at chance.
+
+    python benchmarks/next_to_real.py [--recipe outputs/demo] VARIANT:MODEL_OR_CHECKPOINT [...]
+        # e.g. none:R/none-seed0/checkpoint-001200 dca:R/dca-seed0/checkpoint-001200 ...; runs of one VARIANT are
+        # averaged (mean and std over them); writes benchmarks/results/next_to_real.json
+
+Resumable: a model already scored in that file (same path, same held-out clips) is read back rather than generated
+again (--fresh to score everything again), so variants can be scored in separate calls and gathered by a last one.
+
+Only meaningful for bridges trained with each stream's noise level drawn on its own (the recipe's bridge
+settings): a clean stream next to a noisy one is then a pair seen in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from bridgedit.atomic import write_text_atomic
+from bridgedit.data.manifest import load_manifest
+from bridgedit.pipeline import BridgeDiTPipeline
+from bridgedit.synthetic.scoring import HELD_OUT_SEED, event_statistics, generate_for, real_clips, real_latents
+
+RESULTS = Path(__file__).parent / "results" / "next_to_real.json"
+#: what is generated -> which real stream is given
+DIRECTIONS = {"audio for the real video": "video", "video for the real audio": "audio"}
+STATISTICS = ("video_events", "audio_events", "sync", "sync_chance", "sync_above_chance")
+
+
+def score_next_to_real(pipe, dataset: Path, records: list[dict], seed: int = HELD_OUT_SEED) -> dict[str, dict]:
+    """Per direction: event statistics of (real frames, generated audio) or (generated frames, real audio) pairs."""
+    real = [(frames, sound.mean(axis=0), rate) for frames, sound, rate in real_clips(dataset, records)]
+    latents = dict(zip(("video", "audio"), real_latents(pipe, dataset, records)))
+    rows = {}
+    for direction, given in DIRECTIONS.items():
+        pairs = []
+        for (_, frames, audio, fps, rate), (real_frames, real_audio, real_rate) in zip(
+                generate_for(pipe, records, seed=seed, given=given, given_latents=latents[given]), real):
+            if given == "video":
+                pairs.append((real_frames, audio.mean(axis=0), fps, rate))
+            else:
+                pairs.append((frames, real_audio, fps, real_rate))
+        statistics = event_statistics(pairs)
+        statistics["sync_above_chance"] = statistics["sync"] - statistics["sync_chance"]
+        rows[direction] = statistics
+    return rows
+
+
+def previous_runs(test_clips: int) -> dict[str, dict]:
+    """Every model scored in the results file so far, by path (none when it holds another number of clips)."""
+    if not RESULTS.exists():
+        return {}
+    previous = json.loads(RESULTS.read_text())
+    return previous.get("scored", {}) if previous.get("test_clips") == test_clips else {}
+
+
+def aggregate(runs: dict[str, dict]) -> dict[str, dict]:
+    """Mean and std over a variant's runs of each statistic, per direction."""
+    return {direction: {name: {"mean": float(np.mean([run[direction][name] for run in runs.values()])),
+                               "std": float(np.std([run[direction][name] for run in runs.values()]))}
+                        for name in STATISTICS}
+            for direction in DIRECTIONS}
+
+
+def paired_lead(runs: dict[str, dict], baseline_runs: dict[str, dict], direction: str) -> dict[str, float]:
+    """How far a variant's sync is above the baseline's, per clip: (sync - chance) of the variant's i-th run minus
+    that of the baseline's i-th run, for the same clip (same real stream, same generation seed), pooled over runs;
+    mean, standard error, and the one-sided paired t-test's p-value (scipy.stats.ttest_rel)."""
+    from scipy.stats import ttest_rel
+
+    def above_chance(run: dict) -> np.ndarray:
+        row = run[direction]
+        return np.array(row["sync_per_clip"]) - np.array(row["sync_chance_per_clip"])
+
+    ours = np.concatenate([above_chance(run) for run in runs.values()])
+    theirs = np.concatenate([above_chance(run) for run in list(baseline_runs.values())[: len(runs)]])
+    if len(ours) != len(theirs):
+        raise SystemExit(f"paired comparison needs as many baseline runs as variant runs ({len(runs)})")
+    differences = ours - theirs
+    return {"mean": float(differences.mean()), "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences))),
+            "p_value": float(ttest_rel(ours, theirs, alternative="greater").pvalue), "pairs": len(differences)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", metavar="VARIANT:MODEL", help="a label and a model folder or checkpoint")
+    parser.add_argument("--recipe", default="outputs/demo", help="the demo recipe's output folder (its held-out clips)")
+    parser.add_argument("--clips", type=int, help="only the first N held-out clips (a quick look)")
+    parser.add_argument("--baseline", default="none",
+                        help="the variant every other one is compared with, clip by clip (its i-th run with their i-th)")
+    parser.add_argument("--fresh", action="store_true", help="score every model again, even one already in the results")
+    args = parser.parse_args()
+    labelled = []
+    for argument in args.models:
+        label, separator, model = argument.partition(":")
+        if not separator or not label or not model:
+            parser.error(f"{argument!r}: give each model as VARIANT:PATH (e.g. dca:outputs/demo/runs/bridges/latest)")
+        labelled.append((label, model))
+
+    dataset = Path(args.recipe) / "dataset"
+    records = load_manifest(dataset, split="test")[: args.clips]
+    scored = {} if args.fresh else previous_runs(len(records))
+    variants: dict[str, dict[str, dict]] = {}
+    for label, model in labelled:
+        runs = variants.setdefault(label, {})
+        runs[model] = scored.get(model) or score_next_to_real(BridgeDiTPipeline.from_pretrained(model), dataset, records)
+        scored[model] = runs[model]
+        write_text_atomic(RESULTS, json.dumps({"test_clips": len(records), "scored": scored}, indent=2) + "\n")
+        for direction, row in runs[model].items():
+            print(f"{label:<16}{direction:<26}" + "".join(f"{name}={row[name]:.3f}  " for name in STATISTICS), flush=True)
+    summary = {"benchmark": "next_to_real", "scored": scored, "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+               "test_clips": len(records), "generation_seed": HELD_OUT_SEED,
+               "variants": {label: {"runs": runs, **aggregate(runs)} for label, runs in variants.items()}}
+    if args.baseline in variants:
+        for label, runs in variants.items():
+            if label != args.baseline and len(runs) <= len(variants[args.baseline]):
+                summary["variants"][label][f"lead over {args.baseline}"] = {
+                    direction: paired_lead(runs, variants[args.baseline], direction) for direction in DIRECTIONS}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(RESULTS, json.dumps(summary, indent=2) + "\n")
+    for label, row in summary["variants"].items():
+        for direction in DIRECTIONS:
+            cells = "".join(f"{name}={row[direction][name]['mean']:.3f}±{row[direction][name]['std']:.3f}  "
+                            for name in ("sync", "sync_chance", "sync_above_chance"))
+            lead = row.get(f"lead over {args.baseline}", {}).get(direction)
+            if lead:
+                cells += f"lead over {args.baseline}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.3g})"
+            print(f"{label:<16}{direction:<26}{cells}")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
