@@ -7,7 +7,8 @@ a model whose audio cannot see the video ("none") scores at chance.
 
     python benchmarks/next_to_real.py [--recipe outputs/demo] VARIANT:MODEL_OR_CHECKPOINT [...]
         # e.g. none:R/none-seed0/checkpoint-001200 dca:R/dca-seed0/checkpoint-001200 ...; runs of one VARIANT are
-        # averaged (mean and std over them); writes benchmarks/results/next_to_real.json
+        # averaged (mean and std over them); writes benchmarks/results/next_to_real.json and .png (the plot needs
+        # `pip install -e .[bench]`)
 
 Resumable: a model already scored in that file (same path, same held-out clips) is read back rather than generated
 again (--fresh to score everything again), so variants can be scored in separate calls and gathered by a last one.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -35,15 +37,17 @@ DIRECTIONS = {"audio for the real video": "video", "video for the real audio": "
 STATISTICS = ("video_events", "audio_events", "sync", "sync_chance", "sync_above_chance")
 
 
-def score_next_to_real(pipe, dataset: Path, records: list[dict], seed: int = HELD_OUT_SEED) -> dict[str, dict]:
-    """Per direction: event statistics of (real frames, generated audio) or (generated frames, real audio) pairs."""
+def score_next_to_real(pipe, dataset: Path, records: list[dict], seed: int = HELD_OUT_SEED,
+                       captions: str = "hvgc") -> dict[str, dict]:
+    """Per direction: event statistics of (real frames, generated audio) or (generated frames, real audio) pairs;
+    prompted with each clip's T_V and T_A ("hvgc") or its shared caption ("shared")."""
     real = [(frames, sound.mean(axis=0), rate) for frames, sound, rate in real_clips(dataset, records)]
     latents = dict(zip(("video", "audio"), real_latents(pipe, dataset, records)))
     rows = {}
     for direction, given in DIRECTIONS.items():
         pairs = []
         for (_, frames, audio, fps, rate), (real_frames, real_audio, real_rate) in zip(
-                generate_for(pipe, records, seed=seed, given=given, given_latents=latents[given]), real):
+                generate_for(pipe, records, captions=captions, seed=seed, given=given, given_latents=latents[given]), real):
             if given == "video":
                 pairs.append((real_frames, audio.mean(axis=0), fps, rate))
             else:
@@ -89,6 +93,33 @@ def paired_lead(runs: dict[str, dict], baseline_runs: dict[str, dict], direction
             "p_value": float(ttest_rel(ours, theirs, alternative="greater").pvalue), "pairs": len(differences)}
 
 
+def plot(variants: dict[str, dict], path: Path) -> None:
+    """Per direction: each variant's sync (bar: mean over runs, dots: runs) next to its chance level (hatched)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(variants)
+    figure, axes = plt.subplots(1, len(DIRECTIONS), figsize=(11, 3.8), sharey=True)
+    for axis, direction in zip(axes, DIRECTIONS):
+        positions = np.arange(len(labels))
+        axis.bar(positions - 0.2, [variants[v][direction]["sync"]["mean"] for v in labels], 0.4, label="sync")
+        axis.bar(positions + 0.2, [variants[v][direction]["sync_chance"]["mean"] for v in labels], 0.4,
+                 color="lightgray", hatch="//", label="chance (another clip's pairing)")
+        for index, label in enumerate(labels):  # each run as a dot
+            runs = [run[direction]["sync"] for run in variants[label]["runs"].values()]
+            axis.scatter([index - 0.2] * len(runs), runs, s=8, color="black", zorder=3)
+        axis.set_xticks(positions, [v.replace(" (", "\n(") for v in labels], fontsize=8)
+        axis.set_title(direction)
+        axis.legend(fontsize=8, loc="upper left", ncols=2)
+    top = max(run[d]["sync"] for v in variants.values() for run in v["runs"].values() for d in DIRECTIONS)
+    axes[0].set_ylim(0, 1.3 * top)  # room for the legends above the bars
+    figure.suptitle("One stream generated next to the other stream of real held-out clips (dots: seeds)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", metavar="VARIANT:MODEL", help="a label and a model folder or checkpoint")
@@ -96,6 +127,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, help="only the first N held-out clips (a quick look)")
     parser.add_argument("--baseline", default="none",
                         help="the variant every other one is compared with, clip by clip (its i-th run with their i-th)")
+    parser.add_argument("--shared-caption", default="", metavar="VARIANT[,VARIANT]",
+                        help="variants prompted with the clips' shared caption instead of T_V / T_A")
     parser.add_argument("--fresh", action="store_true", help="score every model again, even one already in the results")
     args = parser.parse_args()
     labelled = []
@@ -111,12 +144,14 @@ def main() -> None:
     variants: dict[str, dict[str, dict]] = {}
     for label, model in labelled:
         runs = variants.setdefault(label, {})
-        runs[model] = scored.get(model) or score_next_to_real(BridgeDiTPipeline.from_pretrained(model), dataset, records)
+        captions = "shared" if label in args.shared_caption.split(",") else "hvgc"
+        runs[model] = scored.get(model) or score_next_to_real(BridgeDiTPipeline.from_pretrained(model), dataset, records,
+                                                              captions=captions)
         scored[model] = runs[model]
         write_text_atomic(RESULTS, json.dumps({"test_clips": len(records), "scored": scored}, indent=2) + "\n")
         for direction, row in runs[model].items():
             print(f"{label:<16}{direction:<26}" + "".join(f"{name}={row[name]:.3f}  " for name in STATISTICS), flush=True)
-    summary = {"benchmark": "next_to_real", "scored": scored, "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+    summary = {"benchmark": "next_to_real", "scored": scored, "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                "test_clips": len(records), "generation_seed": HELD_OUT_SEED,
                "variants": {label: {"runs": runs, **aggregate(runs)} for label, runs in variants.items()}}
     if args.baseline in variants:
@@ -134,7 +169,11 @@ def main() -> None:
             if lead:
                 cells += f"lead over {args.baseline}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.3g})"
             print(f"{label:<16}{direction:<26}{cells}")
-    print(f"wrote {RESULTS}")
+    try:
+        plot(summary["variants"], RESULTS.with_suffix(".png"))
+        print(f"wrote {RESULTS} and {RESULTS.with_suffix('.png')}")
+    except ImportError:
+        print(f"wrote {RESULTS} (no plot: pip install -e .[bench] for matplotlib)")
 
 
 if __name__ == "__main__":

@@ -108,8 +108,8 @@ def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tm
     clips = list(real_clips(dataset, records))
 
     def fake_generate(shift):
-        def generate_for(pipe, records, *, seed, given, given_latents):
-            assert given in ("video", "audio") and given_latents == [given] * len(records)
+        def generate_for(pipe, records, *, captions, seed, given, given_latents):
+            assert captions == "hvgc" and given in ("video", "audio") and given_latents == [given] * len(records)
             for index, record in enumerate(records):
                 frames, audio, rate = clips[(index + shift) % len(records)]
                 yield record, frames, audio, record["fps"], rate
