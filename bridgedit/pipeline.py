@@ -323,6 +323,8 @@ class BridgeDiTPipeline:
                         audio_sample_rate=self.sample_rate, audio_seconds=audio_seconds)
         lengths = SequenceLengths.compute(clip, self.strides)
         self._check_call(num_inference_steps, schedule, sampler, output_type)
+        if given_video_latents is not None and given_audio_latents is not None:
+            raise ConfigError("give given_video_latents or given_audio_latents, not both: one stream is generated")
         batch, device = len(video_prompts), self.device
 
         states = self.encode_prompts(
@@ -338,8 +340,6 @@ class BridgeDiTPipeline:
         audio_shape = (batch, self.audio_pipe.transformer.config.in_channels, lengths.audio_latent_length)
         x_video = self._initial_latents(video_latents, video_shape, generator, "video_latents", check_length=True)
         x_audio = self._initial_latents(audio_latents, audio_shape, generator, "audio_latents", check_length=False)
-        if given_video_latents is not None and given_audio_latents is not None:
-            raise ConfigError("give given_video_latents or given_audio_latents, not both: one stream is generated")
         given_video = given_audio = None
         if given_video_latents is not None:
             given_video = self._initial_latents(given_video_latents, video_shape, None, "given_video_latents",
