@@ -42,7 +42,8 @@ from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import recipe
-from bridgedit.synthetic.scoring import HELD_OUT_SEED, SCORES, score_model, score_references, summarize_scores
+from bridgedit.synthetic.scoring import (HELD_OUT_SEED, SCORES, paired_lead, score_model, score_next_to_real,
+                                        score_references, summarize_scores)
 from bridgedit.training.diagnostics import cross_modal_gain_on_cache
 from bridgedit.training.trainer import checkpoint_folder
 
@@ -52,6 +53,14 @@ COMMITTED_RUNS = RESULTS / "ablation-runs"
 #: per run, besides SCORES: how much lower each stream's loss is next to the matching rather than another clip's
 #: other stream, in % (bridgedit.training.diagnostics; 0 = the bridges carry nothing)
 GAINS = ("audio_gain_pct", "video_gain_pct")
+#: per run trained with independent noise levels, besides SCORES: audio generated next to the real held-out video
+#: (`score_next_to_real`; held clean, so the video tower's own failures do not count): its sync and how far that is
+#: above its chance level. The reverse direction (video for the real audio) is left to benchmarks/next_to_real.py:
+#: in this world the picture never depends on the sound, and the cross-modal video gain already measures it.
+REAL_DIRECTION = "audio for the real video"
+REAL_PAIRS = {"audio_for_real_video_sync": "sync", "audio_for_real_video_sync_above_chance": "sync_above_chance"}
+#: the variant every other one's next-to-real sync is compared with, clip by clip
+BASELINE = "none"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
 #: bridge-training steps per run by default: an eighth of the recipe's 1,200, so that 7 variants x 3 seeds fit in about
@@ -75,6 +84,8 @@ def run_name(variant: str, seed: int, settings: recipe.RecipeSettings) -> str:
         tag += "-te"
     if settings.bridge.get("time_bias"):
         tag += f"-tb{settings.bridge['time_bias']:g}"
+    if settings.bridge_batch_size != recipe.RecipeSettings.bridge_batch_size:
+        tag += f"-batch{settings.bridge_batch_size}"
     if list(settings.bridge["video_blocks"]) != list(recipe.DEMO_BRIDGE.video_blocks):
         tag += "-blocks" + "".join(str(i) for i in settings.bridge["video_blocks"])
     return f"{tag}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
@@ -111,7 +122,11 @@ def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | Non
     """"bridges" when a run is exactly the recipe's own bridge stage (its settings are those in RECIPE/recipe.json,
     written when `bridgedit synthetic recipe` starts): the ablation then uses that run instead of training it again."""
     recorded = out / "recipe.json"
-    if recorded.is_file() and json.loads(recorded.read_text()) == json.loads(json.dumps(run_settings.to_dict())):
+    if not recorded.is_file():
+        return None
+    # a setting added since that recipe ran is missing there: it ran with what is now that setting's default
+    recorded_settings = {**recipe.RecipeSettings().to_dict(), **json.loads(recorded.read_text())}
+    if json.loads(json.dumps(recorded_settings)) == json.loads(json.dumps(run_settings.to_dict())):
         return "bridges"
     return None
 
@@ -134,10 +149,21 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
         started = time.perf_counter()
         checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=training_name)
         trained_s = time.perf_counter() - started
+        started = time.perf_counter()
         per_clip = score_model(BridgeDiTPipeline.from_pretrained(checkpoint), test_records,
                                captions=run_settings.captions, seed=HELD_OUT_SEED)
         result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
-                  "scores": summarize_scores(per_clip), "per_clip": per_clip}
+                  "scores": summarize_scores(per_clip), "per_clip": per_clip,
+                  "score_seconds": time.perf_counter() - started}
+    if "next_to_real" not in result and run_settings.bridge_timesteps == "independent":
+        # only in distribution when each stream's noise level was drawn on its own in training
+        started = time.perf_counter()
+        result["next_to_real"] = score_next_to_real(BridgeDiTPipeline.from_pretrained(checkpoint), dataset, test_records,
+                                                    captions=run_settings.captions, seed=HELD_OUT_SEED,
+                                                    directions=(REAL_DIRECTION,))
+        result["next_to_real_seconds"] = time.perf_counter() - started
+        for name, statistic in REAL_PAIRS.items():
+            result["scores"][name] = result["next_to_real"][REAL_DIRECTION][statistic]
     if "cross_modal_gain" not in result:  # runs scored before the gain was measured get it now
         result["cross_modal_gain"] = cross_modal_gain_on_cache(checkpoint, dataset, out / "cache" / "bridges",
                                                                captions=run_settings.captions)
@@ -160,14 +186,24 @@ def settings_steps(out: Path) -> int:
 
 
 def aggregate(results: list[dict]) -> dict:
+    """Per variant: mean, std and per-seed values of every score its runs have (SCORES, GAINS, and REAL_PAIRS where
+    every run has them), and, for the next-to-real scores, the paired lead over BASELINE's runs of the same seeds."""
     table = {}
-    for variant in VARIANTS:
-        runs = [r for r in results if r["variant"] == variant]
-        if runs:
-            table[variant] = {"seeds": [r["seed"] for r in runs], **{
-                name: {"mean": float(np.mean([r["scores"][name] for r in runs])),
-                       "std": float(np.std([r["scores"][name] for r in runs])),
-                       "per_seed": [r["scores"][name] for r in runs]} for name in SCORES + GAINS}}
+    by_variant = {variant: sorted((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
+                  for variant in VARIANTS}
+    for variant, runs in by_variant.items():
+        if not runs:
+            continue
+        names = SCORES + GAINS + tuple(n for n in REAL_PAIRS if all(n in r["scores"] for r in runs))
+        table[variant] = {"seeds": [r["seed"] for r in runs], **{
+            name: {"mean": float(np.mean([r["scores"][name] for r in runs])),
+                   "std": float(np.std([r["scores"][name] for r in runs])),
+                   "per_seed": [r["scores"][name] for r in runs]} for name in names}}
+        baseline = {r["seed"]: r for r in by_variant[BASELINE]}
+        if variant != BASELINE and all("next_to_real" in r and "next_to_real" in baseline.get(r["seed"], {}) for r in runs):
+            table[variant][f"lead over {BASELINE}"] = {  # run of seed k against the baseline's run of seed k
+                REAL_DIRECTION: paired_lead([r["next_to_real"] for r in runs],
+                                            [baseline[r["seed"]]["next_to_real"] for r in runs], REAL_DIRECTION)}
     return table
 
 
@@ -178,15 +214,19 @@ def plot(table: dict, references: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     variants = list(table)
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for axis, names, title in ((axes[0], ("sync", "av_align"), "synchrony"),
-                               (axes[1], ("colour", "shape", "material"), "text faithfulness (accuracy)")):
+    panels = [(("sync", "av_align"), "synchrony, both streams generated"),
+              (("colour", "shape", "material"), "text faithfulness (accuracy)")]
+    if all("audio_for_real_video_sync" in table[v] for v in variants):
+        panels.append((("audio_for_real_video_sync", "audio_for_real_video_sync_above_chance"),
+                       "sync of audio generated for the real video"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8))
+    for axis, (names, title) in zip(axes, panels):
         width = 0.8 / len(names)
         for offset, name in enumerate(names):
             means = [table[v][name]["mean"] for v in variants]
             stds = [table[v][name]["std"] for v in variants]
             positions = np.arange(len(variants)) + (offset - (len(names) - 1) / 2) * width
-            axis.bar(positions, means, width, yerr=stds, capsize=3, label=name)
+            axis.bar(positions, means, width, yerr=stds, capsize=3, label=REAL_PAIRS.get(name, name).replace("_", " "))
             for variant_index, variant in enumerate(variants):  # each seed as a dot
                 axis.scatter([positions[variant_index]] * len(table[variant][name]["per_seed"]),
                              table[variant][name]["per_seed"], s=8, color="black", zorder=3)
@@ -233,6 +273,8 @@ def main() -> None:
                         help="ALiBi slope per latent frame in the bridges' attention (BridgeConfig.time_bias; 0 = off)")
     parser.add_argument("--timesteps", choices=("coupled", "independent"), default=recipe.RecipeSettings.bridge_timesteps,
                         help="bridge training: one noise level for both streams (t_V = 1000 t_A, the paper's) or one each")
+    parser.add_argument("--bridge-batch", type=int, default=recipe.RecipeSettings.bridge_batch_size,
+                        help="batch size of the bridge stage")
     parser.add_argument("--bridge-blocks", help="comma-separated tower blocks that get a bridge (video and audio alike; "
                         "the recipe's: 1,3)")
     parser.add_argument("--results-name", default="ablation",
@@ -248,6 +290,7 @@ def main() -> None:
     dataset = recipe.make_world(out, settings)
     towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
     settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale), bridge_lr=args.bridge_lr,
+                       bridge_batch_size=args.bridge_batch,
                        bridge={**settings.bridge, "time_encoding": args.time_encoding, "time_bias": args.time_bias}, bridge_timesteps=args.timesteps)
     if args.bridge_blocks:
         blocks = [int(i) for i in args.bridge_blocks.split(",")]
@@ -278,6 +321,13 @@ def main() -> None:
         print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in SCORES + GAINS))
     for name, row in references.items():
         print(f"{'(' + name + ')':<22}" + "".join(f"{row[n]:>11.3f}        " for n in SCORES))
+    for variant, row in table.items():  # audio generated for the real video, when scored
+        if "audio_for_real_video_sync" in row:
+            cells = "".join(f"{statistic}={row[n]['mean']:.3f} ± {row[n]['std']:.3f}  " for n, statistic in REAL_PAIRS.items())
+            lead = row.get(f"lead over {BASELINE}", {}).get(REAL_DIRECTION)
+            if lead:
+                cells += f"lead over {BASELINE}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.2g})"
+            print(f"{variant:<22}{REAL_DIRECTION:<26}{cells}")
     try:
         plot(table, references, png_path)
         print(f"wrote {json_path} and {png_path}")

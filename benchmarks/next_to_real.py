@@ -14,7 +14,8 @@ Resumable: a model already scored in that file (same path, same held-out clips) 
 again (--fresh to score everything again), so variants can be scored in separate calls and gathered by a last one.
 
 Only meaningful for bridges trained with each stream's noise level drawn on its own (the recipe's bridge
-settings): a clean stream next to a noisy one is then a pair seen in training.
+settings): a clean stream next to a noisy one is then a pair seen in training. `benchmarks/ablation.py` scores
+every run of the fusion ablation this way too (when it trains with independent noise levels).
 """
 
 from __future__ import annotations
@@ -29,33 +30,11 @@ import numpy as np
 from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic.scoring import HELD_OUT_SEED, event_statistics, generate_for, real_clips, real_latents
+from bridgedit.synthetic.scoring import HELD_OUT_SEED, NEXT_TO_REAL, paired_lead, score_next_to_real
 
 RESULTS = Path(__file__).parent / "results" / "next_to_real.json"
-#: what is generated -> which real stream is given
-DIRECTIONS = {"audio for the real video": "video", "video for the real audio": "audio"}
+DIRECTIONS = tuple(NEXT_TO_REAL)
 STATISTICS = ("video_events", "audio_events", "sync", "sync_chance", "sync_above_chance")
-
-
-def score_next_to_real(pipe, dataset: Path, records: list[dict], seed: int = HELD_OUT_SEED,
-                       captions: str = "hvgc") -> dict[str, dict]:
-    """Per direction: event statistics of (real frames, generated audio) or (generated frames, real audio) pairs;
-    prompted with each clip's T_V and T_A ("hvgc") or its shared caption ("shared")."""
-    real = [(frames, sound.mean(axis=0), rate) for frames, sound, rate in real_clips(dataset, records)]
-    latents = dict(zip(("video", "audio"), real_latents(pipe, dataset, records)))
-    rows = {}
-    for direction, given in DIRECTIONS.items():
-        pairs = []
-        for (_, frames, audio, fps, rate), (real_frames, real_audio, real_rate) in zip(
-                generate_for(pipe, records, captions=captions, seed=seed, given=given, given_latents=latents[given]), real):
-            if given == "video":
-                pairs.append((real_frames, audio.mean(axis=0), fps, rate))
-            else:
-                pairs.append((frames, real_audio, fps, real_rate))
-        statistics = event_statistics(pairs)
-        statistics["sync_above_chance"] = statistics["sync"] - statistics["sync_chance"]
-        rows[direction] = statistics
-    return rows
 
 
 def previous_runs(test_clips: int) -> dict[str, dict]:
@@ -72,25 +51,6 @@ def aggregate(runs: dict[str, dict]) -> dict[str, dict]:
                                "std": float(np.std([run[direction][name] for run in runs.values()]))}
                         for name in STATISTICS}
             for direction in DIRECTIONS}
-
-
-def paired_lead(runs: dict[str, dict], baseline_runs: dict[str, dict], direction: str) -> dict[str, float]:
-    """How far a variant's sync is above the baseline's, per clip: (sync - chance) of the variant's i-th run minus
-    that of the baseline's i-th run, for the same clip (same real stream, same generation seed), pooled over runs;
-    mean, standard error, and the one-sided paired t-test's p-value (scipy.stats.ttest_rel)."""
-    from scipy.stats import ttest_rel
-
-    def above_chance(run: dict) -> np.ndarray:
-        row = run[direction]
-        return np.array(row["sync_per_clip"]) - np.array(row["sync_chance_per_clip"])
-
-    ours = np.concatenate([above_chance(run) for run in runs.values()])
-    theirs = np.concatenate([above_chance(run) for run in list(baseline_runs.values())[: len(runs)]])
-    if len(ours) != len(theirs):
-        raise SystemExit(f"paired comparison needs as many baseline runs as variant runs ({len(runs)})")
-    differences = ours - theirs
-    return {"mean": float(differences.mean()), "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences))),
-            "p_value": float(ttest_rel(ours, theirs, alternative="greater").pvalue), "pairs": len(differences)}
 
 
 def plot(variants: dict[str, dict], path: Path) -> None:
@@ -158,7 +118,7 @@ def main() -> None:
         for label, runs in variants.items():
             if label != args.baseline and len(runs) <= len(variants[args.baseline]):
                 summary["variants"][label][f"lead over {args.baseline}"] = {
-                    direction: paired_lead(runs, variants[args.baseline], direction) for direction in DIRECTIONS}
+                    direction: paired_lead(list(runs.values()), list(variants[args.baseline].values()), direction) for direction in DIRECTIONS}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(RESULTS, json.dumps(summary, indent=2) + "\n")
     for label, row in summary["variants"].items():

@@ -63,6 +63,8 @@ def test_run_names_spell_out_every_varied_setting():
     paper = replace(base, bridge_steps=150, bridge_lr=5e-4, bridge_timesteps="coupled",
                     bridge={**base.bridge, "time_bias": 0.0})
     assert ablation.run_name("dca (shared caption)", 0, paper) == "ablation-150-lr0.0005-coupled/dca_shared_caption-seed0"
+    smaller_batch = replace(base, bridge_steps=600, bridge_batch_size=8)
+    assert ablation.run_name("none", 2, smaller_batch) == "ablation-600-lr0.005-independent-tb2-batch8/none-seed2"
 
 
 def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
@@ -72,6 +74,10 @@ def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
     (tmp_path / "recipe.json").write_text(json.dumps(settings.to_dict(), indent=2))
     dca_seed0 = ablation.variant_settings(settings, "dca", 0)
     assert ablation.recipe_run_name(tmp_path, dca_seed0) == "bridges"
+    older = {k: v for k, v in settings.to_dict().items() if k != "bridge_batch_size"}  # a recipe run before it existed
+    (tmp_path / "recipe.json").write_text(json.dumps(older, indent=2))
+    assert ablation.recipe_run_name(tmp_path, dca_seed0) == "bridges"
+    assert ablation.recipe_run_name(tmp_path, replace(dca_seed0, bridge_batch_size=8)) is None
     for other in (ablation.variant_settings(settings, "none", 0), ablation.variant_settings(settings, "dca", 1),
                   ablation.variant_settings(settings, "dca (shared caption)", 0),
                   replace(dca_seed0, bridge_steps=150)):
@@ -102,7 +108,8 @@ def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tm
     from bridgedit.synthetic import make_dataset
     from bridgedit.synthetic.scoring import real_clips
 
-    next_to_real = load_benchmark(ABLATION.parent / "next_to_real.py")
+    from bridgedit.synthetic import scoring
+
     dataset = make_dataset(tmp_path / "world", clips=6, test_clips=6, seed=2, seconds=4 + 1 / 15, max_events=4)
     records = load_manifest(dataset, split="test")
     clips = list(real_clips(dataset, records))
@@ -115,29 +122,67 @@ def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tm
                 yield record, frames, audio, record["fps"], rate
         return generate_for
 
-    monkeypatch.setattr(next_to_real, "real_latents", lambda pipe, dataset, records: (["video"] * 6, ["audio"] * 6))
-    monkeypatch.setattr(next_to_real, "generate_for", fake_generate(0))
-    faithful = next_to_real.score_next_to_real(None, dataset, records)
-    monkeypatch.setattr(next_to_real, "generate_for", fake_generate(1))
-    shifted = next_to_real.score_next_to_real(None, dataset, records)
-    for direction in next_to_real.DIRECTIONS:
+    monkeypatch.setattr(scoring, "real_latents", lambda pipe, dataset, records: (["video"] * 6, ["audio"] * 6))
+    monkeypatch.setattr(scoring, "generate_for", fake_generate(0))
+    faithful = scoring.score_next_to_real(None, dataset, records)
+    monkeypatch.setattr(scoring, "generate_for", fake_generate(1))
+    shifted = scoring.score_next_to_real(None, dataset, records)
+    assert set(faithful) == set(shifted) == set(scoring.NEXT_TO_REAL)
+    for direction in scoring.NEXT_TO_REAL:
         assert faithful[direction]["sync"] >= 0.9 and faithful[direction]["sync_above_chance"] > 0.5
         assert shifted[direction]["sync"] < 0.3  # another clip's stream
         assert shifted[direction]["sync_above_chance"] < 0  # its chance level now includes the true pairings
 
 
 def test_next_to_real_pairs_runs_clip_by_clip_against_the_baseline():
-    next_to_real = load_benchmark(ABLATION.parent / "next_to_real.py")
+    from bridgedit.synthetic.scoring import paired_lead
+
     direction = "audio for the real video"
 
     def run(sync, chance):
         return {direction: {"sync_per_clip": sync, "sync_chance_per_clip": chance}}
 
-    baseline = {"none-0": run([0.2, 0.3, 0.1], [0.2, 0.2, 0.2]), "none-1": run([0.5, 0.5, 0.5], [0.1, 0.1, 0.1])}
-    variant = {"dca-0": run([0.4, 0.4, 0.4], [0.2, 0.2, 0.2]), "dca-1": run([0.6, 0.7, 0.5], [0.1, 0.1, 0.1])}
-    lead = next_to_real.paired_lead(variant, baseline, direction)
+    baseline = [run([0.2, 0.3, 0.1], [0.2, 0.2, 0.2]), run([0.5, 0.5, 0.5], [0.1, 0.1, 0.1])]
+    variant = [run([0.4, 0.4, 0.4], [0.2, 0.2, 0.2]), run([0.6, 0.7, 0.5], [0.1, 0.1, 0.1])]
+    lead = paired_lead(variant, baseline, direction)
     differences = [0.2, 0.1, 0.3, 0.1, 0.2, 0.0]  # run i of each, clip by clip
     assert lead["pairs"] == 6 and lead["mean"] == pytest.approx(np.mean(differences))
     assert lead["standard_error"] == pytest.approx(np.std(differences, ddof=1) / np.sqrt(6))
     assert 0 < lead["p_value"] < 0.01
-    assert next_to_real.paired_lead(baseline, variant, direction)["p_value"] > 0.99  # one-sided: "greater"
+    assert paired_lead(baseline, variant, direction)["p_value"] > 0.99  # one-sided: "greater"
+    with pytest.raises(ValueError, match="as many baseline runs"):
+        paired_lead(variant, baseline[:1], direction)
+
+
+def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
+    """The ablation's next-to-real columns: mean and std over seeds, and the lead over "none" computed from the runs of
+    equal seeds, whatever order the runs come in."""
+    from bridgedit.synthetic.scoring import paired_lead
+
+    ablation = load_ablation()
+    direction = "audio for the real video"
+
+    def run(variant, seed, sync):
+        next_to_real = {direction: {"sync_per_clip": sync, "sync_chance_per_clip": [0.1] * len(sync),
+                                    "sync": float(np.mean(sync)), "sync_above_chance": float(np.mean(sync)) - 0.1}}
+        scores = {name: 0.0 for name in ablation.SCORES + ablation.GAINS}
+        scores.update({name: next_to_real[direction][statistic] for name, statistic in ablation.REAL_PAIRS.items()})
+        return {"variant": variant, "seed": seed, "scores": scores, "next_to_real": next_to_real}
+
+    none = [run("none", 0, [0.1, 0.2, 0.1]), run("none", 1, [0.3, 0.3, 0.2])]
+    dca = [run("dca", 1, [0.5, 0.6, 0.4]), run("dca", 0, [0.2, 0.4, 0.3])]  # out of seed order
+    table = ablation.aggregate([dca[0], none[1], none[0], dca[1]])
+
+    assert table["dca"]["seeds"] == [0, 1]
+    row = table["dca"]["audio_for_real_video_sync"]
+    assert row["per_seed"] == pytest.approx([0.3, 0.5]) and row["mean"] == pytest.approx(0.4)
+    assert row["std"] == pytest.approx(0.1)
+    expected = paired_lead([dca[1]["next_to_real"], dca[0]["next_to_real"]],
+                           [none[0]["next_to_real"], none[1]["next_to_real"]], direction)
+    assert table["dca"]["lead over none"][direction] == expected
+    assert expected["mean"] == pytest.approx(np.mean([0.1, 0.2, 0.2, 0.2, 0.3, 0.2]))
+    assert "lead over none" not in table["none"]
+    # runs without next-to-real scores (coupled noise levels) have none of those columns
+    plain = {k: v for k, v in dca[0].items() if k != "next_to_real"}
+    plain["scores"] = {name: 0.0 for name in ablation.SCORES + ablation.GAINS}
+    assert "audio_for_real_video_sync" not in ablation.aggregate([plain])["dca"]

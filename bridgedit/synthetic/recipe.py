@@ -75,7 +75,8 @@ class RecipeSettings:
     audio_codec_steps: int = 3000
     tower_steps: int = 1200
     bridge_steps: int = 1200
-    batch_size: int = 16
+    batch_size: int = 16  # the tower stage's
+    bridge_batch_size: int = 16
     tower_lr: float = 1e-3
     bridge_lr: float = 5e-3
     bridge: dict[str, Any] = field(default_factory=lambda: asdict(DEMO_BRIDGE))
@@ -203,7 +204,7 @@ def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettin
     """Stage 5: bridges + the last block of each tower, from the pretrained towers."""
     config = training_config(
         base=towers, dataset=dataset, cache=out / "cache" / "bridges", run_dir=out / "runs" / name,
-        steps=settings.bridge_steps, lr=settings.bridge_lr, batch_size=settings.batch_size, seed=settings.seed,
+        steps=settings.bridge_steps, lr=settings.bridge_lr, batch_size=settings.bridge_batch_size, seed=settings.seed,
         bridge=settings.bridge,
         trainable={"policy": "bridges+last_blocks", "video_last_blocks": 1, "audio_last_blocks": 1},
         captions=settings.captions, timestep_coupling=settings.bridge_timesteps,
@@ -279,7 +280,7 @@ def install(model: str | Path, target: Path = BUNDLED_MODEL, dtype: torch.dtype 
 
 def smaller(settings: RecipeSettings, factor: int) -> RecipeSettings:
     """The same recipe with every budget divided by `factor` (for tests and quick looks)."""
-    return replace(settings, train_clips=max(settings.batch_size, settings.train_clips // factor),
+    return replace(settings, train_clips=max(settings.batch_size, settings.bridge_batch_size, settings.train_clips // factor),
                    test_clips=max(2, settings.test_clips // factor),
                    video_codec_steps=max(2, settings.video_codec_steps // factor),
                    audio_codec_steps=max(2, settings.audio_codec_steps // factor),

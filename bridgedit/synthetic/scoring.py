@@ -13,6 +13,9 @@ from .detect import audio_events, sync_score, video_events
 from .faithfulness import faithfulness
 
 SCORES = ("sync", "av_align", "colour", "shape", "material")
+#: one stream generated next to the other stream of a real clip, held clean: what is generated -> which real stream
+#: is given (`score_next_to_real`)
+NEXT_TO_REAL = {"audio for the real video": "video", "video for the real audio": "audio"}
 #: the first generation seed for held-out clips in the benchmarks (clip i: HELD_OUT_SEED + i), apart from any
 #: training seed
 HELD_OUT_SEED = 10_000
@@ -97,6 +100,55 @@ def event_statistics(clips: list[tuple[np.ndarray, np.ndarray, float, int]]) -> 
             "sync_with_another_clips_audio": float(np.mean([row[i % len(row)] for i, row in enumerate(others)]))
             if len(clips) > 1 else float("nan"),
             "sync_chance": float(np.mean(chance_per_clip)), "sync_chance_per_clip": chance_per_clip}
+
+
+@torch.no_grad()
+def score_next_to_real(pipe, dataset, records: list[dict[str, Any]], *, seed: int = HELD_OUT_SEED, captions: str = "hvgc",
+                       directions: tuple[str, ...] = tuple(NEXT_TO_REAL)) -> dict[str, dict[str, Any]]:
+    """Per direction (a key of NEXT_TO_REAL): `event_statistics` of (real frames, generated audio) or (generated
+    frames, real audio) pairs, plus "sync_above_chance"; the model is prompted with each clip's T_V and T_A ("hvgc")
+    or its shared caption ("shared"), clip i with seed `seed + i`. Only in distribution for bridges trained with each
+    stream's noise level drawn on its own: a clean stream next to a noisy one is then a pair seen in training."""
+    real = [(frames, sound.mean(axis=0), rate) for frames, sound, rate in real_clips(dataset, records)]
+    latents = dict(zip(("video", "audio"), real_latents(pipe, dataset, records)))
+    rows = {}
+    for direction in directions:
+        given = NEXT_TO_REAL[direction]
+        pairs = []
+        for (_, frames, audio, fps, rate), (real_frames, real_audio, real_rate) in zip(
+                generate_for(pipe, records, captions=captions, seed=seed, given=given, given_latents=latents[given]), real):
+            if given == "video":
+                pairs.append((real_frames, audio.mean(axis=0), fps, rate))
+            else:
+                pairs.append((frames, real_audio, fps, real_rate))
+        statistics = event_statistics(pairs)
+        statistics["sync_above_chance"] = statistics["sync"] - statistics["sync_chance"]
+        rows[direction] = statistics
+    return rows
+
+
+def paired_lead(runs: list[dict[str, Any]], baseline_runs: list[dict[str, Any]], direction: str) -> dict[str, float]:
+    """How far a variant's sync is above a baseline's, clip by clip, in `score_next_to_real` results: (sync - chance)
+    of the variant's i-th run minus that of the baseline's i-th run on the same clip (same real stream, same generation
+    seed), pooled over runs; mean, standard error, and the one-sided paired t-test's p-value (scipy.stats.ttest_rel).
+    Needs at least as many baseline runs as variant runs."""
+    from scipy.stats import ttest_rel
+
+    if len(baseline_runs) < len(runs):
+        raise ValueError(f"a paired comparison needs as many baseline runs as variant runs ({len(runs)}), "
+                         f"got {len(baseline_runs)}")
+
+    def above_chance(run: dict[str, Any]) -> np.ndarray:
+        row = run[direction]
+        return np.array(row["sync_per_clip"]) - np.array(row["sync_chance_per_clip"])
+
+    ours = np.concatenate([above_chance(run) for run in runs])
+    theirs = np.concatenate([above_chance(run) for run in baseline_runs[: len(runs)]])
+    if len(ours) != len(theirs):
+        raise ValueError("a paired comparison needs the same clips in the variant's and the baseline's runs")
+    differences = ours - theirs
+    return {"mean": float(differences.mean()), "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences))),
+            "p_value": float(ttest_rel(ours, theirs, alternative="greater").pvalue), "pairs": len(differences)}
 
 
 def score_model(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16,
