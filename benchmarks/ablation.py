@@ -180,6 +180,58 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
     return result
 
 
+def finished(out: Path, settings: recipe.RecipeSettings, variant: str, seed: int, *, fingerprint: str,
+             commit_to: Path | None) -> bool:
+    """Whether a run's result exists already: in RECIPE/runs, or committed from towers with this fingerprint."""
+    name = run_name(variant, seed, settings)
+    if (out / "runs" / name / "scores.json").is_file():
+        return True
+    return commit_to is not None and committed_result(commit_to / f"{name}.json", fingerprint) is not None
+
+
+def format_runs(runs: list[tuple[str, int]]) -> str:
+    """[("dca", 0), ("none", 2)] -> "dca@0;none@2" (variant names have spaces, never '@' or ';')."""
+    return ";".join(f"{variant}@{seed}" for variant, seed in runs)
+
+
+def parse_runs(text: str) -> list[tuple[str, int]]:
+    runs = []
+    for item in filter(None, text.split(";")):
+        variant, _, seed = item.rpartition("@")
+        if variant not in VARIANTS or not seed.isdigit():
+            raise SystemExit(f"--only: {item!r} is not VARIANT@SEED with VARIANT one of {', '.join(VARIANTS)}")
+        runs.append((variant, int(seed)))
+    return runs
+
+
+def worker_arguments(argv: list[str], share: list[tuple[str, int]]) -> list[str]:
+    """This script's own command line for one worker: the same settings, without --workers, with --only SHARE."""
+    arguments, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument == "--workers":
+            skip = True
+        elif not argument.startswith("--workers="):
+            arguments.append(argument)
+    return arguments + ["--only", format_runs(share)]
+
+
+def run_workers(pending: list[tuple[str, int]], workers: int) -> None:
+    """Train and score the pending runs in `workers` one-thread processes at once, each taking every workers-th run
+    (on 2 CPU cores two one-thread trainings side by side make more steps per second than one two-thread one)."""
+    import os
+    import subprocess
+
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    processes = [subprocess.Popen([sys.executable, __file__, *worker_arguments(sys.argv[1:], pending[i::workers])],
+                                  env=environment)
+                 for i in range(min(workers, len(pending)))]
+    codes = [process.wait() for process in processes]
+    if any(codes):
+        raise SystemExit(f"a worker failed (exit codes {codes}); finished runs are kept, run the command again to resume")
+
+
 def settings_steps(out: Path) -> int:
     """The bridge budget the recipe in `out` was run with."""
     return json.loads((out / "recipe.json").read_text())["bridge_steps"]
@@ -280,6 +332,9 @@ def main() -> None:
     parser.add_argument("--results-name", default="ablation",
                         help="write benchmarks/results/NAME.json and NAME.png")
     parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="train the runs in N one-thread processes side by side (2 on a 2-core machine)")
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # a worker's share: VARIANT@SEED;VARIANT@SEED...
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -301,9 +356,18 @@ def main() -> None:
     references = reference_scores(out, dataset, towers, test_records)
     fingerprint = towers_fingerprint(towers)
     commit_to = COMMITTED_RUNS if args.scale == 1 else None  # quick looks are never committed
+    runs = [(variant, seed) for seed in range(args.seeds) for variant in variants]
+    if args.only is not None:  # a worker of --workers: train and score its share, then leave the table to the parent
+        for variant, seed in parse_runs(args.only):
+            run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
+                        commit_to=commit_to)
+        return
+    pending = [run for run in runs if not finished(out, settings, *run, fingerprint=fingerprint, commit_to=commit_to)]
+    if args.workers > 1 and len(pending) > 1:
+        run_workers(pending, args.workers)
     results = [run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
                            commit_to=commit_to)
-               for seed in range(args.seeds) for variant in variants]
+               for variant, seed in runs]
     table = aggregate(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {

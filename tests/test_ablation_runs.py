@@ -186,3 +186,25 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
     plain = {k: v for k, v in dca[0].items() if k != "next_to_real"}
     plain["scores"] = {name: 0.0 for name in ablation.SCORES + ablation.GAINS}
     assert "audio_for_real_video_sync" not in ablation.aggregate([plain])["dca"]
+
+
+def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
+    ablation = load_ablation()
+    runs = [("none", 0), ("dca (shared caption)", 2), ("full_attention", 1)]
+    assert ablation.parse_runs(ablation.format_runs(runs)) == runs
+    with pytest.raises(SystemExit, match="not VARIANT@SEED"):
+        ablation.parse_runs("dcaa@0")
+    argv = ["--seeds", "3", "--workers", "2", "--bridge-steps", "600", "--workers=4", "--variants", "none,dca"]
+    assert ablation.worker_arguments(argv, runs[:2]) == [
+        "--seeds", "3", "--bridge-steps", "600", "--variants", "none,dca", "--only", "none@0;dca (shared caption)@2"]
+
+    settings = RecipeSettings()
+    assert not ablation.finished(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=tmp_path / "committed")
+    committed = tmp_path / "committed" / f"{ablation.run_name('dca', 1, settings)}.json"
+    committed.parent.mkdir(parents=True)
+    committed.write_text(json.dumps({"towers_fingerprint": "e" * 64}))  # from other towers: not finished here
+    assert not ablation.finished(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=tmp_path / "committed")
+    local = tmp_path / "runs" / ablation.run_name("dca", 1, settings) / "scores.json"
+    local.parent.mkdir(parents=True)
+    local.write_text("{}")
+    assert ablation.finished(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=None)
