@@ -7,7 +7,7 @@ and prompted with the shared caption instead of T_V / T_A; generate from the hel
 sync (the world's event-level score and AV-Align) and text faithfulness (colour, shape, material).
 
     python benchmarks/ablation.py --workers 2 [--recipe outputs/demo]
-        # the main table: 7 variants x 3 seeds, 600 bridge steps at batch 8 each, the recipe's bridge settings;
+        # the main table: 7 variants x 3 seeds, 1,200 bridge steps at batch 8 each, the recipe's bridge settings;
         # writes benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`)
     python benchmarks/ablation.py --gather-only
         # tabulate the runs finished so far, train nothing
@@ -17,10 +17,9 @@ sync (the world's event-level score and AV-Align) and text faithfulness (colour,
     python benchmarks/ablation.py --seeds 3 --bridge-steps 1200 --bridge-batch 16 --results-name ablation-long
         # the recipe's own bridge budget (about 40 min per run here, two at a time)
 
-Every setting but the budget (--bridge-steps and --bridge-batch: 600 and 8 by default, half the recipe's steps at
-half its batch) defaults to the recipe's bridge stage. Runs trained with each stream's noise level drawn on its own
-(the recipe's setting) are also scored on audio generated for the real held-out video (`score_next_to_real`), with
-each variant's per-clip lead over "none" of the same seeds.
+Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
+Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio generated
+for the real held-out video (`score_next_to_real`), with each variant's per-clip lead over "none" of the same seeds.
 
 Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... and skipped
 when re-run. Each finished run's result is also written to benchmarks/results/ablation-runs/ (committed: a few KB per
@@ -69,10 +68,10 @@ REAL_PAIRS = {"audio_for_real_video_sync": "sync", "audio_for_real_video_sync_ab
 BASELINE = "none"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
-#: the bridge budget per run by default: half the recipe's 1,200 steps at half its batch (16), a quarter of its work,
-#: so that 7 variants x 3 seeds fit in an afternoon on 2 CPU cores (two one-thread runs side by side, --workers 2);
-#: at the paper's settings 150 steps taught no bridge anything (docs/synthetic.md)
-BRIDGE_STEPS = 600
+#: the bridge budget per run by default: the recipe's 1,200 steps at half its batch (16), half its work (about 15-20
+#: minutes per run here as two one-thread runs side by side, --workers 2); 600 steps at batch 8 taught DCA's bridges
+#: less than half as much (docs/synthetic.md), and at the paper's settings 150 steps taught no bridge anything
+BRIDGE_STEPS = 1200
 BRIDGE_BATCH = 8
 VARIANTS = FUSIONS + (SHARED,)
 
