@@ -68,9 +68,10 @@ REAL_PAIRS = {"audio_for_real_video_sync": "sync", "audio_for_real_video_sync_ab
 BASELINE = "none"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
-#: the bridge budget per run by default: the recipe's 1,200 steps at half its batch (16), half its work (about 15-20
-#: minutes per run here as two one-thread runs side by side, --workers 2); 600 steps at batch 8 taught DCA's bridges
-#: less than half as much (docs/synthetic.md), and at the paper's settings 150 steps taught no bridge anything
+#: the bridge budget per run by default: the recipe's 1,200 steps at half its batch (16), half its work (12-24 minutes
+#: of training plus 4-6 of scoring per run here, two one-thread runs side by side, --workers 2); 600 steps at batch 8
+#: taught DCA's bridges less than half as much (docs/synthetic.md), and at the paper's settings 150 steps taught no
+#: bridge anything
 BRIDGE_STEPS = 1200
 BRIDGE_BATCH = 8
 VARIANTS = FUSIONS + (SHARED,)
