@@ -9,8 +9,8 @@ is training (docs/synthetic.md, "What the samples look like").
     python benchmarks/tower_memorisation.py --clips 16 --copies 1 --batch 16 --steps 400 --samples 1
         # 16 clips with distinct video captions: not memorised after 400 steps
 
-Writes benchmarks/results/tower_memorisation-CLIPSclips-STEPSsteps.json; the fine-tuning run is kept under
-RECIPE/runs/memorise-... and resumes when re-run.
+Writes benchmarks/results/tower_memorise-SETTINGS.json; the fine-tuning run is kept under RECIPE/runs/memorise-SETTINGS
+and resumes when re-run.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import MANIFEST_NAME, load_manifest
+from bridgedit.jsonl import write_jsonl
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic.recipe import run_training, training_config
 from bridgedit.synthetic.detect import video_events
@@ -49,8 +50,7 @@ def write_subset(folder: Path, dataset: Path, clips: list[dict], copies: int) ->
     media = folder / "clips"
     if not media.exists():
         media.symlink_to((dataset / "clips").resolve())
-    lines = [json.dumps({**clip, "id": f"{clip['id']}-{copy}"}) for clip in clips for copy in range(copies)]
-    write_text_atomic(folder / MANIFEST_NAME, "".join(line + "\n" for line in lines))
+    write_jsonl(folder / MANIFEST_NAME, [{**clip, "id": f"{clip['id']}-{copy}"} for clip in clips for copy in range(copies)])
 
 
 def loss_means(history: list[dict], key: str, window: int = 50) -> list[float]:
@@ -98,7 +98,7 @@ def main() -> None:
                "clips": [c["id"] for c in clips], "true_events": [c["scene"]["events"] for c in clips],
                "video_loss_first_last_50": loss_means(history, "loss_video"),
                "audio_loss_first_last_50": loss_means(history, "loss_audio"), "rows": rows}
-    out = RESULTS / f"tower_memorisation-{args.clips}clips-{args.steps}steps.json"
+    out = RESULTS / f"tower_{name}.json"
     write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
     print(f"{'':<22}{'video events':>14}{'audio events':>14}{'sync':>8}{'chance':>8}")
     for label in ("real clips", "pretrained towers", "fine-tuned"):
