@@ -8,6 +8,8 @@ is training (docs/synthetic.md, "What the samples look like").
         # one clip (four copies, batch 4): its events come back after 1,200 steps (not after 400)
     python benchmarks/tower_memorisation.py --clips 16 --copies 1 --batch 16 --steps 400 --samples 1
         # 16 clips with distinct video captions: not memorised after 400 steps
+    python benchmarks/tower_memorisation.py --clips 16 --copies 1 --batch 16 --steps 400 --samples 1 --lr 3e-3
+        # the same at three times the tower stage's learning rate: no faster
 
 Writes benchmarks/results/tower_memorise-SETTINGS.json; the fine-tuning run is kept under RECIPE/runs/memorise-SETTINGS
 and resumes when re-run.
