@@ -42,8 +42,8 @@ def main() -> None:
     dataset, towers = recipe / "dataset", recipe / "runs" / "towers" / "checkpoint-001200"
     if not towers.is_dir():
         raise SystemExit(f"{towers} is missing: run `bridgedit synthetic recipe --out {recipe}` first")
-    name = f"towers-more-{args.steps}steps-batch{args.batch}-lr{args.lr:g}"
-    run_dir = recipe / "runs" / name
+    settings = f"{args.steps}steps-batch{args.batch}-lr{args.lr:g}"
+    run_dir = recipe / "runs" / f"towers-more-{settings}"
     config = training_config(base=towers, dataset=dataset, cache=run_dir / "cache", run_dir=run_dir,
                              steps=args.steps, lr=args.lr, batch_size=args.batch, seed=0, bridge={"fusion": "none"},
                              trainable={"policy": "towers"})
@@ -60,7 +60,7 @@ def main() -> None:
     summary = {"benchmark": "tower_budget", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                "test_clips": len(records), "video_loss_first_last_50": loss_means(history, "loss_video"),
                "audio_loss_first_last_50": loss_means(history, "loss_audio"), "rows": rows}
-    out = RESULTS / f"tower_budget-{args.steps}steps-batch{args.batch}-lr{args.lr:g}.json"
+    out = RESULTS / f"tower_budget-{settings}.json"
     write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
     print(f"{'':<40}{'video events':>14}{'audio events':>14}{'sync':>8}{'chance':>8}")
     for label, row in rows.items():
