@@ -25,7 +25,7 @@ from bridgedit.synthetic.recipe import run_training, training_config
 from bridgedit.synthetic.scoring import event_statistics, real_clips
 
 from event_counts import generated
-from tower_memorisation import loss_means
+from tower_memorisation import loss_means, pretrained_towers
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -39,9 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = Path(args.recipe)
-    dataset, towers = recipe / "dataset", recipe / "runs" / "towers" / "checkpoint-001200"
-    if not towers.is_dir():
-        raise SystemExit(f"{towers} is missing: run `bridgedit synthetic recipe --out {recipe}` first")
+    dataset, towers = recipe / "dataset", pretrained_towers(recipe)
     settings = f"{args.steps}steps-batch{args.batch}-lr{args.lr:g}"
     run_dir = recipe / "runs" / f"towers-more-{settings}"
     config = training_config(base=towers, dataset=dataset, cache=run_dir / "cache", run_dir=run_dir,

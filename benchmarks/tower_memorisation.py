@@ -60,6 +60,14 @@ def loss_means(history: list[dict], key: str, window: int = 50) -> list[float]:
     return [float(np.mean([h[key] for h in history[:window]])), float(np.mean([h[key] for h in history[-window:]]))]
 
 
+def pretrained_towers(recipe: Path) -> Path:
+    """The recipe's pretrained towers (the end of its tower stage), or a clear exit if that stage has not run."""
+    towers = recipe / "runs" / "towers" / "checkpoint-001200"
+    if not towers.is_dir():
+        raise SystemExit(f"{towers} is missing: run `bridgedit synthetic recipe --out {recipe}` first")
+    return towers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="outputs/demo", help="the demo recipe's output folder (towers and dataset)")
@@ -72,9 +80,7 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = Path(args.recipe)
-    dataset, towers = recipe / "dataset", recipe / "runs" / "towers" / "checkpoint-001200"
-    if not towers.is_dir():
-        raise SystemExit(f"{towers} is missing: run `bridgedit synthetic recipe --out {recipe}` first")
+    dataset, towers = recipe / "dataset", pretrained_towers(recipe)
     clips = distinct_clips(load_manifest(dataset, split="train"), args.clips)
     name = f"memorise-{args.clips}clips-x{args.copies}-batch{args.batch}-lr{args.lr:g}-{args.steps}steps"
     subset, run_dir = recipe / "runs" / name / "dataset", recipe / "runs" / name
