@@ -9,6 +9,8 @@ a model whose audio cannot see the video ("none") scores at chance.
         # e.g. none:R/none-seed0/checkpoint-001200 dca:R/dca-seed0/checkpoint-001200 ...; runs of one VARIANT are
         # averaged (mean and std over them); writes benchmarks/results/next_to_real.json and .png (the plot needs
         # `pip install -e .[bench]`)
+    python benchmarks/next_to_real.py --audio-guidance 1 --results-name next_to_real-audio-guidance-1 VARIANT:MODEL ...
+        # the same without audio guidance (w_a = 1; the models' default is the paper's 7)
 
 Resumable: a model already scored in that file (same path, same held-out clips) is read back rather than generated
 again (--fresh to score everything again), so variants can be scored in separate calls and gathered by a last one.
@@ -32,17 +34,19 @@ from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic.scoring import HELD_OUT_SEED, NEXT_TO_REAL, paired_lead, score_next_to_real
 
-RESULTS = Path(__file__).parent / "results" / "next_to_real.json"
+RESULTS = Path(__file__).parent / "results"
 DIRECTIONS = tuple(NEXT_TO_REAL)
 STATISTICS = ("video_events", "audio_events", "sync", "sync_chance", "sync_above_chance")
 
 
-def previous_runs(test_clips: int) -> dict[str, dict]:
-    """Every model scored in the results file so far, by path (none when it holds another number of clips)."""
-    if not RESULTS.exists():
+def previous_runs(results: Path, test_clips: int, guidance: dict[str, float]) -> dict[str, dict]:
+    """Every model scored in the results file so far, by path (none when it holds another number of clips or was
+    generated with other guidance)."""
+    if not results.exists():
         return {}
-    previous = json.loads(RESULTS.read_text())
-    return previous.get("scored", {}) if previous.get("test_clips") == test_clips else {}
+    previous = json.loads(results.read_text())
+    same = previous.get("test_clips") == test_clips and previous.get("guidance", {}) == guidance
+    return previous.get("scored", {}) if same else {}
 
 
 def aggregate(runs: dict[str, dict]) -> dict[str, dict]:
@@ -90,6 +94,9 @@ def main() -> None:
     parser.add_argument("--shared-caption", default="", metavar="VARIANT[,VARIANT]",
                         help="variants prompted with the clips' shared caption instead of T_V / T_A")
     parser.add_argument("--fresh", action="store_true", help="score every model again, even one already in the results")
+    parser.add_argument("--video-guidance", type=float, help="w_v for the generated video (default: the model's)")
+    parser.add_argument("--audio-guidance", type=float, help="w_a for the generated audio (default: the model's)")
+    parser.add_argument("--results-name", default="next_to_real", help="write benchmarks/results/NAME.json and NAME.png")
     args = parser.parse_args()
     labelled = []
     for argument in args.models:
@@ -100,27 +107,30 @@ def main() -> None:
 
     dataset = Path(args.recipe) / "dataset"
     records = load_manifest(dataset, split="test")[: args.clips]
-    scored = {} if args.fresh else previous_runs(len(records))
+    guidance = {name: value for name, value in (("video_guidance", args.video_guidance),
+                                                ("audio_guidance", args.audio_guidance)) if value is not None}
+    results = RESULTS / f"{args.results_name}.json"
+    scored = {} if args.fresh else previous_runs(results, len(records), guidance)
     variants: dict[str, dict[str, dict]] = {}
     for label, model in labelled:
         runs = variants.setdefault(label, {})
         captions = "shared" if label in args.shared_caption.split(",") else "hvgc"
         runs[model] = scored.get(model) or score_next_to_real(BridgeDiTPipeline.from_pretrained(model), dataset, records,
-                                                              captions=captions)
+                                                              captions=captions, **guidance)
         scored[model] = runs[model]
-        write_text_atomic(RESULTS, json.dumps({"test_clips": len(records), "scored": scored}, indent=2) + "\n")
+        write_text_atomic(results, json.dumps({"test_clips": len(records), "guidance": guidance, "scored": scored},
+                                              indent=2) + "\n")
         for direction, row in runs[model].items():
             print(f"{label:<16}{direction:<26}" + "".join(f"{name}={row[name]:.3f}  " for name in STATISTICS), flush=True)
     summary = {"benchmark": "next_to_real", "scored": scored, "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-               "test_clips": len(records), "generation_seed": HELD_OUT_SEED,
+               "test_clips": len(records), "generation_seed": HELD_OUT_SEED, "guidance": guidance,
                "variants": {label: {"runs": runs, **aggregate(runs)} for label, runs in variants.items()}}
     if args.baseline in variants:
         for label, runs in variants.items():
             if label != args.baseline and len(runs) <= len(variants[args.baseline]):
                 summary["variants"][label][f"lead over {args.baseline}"] = {
                     direction: paired_lead(list(runs.values()), list(variants[args.baseline].values()), direction) for direction in DIRECTIONS}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(RESULTS, json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(results, json.dumps(summary, indent=2) + "\n")
     for label, row in summary["variants"].items():
         for direction in DIRECTIONS:
             cells = "".join(f"{name}={row[direction][name]['mean']:.3f}±{row[direction][name]['std']:.3f}  "
@@ -130,10 +140,10 @@ def main() -> None:
                 cells += f"lead over {args.baseline}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.3g})"
             print(f"{label:<16}{direction:<26}{cells}")
     try:
-        plot(summary["variants"], RESULTS.with_suffix(".png"))
-        print(f"wrote {RESULTS} and {RESULTS.with_suffix('.png')}")
+        plot(summary["variants"], results.with_suffix(".png"))
+        print(f"wrote {results} and {results.with_suffix('.png')}")
     except ImportError:
-        print(f"wrote {RESULTS} (no plot: pip install -e .[bench] for matplotlib)")
+        print(f"wrote {results} (no plot: pip install -e .[bench] for matplotlib)")
 
 
 if __name__ == "__main__":

@@ -114,9 +114,10 @@ def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tm
     records = load_manifest(dataset, split="test")
     clips = list(real_clips(dataset, records))
 
-    def fake_generate(shift):
-        def generate_for(pipe, records, *, captions, seed, given, given_latents):
+    def fake_generate(shift, **expected_call_kwargs):
+        def generate_for(pipe, records, *, captions, seed, given, given_latents, **call_kwargs):
             assert captions == "hvgc" and given in ("video", "audio") and given_latents == [given] * len(records)
+            assert call_kwargs == expected_call_kwargs  # generation overrides (guidance) reach the pipeline call
             for index, record in enumerate(records):
                 frames, audio, rate = clips[(index + shift) % len(records)]
                 yield record, frames, audio, record["fps"], rate
@@ -125,8 +126,8 @@ def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tm
     monkeypatch.setattr(scoring, "real_latents", lambda pipe, dataset, records: (["video"] * 6, ["audio"] * 6))
     monkeypatch.setattr(scoring, "generate_for", fake_generate(0))
     faithful = scoring.score_next_to_real(None, dataset, records)
-    monkeypatch.setattr(scoring, "generate_for", fake_generate(1))
-    shifted = scoring.score_next_to_real(None, dataset, records)
+    monkeypatch.setattr(scoring, "generate_for", fake_generate(1, audio_guidance=1.0))
+    shifted = scoring.score_next_to_real(None, dataset, records, audio_guidance=1.0)
     assert set(faithful) == set(shifted) == set(scoring.NEXT_TO_REAL)
     for direction in scoring.NEXT_TO_REAL:
         assert faithful[direction]["sync"] >= 0.9 and faithful[direction]["sync_above_chance"] > 0.5

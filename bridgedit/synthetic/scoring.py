@@ -104,11 +104,12 @@ def event_statistics(clips: list[tuple[np.ndarray, np.ndarray, float, int]]) -> 
 
 @torch.no_grad()
 def score_next_to_real(pipe, dataset, records: list[dict[str, Any]], *, seed: int = HELD_OUT_SEED, captions: str = "hvgc",
-                       directions: tuple[str, ...] = tuple(NEXT_TO_REAL)) -> dict[str, dict[str, Any]]:
+                       directions: tuple[str, ...] = tuple(NEXT_TO_REAL), **call_kwargs) -> dict[str, dict[str, Any]]:
     """Per direction (a key of NEXT_TO_REAL): `event_statistics` of (real frames, generated audio) or (generated
     frames, real audio) pairs, plus "sync_above_chance"; the model is prompted with each clip's T_V and T_A ("hvgc")
-    or its shared caption ("shared"), clip i with seed `seed + i`. Only in distribution for bridges trained with each
-    stream's noise level drawn on its own: a clean stream next to a noisy one is then a pair seen in training."""
+    or its shared caption ("shared"), clip i with seed `seed + i`; `call_kwargs` override its generation defaults (as
+    `generate_for`: e.g. audio_guidance). Only in distribution for bridges trained with each stream's noise level
+    drawn on its own: a clean stream next to a noisy one is then a pair seen in training."""
     real = [(frames, sound.mean(axis=0), rate) for frames, sound, rate in real_clips(dataset, records)]
     latents = dict(zip(("video", "audio"), real_latents(pipe, dataset, records)))
     rows = {}
@@ -116,7 +117,8 @@ def score_next_to_real(pipe, dataset, records: list[dict[str, Any]], *, seed: in
         given = NEXT_TO_REAL[direction]
         pairs = []
         for (_, frames, audio, fps, rate), (real_frames, real_audio, real_rate) in zip(
-                generate_for(pipe, records, captions=captions, seed=seed, given=given, given_latents=latents[given]), real):
+                generate_for(pipe, records, captions=captions, seed=seed, given=given, given_latents=latents[given],
+                             **call_kwargs), real):
             if given == "video":
                 pairs.append((real_frames, audio.mean(axis=0), fps, rate))
             else:
