@@ -9,8 +9,9 @@ a model whose audio cannot see the video ("none") scores at chance.
         # e.g. none:R/none-seed0/checkpoint-001200 dca:R/dca-seed0/checkpoint-001200 ...; runs of one VARIANT are
         # averaged (mean and std over them); writes benchmarks/results/next_to_real.json and .png (the plot needs
         # `pip install -e .[bench]`)
-    python benchmarks/next_to_real.py --audio-guidance 1 --results-name next_to_real-audio-guidance-1 VARIANT:MODEL ...
-        # the same without audio guidance (w_a = 1; the models' default is the paper's 7)
+    python benchmarks/next_to_real.py --audio-guidance 1 --directions "audio for the real video" \
+            --results-name next_to_real-audio-guidance-1 VARIANT:MODEL ...
+        # audio for the real video without audio guidance (w_a = 1; the models' default is the paper's 7)
 
 Resumable: a model already scored in that file (same path, same held-out clips) is read back rather than generated
 again (--fresh to score everything again), so variants can be scored in separate calls and gathered by a last one.
@@ -49,15 +50,15 @@ def previous_runs(results: Path, test_clips: int, guidance: dict[str, float]) ->
     return previous.get("scored", {}) if same else {}
 
 
-def aggregate(runs: dict[str, dict]) -> dict[str, dict]:
+def aggregate(runs: dict[str, dict], directions: tuple[str, ...]) -> dict[str, dict]:
     """Mean and std over a variant's runs of each statistic, per direction."""
     return {direction: {name: {"mean": float(np.mean([run[direction][name] for run in runs.values()])),
                                "std": float(np.std([run[direction][name] for run in runs.values()]))}
                         for name in STATISTICS}
-            for direction in DIRECTIONS}
+            for direction in directions}
 
 
-def plot(variants: dict[str, dict], path: Path) -> None:
+def plot(variants: dict[str, dict], directions: tuple[str, ...], path: Path) -> None:
     """Per direction: each variant's sync (bar: mean over runs, dots: runs) next to its chance level (hatched)."""
     import matplotlib
 
@@ -65,8 +66,9 @@ def plot(variants: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = list(variants)
-    figure, axes = plt.subplots(1, len(DIRECTIONS), figsize=(11, 3.8), sharey=True)
-    for axis, direction in zip(axes, DIRECTIONS):
+    figure, axes = plt.subplots(1, len(directions), figsize=(5.5 * len(directions), 3.8), sharey=True, squeeze=False)
+    axes = axes[0]
+    for axis, direction in zip(axes, directions):
         positions = np.arange(len(labels))
         axis.bar(positions - 0.2, [variants[v][direction]["sync"]["mean"] for v in labels], 0.4, label="sync")
         axis.bar(positions + 0.2, [variants[v][direction]["sync_chance"]["mean"] for v in labels], 0.4,
@@ -77,7 +79,7 @@ def plot(variants: dict[str, dict], path: Path) -> None:
         axis.set_xticks(positions, [v.replace(" (", "\n(") for v in labels], fontsize=8)
         axis.set_title(direction)
         axis.legend(fontsize=8, loc="upper left", ncols=2)
-    top = max(run[d]["sync"] for v in variants.values() for run in v["runs"].values() for d in DIRECTIONS)
+    top = max(run[d]["sync"] for v in variants.values() for run in v["runs"].values() for d in directions)
     axes[0].set_ylim(0, 1.3 * top)  # room for the legends above the bars
     figure.suptitle("One stream generated next to the other stream of real held-out clips (dots: seeds)")
     figure.tight_layout()
@@ -96,8 +98,13 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="score every model again, even one already in the results")
     parser.add_argument("--video-guidance", type=float, help="w_v for the generated video (default: the model's)")
     parser.add_argument("--audio-guidance", type=float, help="w_a for the generated audio (default: the model's)")
+    parser.add_argument("--directions", default=",".join(DIRECTIONS),
+                        help=f"comma-separated, of: {', '.join(DIRECTIONS)}")
     parser.add_argument("--results-name", default="next_to_real", help="write benchmarks/results/NAME.json and NAME.png")
     args = parser.parse_args()
+    directions = tuple(d for d in DIRECTIONS if d in args.directions.split(","))
+    if not directions or len(directions) != len(args.directions.split(",")):
+        parser.error(f"--directions {args.directions!r}: give a comma-separated subset of {', '.join(DIRECTIONS)}")
     labelled = []
     for argument in args.models:
         label, separator, model = argument.partition(":")
@@ -111,12 +118,13 @@ def main() -> None:
                                                 ("audio_guidance", args.audio_guidance)) if value is not None}
     results = RESULTS / f"{args.results_name}.json"
     scored = {} if args.fresh else previous_runs(results, len(records), guidance)
+    scored = {model: run for model, run in scored.items() if all(d in run for d in directions)}
     variants: dict[str, dict[str, dict]] = {}
     for label, model in labelled:
         runs = variants.setdefault(label, {})
         captions = "shared" if label in args.shared_caption.split(",") else "hvgc"
         runs[model] = scored.get(model) or score_next_to_real(BridgeDiTPipeline.from_pretrained(model), dataset, records,
-                                                              captions=captions, **guidance)
+                                                              captions=captions, directions=directions, **guidance)
         scored[model] = runs[model]
         write_text_atomic(results, json.dumps({"test_clips": len(records), "guidance": guidance, "scored": scored},
                                               indent=2) + "\n")
@@ -124,15 +132,15 @@ def main() -> None:
             print(f"{label:<16}{direction:<26}" + "".join(f"{name}={row[name]:.3f}  " for name in STATISTICS), flush=True)
     summary = {"benchmark": "next_to_real", "scored": scored, "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                "test_clips": len(records), "generation_seed": HELD_OUT_SEED, "guidance": guidance,
-               "variants": {label: {"runs": runs, **aggregate(runs)} for label, runs in variants.items()}}
+               "variants": {label: {"runs": runs, **aggregate(runs, directions)} for label, runs in variants.items()}}
     if args.baseline in variants:
         for label, runs in variants.items():
             if label != args.baseline and len(runs) <= len(variants[args.baseline]):
                 summary["variants"][label][f"lead over {args.baseline}"] = {
-                    direction: paired_lead(list(runs.values()), list(variants[args.baseline].values()), direction) for direction in DIRECTIONS}
+                    direction: paired_lead(list(runs.values()), list(variants[args.baseline].values()), direction) for direction in directions}
     write_text_atomic(results, json.dumps(summary, indent=2) + "\n")
     for label, row in summary["variants"].items():
-        for direction in DIRECTIONS:
+        for direction in directions:
             cells = "".join(f"{name}={row[direction][name]['mean']:.3f}±{row[direction][name]['std']:.3f}  "
                             for name in ("sync", "sync_chance", "sync_above_chance"))
             lead = row.get(f"lead over {args.baseline}", {}).get(direction)
@@ -140,7 +148,7 @@ def main() -> None:
                 cells += f"lead over {args.baseline}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.3g})"
             print(f"{label:<16}{direction:<26}{cells}")
     try:
-        plot(summary["variants"], results.with_suffix(".png"))
+        plot(summary["variants"], directions, results.with_suffix(".png"))
         print(f"wrote {results} and {results.with_suffix('.png')}")
     except ImportError:
         print(f"wrote {results} (no plot: pip install -e .[bench] for matplotlib)")
