@@ -58,7 +58,7 @@ def aggregate(runs: dict[str, dict], directions: tuple[str, ...]) -> dict[str, d
             for direction in directions}
 
 
-def plot(variants: dict[str, dict], directions: tuple[str, ...], path: Path) -> None:
+def plot(variants: dict[str, dict], directions: tuple[str, ...], guidance: dict[str, float], path: Path) -> None:
     """Per direction: each variant's sync (bar: mean over runs, dots: runs) next to its chance level (hatched)."""
     import matplotlib
 
@@ -66,7 +66,8 @@ def plot(variants: dict[str, dict], directions: tuple[str, ...], path: Path) -> 
     import matplotlib.pyplot as plt
 
     labels = list(variants)
-    figure, axes = plt.subplots(1, len(directions), figsize=(5.5 * len(directions), 3.8), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(1, len(directions), figsize=(max(8.5, 5.5 * len(directions)), 3.8), sharey=True,
+                               squeeze=False)
     axes = axes[0]
     for axis, direction in zip(axes, directions):
         positions = np.arange(len(labels))
@@ -81,7 +82,8 @@ def plot(variants: dict[str, dict], directions: tuple[str, ...], path: Path) -> 
         axis.legend(fontsize=8, loc="upper left", ncols=2)
     top = max(run[d]["sync"] for v in variants.values() for run in v["runs"].values() for d in directions)
     axes[0].set_ylim(0, 1.3 * top)  # room for the legends above the bars
-    figure.suptitle("One stream generated next to the other stream of real held-out clips (dots: seeds)")
+    overrides = "".join(f", {name.replace('_guidance', '')} guidance {value:g}" for name, value in guidance.items())
+    figure.suptitle(f"One stream generated next to the other stream of real held-out clips{overrides} (dots: seeds)")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -148,7 +150,7 @@ def main() -> None:
                 cells += f"lead over {args.baseline}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.3g})"
             print(f"{label:<16}{direction:<26}{cells}")
     try:
-        plot(summary["variants"], directions, results.with_suffix(".png"))
+        plot(summary["variants"], directions, guidance, results.with_suffix(".png"))
         print(f"wrote {results} and {results.with_suffix('.png')}")
     except ImportError:
         print(f"wrote {results} (no plot: pip install -e .[bench] for matplotlib)")
