@@ -15,6 +15,7 @@ a model whose audio cannot see the video ("none") scores at chance.
 
 Resumable: a model already scored in that file (same path, same held-out clips) is read back rather than generated
 again (--fresh to score everything again), so variants can be scored in separate calls and gathered by a last one.
+A file scored with other guidance is refused, not overwritten: each guidance setting has its own --results-name.
 
 Only meaningful for bridges trained with each stream's noise level drawn on its own (the recipe's bridge
 settings): a clean stream next to a noisy one is then a pair seen in training. `benchmarks/ablation.py` scores
@@ -41,13 +42,16 @@ STATISTICS = ("video_events", "audio_events", "sync", "sync_chance", "sync_above
 
 
 def previous_runs(results: Path, test_clips: int, guidance: dict[str, float]) -> dict[str, dict]:
-    """Every model scored in the results file so far, by path (none when it holds another number of clips or was
-    generated with other guidance)."""
+    """Every model scored in the results file so far, by path (none when it holds another number of clips). A file
+    generated with other guidance is never overwritten: that is another --results-name."""
     if not results.exists():
         return {}
     previous = json.loads(results.read_text())
-    same = previous.get("test_clips") == test_clips and previous.get("guidance", {}) == guidance
-    return previous.get("scored", {}) if same else {}
+    if previous.get("guidance", {}) != guidance:
+        default = "the models' own"
+        raise SystemExit(f"{results} holds models scored with guidance {previous.get('guidance') or default}, not "
+                         f"{guidance or default}: give another --results-name (or --fresh to replace it)")
+    return previous.get("scored", {}) if previous.get("test_clips") == test_clips else {}
 
 
 def aggregate(runs: dict[str, dict], directions: tuple[str, ...]) -> dict[str, dict]:
