@@ -19,10 +19,11 @@ sync (the world's event-level score and AV-Align) and text faithfulness (colour,
 
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
 Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio generated
-for the real held-out video (`score_next_to_real`), with each variant's per-clip lead over "none" of the same seeds.
+for the real held-out video (`score_next_to_real`), at the models' own guidance (the paper's) and without audio
+guidance (w_a = 1), each with every variant's per-clip lead over "none" of the same seeds.
 
 Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... and skipped
-when re-run. Each finished run's result is also written to benchmarks/results/ablation-runs/ (committed: a few KB per
+when re-run; a run scored before a measurement was added to this benchmark gets only that measurement. Each finished run's result is also written to benchmarks/results/ablation-runs/ (committed: a few KB per
 run) with a fingerprint of the pretrained towers it started from, so that on another machine or in a later session
 whose recipe reproduces the towers bit for bit, those runs are reused rather than trained again (runs from other
 towers never are). A run that is exactly the recipe's own bridge stage (DCA, the recipe's seed and settings) uses
@@ -39,6 +40,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -63,7 +65,28 @@ GAINS = ("audio_gain_pct", "video_gain_pct")
 #: above its chance level. The reverse direction (video for the real audio) is left to benchmarks/next_to_real.py:
 #: in this world the picture never depends on the sound, and the cross-modal video gain already measures it.
 REAL_DIRECTION = "audio for the real video"
-REAL_PAIRS = {"audio_for_real_video_sync": "sync", "audio_for_real_video_sync_above_chance": "sync_above_chance"}
+
+
+class RealProtocol(NamedTuple):
+    """One way of generating audio for the real held-out video."""
+    label: str  # its name in the table's leads over BASELINE
+    result_key: str  # where a run's result keeps its `score_next_to_real` output
+    score_prefix: str  # its statistics among the run's scores: PREFIX_sync and PREFIX_sync_above_chance
+    overrides: dict  # generation settings that differ from the model's own (`generate_for`)
+
+    def score_names(self) -> dict[str, str]:
+        """score name -> the `score_next_to_real` statistic it holds"""
+        return {f"{self.score_prefix}_sync": "sync", f"{self.score_prefix}_sync_above_chance": "sync_above_chance"}
+
+
+#: at the models' own guidance (the paper's w_v = 6, w_a = 7), and without audio guidance (w_a = 1): at w_a = 7 these
+#: small towers' audio comes in bursts, 5-6 onsets per clip where the world makes 1.6, which caps every sync score
+#: (docs/synthetic.md, "What the samples look like")
+REAL_PROTOCOLS = (
+    RealProtocol(REAL_DIRECTION, "next_to_real", "audio_for_real_video", {}),
+    RealProtocol(f"{REAL_DIRECTION}, w_a = 1", "next_to_real_unguided", "audio_for_real_video_unguided",
+                 {"audio_guidance": 1.0}),
+)
 #: the variant every other one's next-to-real sync is compared with, clip by clip
 BASELINE = "none"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
@@ -138,21 +161,38 @@ def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | Non
     return None
 
 
+def missing_measurements(result: dict, run_settings: recipe.RecipeSettings) -> list[str]:
+    """What a finished run's result still lacks, by result key: measurements added to the benchmark after it was
+    scored (the cross-modal gain; the next-to-real protocols, for runs trained with independent noise levels, the only
+    ones for which a clean stream next to a noisy one is in distribution)."""
+    wanted = ["cross_modal_gain"]
+    if run_settings.bridge_timesteps == "independent":
+        wanted += [protocol.result_key for protocol in REAL_PROTOCOLS]
+    return [key for key in wanted if key not in result]
+
+
+def stored_result(out: Path, settings: recipe.RecipeSettings, variant: str, seed: int, *, fingerprint: str,
+                  commit_to: Path | None) -> dict | None:
+    """A run's result as far as it was scored: from RECIPE/runs, else committed from towers with this fingerprint."""
+    name = run_name(variant, seed, settings)
+    scores_path = out / "runs" / name / "scores.json"
+    if scores_path.is_file():
+        return json.loads(scores_path.read_text())
+    return None if commit_to is None else committed_result(commit_to / f"{name}.json", fingerprint)
+
+
 def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeSettings, variant: str, seed: int,
                 test_records: list[dict], *, fingerprint: str, commit_to: Path | None) -> dict:
-    """Train, score and measure one run, or reuse its result: from RECIPE/runs, else from `commit_to` when that run
-    started from towers with this `fingerprint`. Finished results are written to both (`commit_to` None: only RECIPE)."""
+    """Train, score and measure one run, or reuse its result (`stored_result`), measuring only what it lacks
+    (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to` (None: only RECIPE)."""
     name = run_name(variant, seed, settings)
     scores_path = out / "runs" / name / "scores.json"
     committed_path = None if commit_to is None else commit_to / f"{name}.json"
     run_settings = variant_settings(settings, variant, seed)
     training_name = recipe_run_name(out, run_settings) or name
     checkpoint = checkpoint_folder(out / "runs" / training_name, run_settings.bridge_steps)
-    if scores_path.is_file():
-        result = json.loads(scores_path.read_text())
-    elif committed_path is not None and (reused := committed_result(committed_path, fingerprint)) is not None:
-        result = reused
-    else:
+    result = stored_result(out, settings, variant, seed, fingerprint=fingerprint, commit_to=commit_to)
+    if result is None:
         started = time.perf_counter()
         checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=training_name)
         trained_s = time.perf_counter() - started
@@ -162,16 +202,17 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
         result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
                   "scores": summarize_scores(per_clip), "per_clip": per_clip,
                   "score_seconds": time.perf_counter() - started}
-    if "next_to_real" not in result and run_settings.bridge_timesteps == "independent":
-        # only in distribution when each stream's noise level was drawn on its own in training
-        started = time.perf_counter()
-        result["next_to_real"] = score_next_to_real(BridgeDiTPipeline.from_pretrained(checkpoint), dataset, test_records,
-                                                    captions=run_settings.captions, seed=HELD_OUT_SEED,
-                                                    directions=(REAL_DIRECTION,))
-        result["next_to_real_seconds"] = time.perf_counter() - started
-        for name, statistic in REAL_PAIRS.items():
-            result["scores"][name] = result["next_to_real"][REAL_DIRECTION][statistic]
-    if "cross_modal_gain" not in result:  # runs scored before the gain was measured get it now
+    missing = missing_measurements(result, run_settings)
+    for protocol in REAL_PROTOCOLS:
+        if protocol.result_key in missing:
+            started = time.perf_counter()
+            result[protocol.result_key] = score_next_to_real(
+                BridgeDiTPipeline.from_pretrained(checkpoint), dataset, test_records, captions=run_settings.captions,
+                seed=HELD_OUT_SEED, directions=(REAL_DIRECTION,), **protocol.overrides)
+            result[f"{protocol.result_key}_seconds"] = time.perf_counter() - started
+            for score, statistic in protocol.score_names().items():
+                result["scores"][score] = result[protocol.result_key][REAL_DIRECTION][statistic]
+    if "cross_modal_gain" in missing:  # runs scored before the gain was measured get it now
         result["cross_modal_gain"] = cross_modal_gain_on_cache(checkpoint, dataset, out / "cache" / "bridges",
                                                                captions=run_settings.captions)
         for stream in ("audio", "video"):
@@ -185,15 +226,6 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
         committed_path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(committed_path, json.dumps(result, indent=2) + "\n")
     return result
-
-
-def finished(out: Path, settings: recipe.RecipeSettings, variant: str, seed: int, *, fingerprint: str,
-             commit_to: Path | None) -> bool:
-    """Whether a run's result exists already: in RECIPE/runs, or committed from towers with this fingerprint."""
-    name = run_name(variant, seed, settings)
-    if (out / "runs" / name / "scores.json").is_file():
-        return True
-    return commit_to is not None and committed_result(commit_to / f"{name}.json", fingerprint) is not None
 
 
 def format_runs(runs: list[tuple[str, int]]) -> str:
@@ -245,24 +277,30 @@ def settings_steps(out: Path) -> int:
 
 
 def aggregate(results: list[dict]) -> dict:
-    """Per variant: mean, std and per-seed values of every score its runs have (SCORES, GAINS, and REAL_PAIRS where
-    every run has them), and, for the next-to-real scores, the paired lead over BASELINE's runs of the same seeds."""
+    """Per variant: mean, std and per-seed values of every score its runs have (SCORES, GAINS, and each next-to-real
+    protocol's where every run has them), and, per next-to-real protocol, the paired lead over BASELINE's runs of the
+    same seeds."""
     table = {}
     by_variant = {variant: sorted((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
                   for variant in VARIANTS}
     for variant, runs in by_variant.items():
         if not runs:
             continue
-        names = SCORES + GAINS + tuple(n for n in REAL_PAIRS if all(n in r["scores"] for r in runs))
+        real_scores = tuple(name for protocol in REAL_PROTOCOLS for name in protocol.score_names())
+        names = SCORES + GAINS + tuple(n for n in real_scores if all(n in r["scores"] for r in runs))
         table[variant] = {"seeds": [r["seed"] for r in runs], **{
             name: {"mean": float(np.mean([r["scores"][name] for r in runs])),
                    "std": float(np.std([r["scores"][name] for r in runs])),
                    "per_seed": [r["scores"][name] for r in runs]} for name in names}}
         baseline = {r["seed"]: r for r in by_variant[BASELINE]}
-        if variant != BASELINE and all("next_to_real" in r and "next_to_real" in baseline.get(r["seed"], {}) for r in runs):
-            table[variant][f"lead over {BASELINE}"] = {  # run of seed k against the baseline's run of seed k
-                REAL_DIRECTION: paired_lead([r["next_to_real"] for r in runs],
-                                            [baseline[r["seed"]]["next_to_real"] for r in runs], REAL_DIRECTION)}
+        leads = {}
+        for protocol in REAL_PROTOCOLS:
+            key = protocol.result_key
+            if variant != BASELINE and all(key in r and key in baseline.get(r["seed"], {}) for r in runs):
+                leads[protocol.label] = paired_lead(  # run of seed k against the baseline's run of seed k
+                    [r[key] for r in runs], [baseline[r["seed"]][key] for r in runs], REAL_DIRECTION)
+        if leads:
+            table[variant][f"lead over {BASELINE}"] = leads
     return table
 
 
@@ -275,25 +313,33 @@ def plot(table: dict, references: dict, path: Path) -> None:
     variants = list(table)
     panels = [(("sync", "av_align"), "synchrony, both streams generated"),
               (("colour", "shape", "material"), "text faithfulness (accuracy)")]
-    if all("audio_for_real_video_sync" in table[v] for v in variants):
-        panels.append((("audio_for_real_video_sync", "audio_for_real_video_sync_above_chance"),
-                       "sync of audio generated for the real video"))
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8))
-    for axis, (names, title) in zip(axes, panels):
+    legend = {}  # score name -> its label in the plot
+    for protocol in REAL_PROTOCOLS:
+        names = tuple(protocol.score_names())
+        if all(names[0] in table[v] for v in variants):
+            panels.append((names, f"sync of {protocol.label}"))
+            legend.update({name: statistic.replace("_", " ") for name, statistic in protocol.score_names().items()})
+    columns = 2 if len(panels) == 4 else len(panels)
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
+    for axis, (names, title) in zip(axes.flat, panels):
         width = 0.8 / len(names)
+        lowest = 0.0
         for offset, name in enumerate(names):
             means = [table[v][name]["mean"] for v in variants]
             stds = [table[v][name]["std"] for v in variants]
             positions = np.arange(len(variants)) + (offset - (len(names) - 1) / 2) * width
-            axis.bar(positions, means, width, yerr=stds, capsize=3, label=REAL_PAIRS.get(name, name).replace("_", " "))
+            axis.bar(positions, means, width, yerr=stds, capsize=3, label=legend.get(name, name).replace("_", " "))
             for variant_index, variant in enumerate(variants):  # each seed as a dot
                 axis.scatter([positions[variant_index]] * len(table[variant][name]["per_seed"]),
                              table[variant][name]["per_seed"], s=8, color="black", zorder=3)
+                lowest = min(lowest, *table[variant][name]["per_seed"])
         if names[0] == "sync" and "codec" in references:  # the ceiling: real clips through the model's codecs
             axis.axhline(references["codec"]["sync"], color="gray", linestyle="--", linewidth=1,
                          label="sync, real clips through the codecs")
+        axis.axhline(0, color="black", linewidth=0.5)
         axis.set_xticks(np.arange(len(variants)), [v.replace(" (", "\n(") for v in variants], fontsize=8)
-        axis.set_ylim(0, 1)
+        axis.set_ylim(min(0.0, lowest - 0.05), 1)  # sync above chance can be below 0
         axis.set_title(title)
         axis.legend(fontsize=8)
     figure.suptitle("Synthetic-world ablation: mean ± std over seeds (dots: seeds)")
@@ -342,7 +388,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="train the runs in N one-thread processes side by side (2 on a 2-core machine)")
     parser.add_argument("--gather-only", action="store_true",
-                        help="train nothing: tabulate the runs already finished (the others are listed as not yet run)")
+                        help="train and score nothing: tabulate the runs already finished (the others are listed as not yet run, "
+                        "measurements a finished run lacks as not yet measured)")
     parser.add_argument("--only", help=argparse.SUPPRESS)  # a worker's share: VARIANT@SEED;VARIANT@SEED...
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -371,14 +418,22 @@ def main() -> None:
             run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
                         commit_to=commit_to)
         return
-    pending = [run for run in runs if not finished(out, settings, *run, fingerprint=fingerprint, commit_to=commit_to)]
-    if args.gather_only:  # tabulate what is finished, train nothing
-        runs = [run for run in runs if run not in pending]
-    elif args.workers > 1 and len(pending) > 1:
-        run_workers(pending, args.workers)
-    results = [run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
-                           commit_to=commit_to)
-               for variant, seed in runs]
+    stored = {run: stored_result(out, settings, *run, fingerprint=fingerprint, commit_to=commit_to) for run in runs}
+    if args.gather_only:  # tabulate what is trained and scored, measure nothing
+        pending = [run for run in runs if stored[run] is None]
+        results = [stored[run] for run in runs if stored[run] is not None]
+        unmeasured = {f"{variant} seed {seed}": missing_measurements(stored[(variant, seed)],
+                                                                     variant_settings(settings, variant, seed))
+                      for variant, seed in runs if stored[(variant, seed)] is not None}
+    else:
+        pending = [run for run in runs
+                   if stored[run] is None or missing_measurements(stored[run], variant_settings(settings, *run))]
+        if args.workers > 1 and len(pending) > 1:
+            run_workers(pending, args.workers)
+        results = [run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
+                               commit_to=commit_to)
+                   for variant, seed in runs]
+        unmeasured = {}
     table = aggregate(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {
@@ -388,6 +443,7 @@ def main() -> None:
         "seeds": args.seeds,
         "seconds_this_run": time.perf_counter() - started, "variants": table,
         "not_yet_run": [f"{variant} seed {seed}" for variant, seed in pending] if args.gather_only else [],
+        "not_yet_measured": {run: keys for run, keys in unmeasured.items() if keys},  # --gather-only: left out
         "references": references,  # the held-out clips, the same through the codecs, and the recipe's model
     }
     json_path, png_path = RESULTS / f"{args.results_name}.json", RESULTS / f"{args.results_name}.png"
@@ -397,13 +453,16 @@ def main() -> None:
         print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in SCORES + GAINS))
     for name, row in references.items():
         print(f"{'(' + name + ')':<22}" + "".join(f"{row[n]:>11.3f}        " for n in SCORES))
-    for variant, row in table.items():  # audio generated for the real video, when scored
-        if "audio_for_real_video_sync" in row:
-            cells = "".join(f"{statistic}={row[n]['mean']:.3f} ± {row[n]['std']:.3f}  " for n, statistic in REAL_PAIRS.items())
-            lead = row.get(f"lead over {BASELINE}", {}).get(REAL_DIRECTION)
-            if lead:
-                cells += f"lead over {BASELINE}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.2g})"
-            print(f"{variant:<22}{REAL_DIRECTION:<26}{cells}")
+    for protocol in REAL_PROTOCOLS:  # audio generated for the real video, where scored
+        for variant, row in table.items():
+            names = protocol.score_names()
+            if all(name in row for name in names):
+                cells = "".join(f"{statistic}={row[n]['mean']:.3f} ± {row[n]['std']:.3f}  " for n, statistic in names.items())
+                lead = row.get(f"lead over {BASELINE}", {}).get(protocol.label)
+                if lead:
+                    cells += (f"lead over {BASELINE}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} "
+                              f"(p = {lead['p_value']:.2g})")
+                print(f"{variant:<22}{protocol.label:<36}{cells}")
     try:
         plot(table, references, png_path)
         print(f"wrote {json_path} and {png_path}")

@@ -156,37 +156,91 @@ def test_next_to_real_pairs_runs_clip_by_clip_against_the_baseline():
 
 
 def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
-    """The ablation's next-to-real columns: mean and std over seeds, and the lead over "none" computed from the runs of
-    equal seeds, whatever order the runs come in."""
+    """The ablation's next-to-real columns, for each protocol (guidance) scored: mean and std over seeds, and the lead
+    over "none" computed from the runs of equal seeds, whatever order the runs come in."""
     from bridgedit.synthetic.scoring import paired_lead
 
     ablation = load_ablation()
-    direction = "audio for the real video"
+    direction = ablation.REAL_DIRECTION
+    guided, unguided = ablation.REAL_PROTOCOLS
 
-    def run(variant, seed, sync):
-        next_to_real = {direction: {"sync_per_clip": sync, "sync_chance_per_clip": [0.1] * len(sync),
-                                    "sync": float(np.mean(sync)), "sync_above_chance": float(np.mean(sync)) - 0.1}}
-        scores = {name: 0.0 for name in ablation.SCORES + ablation.GAINS}
-        scores.update({name: next_to_real[direction][statistic] for name, statistic in ablation.REAL_PAIRS.items()})
-        return {"variant": variant, "seed": seed, "scores": scores, "next_to_real": next_to_real}
+    def statistics(sync):
+        return {direction: {"sync_per_clip": sync, "sync_chance_per_clip": [0.1] * len(sync),
+                            "sync": float(np.mean(sync)), "sync_above_chance": float(np.mean(sync)) - 0.1}}
 
-    none = [run("none", 0, [0.1, 0.2, 0.1]), run("none", 1, [0.3, 0.3, 0.2])]
-    dca = [run("dca", 1, [0.5, 0.6, 0.4]), run("dca", 0, [0.2, 0.4, 0.3])]  # out of seed order
+    def run(variant, seed, sync, unguided_sync):
+        result = {"variant": variant, "seed": seed, "scores": {name: 0.0 for name in ablation.SCORES + ablation.GAINS},
+                  guided.result_key: statistics(sync), unguided.result_key: statistics(unguided_sync)}
+        for protocol in (guided, unguided):
+            result["scores"].update({name: result[protocol.result_key][direction][statistic]
+                                     for name, statistic in protocol.score_names().items()})
+        return result
+
+    none = [run("none", 0, [0.1, 0.2, 0.1], [0.1, 0.1, 0.1]), run("none", 1, [0.3, 0.3, 0.2], [0.2, 0.1, 0.2])]
+    dca = [run("dca", 1, [0.5, 0.6, 0.4], [0.7, 0.8, 0.6]),  # out of seed order
+           run("dca", 0, [0.2, 0.4, 0.3], [0.5, 0.5, 0.6])]
     table = ablation.aggregate([dca[0], none[1], none[0], dca[1]])
 
     assert table["dca"]["seeds"] == [0, 1]
     row = table["dca"]["audio_for_real_video_sync"]
     assert row["per_seed"] == pytest.approx([0.3, 0.5]) and row["mean"] == pytest.approx(0.4)
     assert row["std"] == pytest.approx(0.1)
-    expected = paired_lead([dca[1]["next_to_real"], dca[0]["next_to_real"]],
-                           [none[0]["next_to_real"], none[1]["next_to_real"]], direction)
-    assert table["dca"]["lead over none"][direction] == expected
+    assert table["dca"]["audio_for_real_video_unguided_sync"]["per_seed"] == pytest.approx([16 / 30, 0.7])
+    leads = table["dca"]["lead over none"]
+    assert set(leads) == {guided.label, unguided.label}
+    expected = paired_lead([dca[1][guided.result_key], dca[0][guided.result_key]],
+                           [none[0][guided.result_key], none[1][guided.result_key]], direction)
+    assert leads[guided.label] == expected
     assert expected["mean"] == pytest.approx(np.mean([0.1, 0.2, 0.2, 0.2, 0.3, 0.2]))
+    assert leads[unguided.label]["mean"] == pytest.approx(np.mean([0.4, 0.4, 0.5, 0.5, 0.7, 0.4]))
     assert "lead over none" not in table["none"]
-    # runs without next-to-real scores (coupled noise levels) have none of those columns
-    plain = {k: v for k, v in dca[0].items() if k != "next_to_real"}
+    # a protocol some run lacks has neither columns nor lead; runs without any (coupled noise levels) have none
+    older = {k: v for k, v in dca[0].items() if k != unguided.result_key}
+    older["scores"] = {k: v for k, v in older["scores"].items() if k not in unguided.score_names()}
+    partial = ablation.aggregate([older, dca[1], *none])["dca"]
+    assert "audio_for_real_video_sync" in partial and "audio_for_real_video_unguided_sync" not in partial
+    assert set(partial["lead over none"]) == {guided.label}
+    plain = {k: v for k, v in dca[0].items() if k not in (guided.result_key, unguided.result_key)}
     plain["scores"] = {name: 0.0 for name in ablation.SCORES + ablation.GAINS}
     assert "audio_for_real_video_sync" not in ablation.aggregate([plain])["dca"]
+
+
+def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path, monkeypatch):
+    """Resuming the ablation measures what a finished run lacks: here the next-to-real score without audio guidance
+    (w_a = 1), and nothing is trained or scored again; the result is rewritten in RECIPE/runs and the committed copy."""
+    ablation = load_ablation()
+    settings = RecipeSettings()
+    name = ablation.run_name("dca", 0, settings)
+    stored = {"variant": "dca", "seed": 0, "scores": {"sync": 0.3}, "cross_modal_gain": {}, "next_to_real": {},
+              "towers_fingerprint": "f" * 64}
+    (tmp_path / "runs" / name).mkdir(parents=True)
+    (tmp_path / "runs" / name / "scores.json").write_text(json.dumps(stored))
+    calls = []
+
+    def score_next_to_real(pipe, dataset, records, *, captions, seed, directions, **overrides):
+        calls.append({"captions": captions, "seed": seed, "directions": directions, **overrides})
+        return {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}}
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished run was trained or scored again")
+
+    monkeypatch.setattr(ablation, "score_next_to_real", score_next_to_real)
+    monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
+    for function in ("score_model", "cross_modal_gain_on_cache"):
+        monkeypatch.setattr(ablation, function, must_not_run)
+    monkeypatch.setattr(ablation.recipe, "train_bridges", must_not_run)
+
+    result = ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "dca", 0, [],
+                                  fingerprint="f" * 64, commit_to=tmp_path / "committed")
+
+    assert calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "directions": (ablation.REAL_DIRECTION,),
+                      "audio_guidance": 1.0}]
+    assert result["scores"] == {"sync": 0.3, "audio_for_real_video_unguided_sync": 0.4,
+                                "audio_for_real_video_unguided_sync_above_chance": 0.2}
+    assert result["next_to_real"] == {}  # the guided protocol's result is kept as it was
+    for written in (tmp_path / "runs" / name / "scores.json", tmp_path / "committed" / f"{name}.json"):
+        assert json.loads(written.read_text()) == result
+    assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0))
 
 
 def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
@@ -200,12 +254,20 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
         "--seeds", "3", "--bridge-steps", "600", "--variants", "none,dca", "--only", "none@0;dca (shared caption)@2"]
 
     settings = RecipeSettings()
-    assert not ablation.finished(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=tmp_path / "committed")
-    committed = tmp_path / "committed" / f"{ablation.run_name('dca', 1, settings)}.json"
+    committed_runs = tmp_path / "committed"
+    assert ablation.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=committed_runs) is None
+    committed = committed_runs / f"{ablation.run_name('dca', 1, settings)}.json"
     committed.parent.mkdir(parents=True)
     committed.write_text(json.dumps({"towers_fingerprint": "e" * 64}))  # from other towers: not finished here
-    assert not ablation.finished(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=tmp_path / "committed")
+    assert ablation.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=committed_runs) is None
     local = tmp_path / "runs" / ablation.run_name("dca", 1, settings) / "scores.json"
     local.parent.mkdir(parents=True)
-    local.write_text("{}")
-    assert ablation.finished(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=None)
+    local.write_text(json.dumps({"scores": {}, "cross_modal_gain": {}, "next_to_real": {}}))
+    stored = ablation.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=None)
+    assert stored is not None
+    # scored before the unguided protocol existed: only that is missing (runs with coupled noise levels lack nothing)
+    run_settings = ablation.variant_settings(settings, "dca", 1)
+    assert ablation.missing_measurements(stored, run_settings) == ["next_to_real_unguided"]
+    assert ablation.missing_measurements(stored, replace(run_settings, bridge_timesteps="coupled")) == []
+    assert ablation.missing_measurements({"scores": {}}, replace(run_settings, bridge_timesteps="coupled")) == [
+        "cross_modal_gain"]
