@@ -317,7 +317,8 @@ def plot(table: dict, references: dict, path: Path) -> None:
     for protocol in REAL_PROTOCOLS:
         names = tuple(protocol.score_names())
         if all(names[0] in table[v] for v in variants):
-            panels.append((names, f"sync of {protocol.label}"))
+            guidance = "" if protocol.overrides else " (the models' own guidance)"
+            panels.append((names, f"sync of {protocol.label}{guidance}"))
             legend.update({name: statistic.replace("_", " ") for name, statistic in protocol.score_names().items()})
     columns = 2 if len(panels) == 4 else len(panels)
     rows = -(-len(panels) // columns)
