@@ -92,7 +92,7 @@ BASELINE = "none"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
 #: the bridge budget per run by default: the recipe's 1,200 steps at half its batch (16), half its work (12-24 minutes
-#: of training plus 4-6 of scoring per run here, two one-thread runs side by side, --workers 2); 600 steps at batch 8
+#: of training plus 7-9 of scoring per run here, two one-thread runs side by side, --workers 2); 600 steps at batch 8
 #: taught DCA's bridges less than half as much, at lr 1e-2 (or also batch 4) less still (docs/synthetic.md, "budget
 #: probes"), and at the paper's settings 150 steps taught no bridge anything
 BRIDGE_STEPS = 1200
