@@ -6,9 +6,12 @@ detectors find, next to the truth and the pretrained towers (docs/synthetic.md, 
     python benchmarks/tower_budget.py --steps 2400
         # 2,400 more steps (three times the recipe's tower budget in all), checkpoints every 600; about 77 minutes
         # of training and 10 of scoring on 2 cores
+    python benchmarks/tower_budget.py --steps 2400 --after 2400steps-batch16-lr0.001
+        # 2,400 steps more again, from the end of that run (learning rate warmed up and decayed again): five times
+        # the recipe's tower budget in all; that run's rows are read from its results file
 
-Writes benchmarks/results/tower_budget-SETTINGS.json; the training run is kept under RECIPE/runs/towers-more-SETTINGS
-and resumes when re-run.
+Writes benchmarks/results/tower_budget-SETTINGS.json (with --after: tower_budget-AFTER+SETTINGS.json); the training
+run is kept under RECIPE/runs/towers-more-SETTINGS (towers-more-AFTER+SETTINGS) and resumes when re-run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.synthetic.recipe import run_training, training_config
 from bridgedit.synthetic.scoring import event_statistics, real_clips
+from bridgedit.training.trainer import checkpoint_folder
 
 from event_counts import generated
 from tower_memorisation import loss_means, pretrained_towers
@@ -36,24 +40,43 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2400, help="tower steps beyond the recipe's")
     parser.add_argument("--batch", type=int, default=16, help="the tower stage's")
     parser.add_argument("--lr", type=float, default=1e-3, help="the tower stage's")
+    parser.add_argument("--after", metavar="SETTINGS",
+                        help="continue from the last checkpoint of this script's run with these settings (e.g. "
+                             "2400steps-batch16-lr0.001) rather than from the recipe's towers")
     args = parser.parse_args()
 
     recipe = Path(args.recipe)
     dataset, towers = recipe / "dataset", pretrained_towers(recipe)
     settings = f"{args.steps}steps-batch{args.batch}-lr{args.lr:g}"
+    base, steps_before, rows_before = towers, 0, {}
+    if args.after:  # the previous run's last checkpoint, and its rows as scored then
+        previous_results = RESULTS / f"tower_budget-{args.after}.json"
+        previous = json.loads(previous_results.read_text()) if previous_results.is_file() else None
+        if previous is None:
+            raise SystemExit(f"--after {args.after}: {previous_results} is missing; run that setting first")
+        steps_before = max(int(label[1:].split()[0]) for label in previous["rows"] if label.startswith("+"))
+        base = checkpoint_folder(recipe / "runs" / f"towers-more-{args.after}", steps_before)
+        if not base.is_dir():
+            raise SystemExit(f"--after {args.after}: its last checkpoint {base} is missing")
+        rows_before = previous["rows"]  # the truth, the real clips, the pretrained towers, and its checkpoints
+        settings = f"{args.after}+{settings}"
     run_dir = recipe / "runs" / f"towers-more-{settings}"
-    config = training_config(base=towers, dataset=dataset, cache=run_dir / "cache", run_dir=run_dir,
+    config = training_config(base=base, dataset=dataset, cache=run_dir / "cache", run_dir=run_dir,
                              steps=args.steps, lr=args.lr, batch_size=args.batch, seed=0, bridge={"fusion": "none"},
                              trainable={"policy": "towers"})
     run_training(config, run_dir)
 
     records = load_manifest(dataset, split="test")
-    real = [(frames, sound.mean(axis=0), record["fps"], rate)
-            for record, (frames, sound, rate) in zip(records, real_clips(dataset, records))]
-    rows = {"true events per clip": float(np.mean([len(r["scene"]["events"]) for r in records])),
-            "real clips": event_statistics(real), "pretrained towers (recipe, 1200 steps)": event_statistics(generated(str(towers), records))}
+    rows = dict(rows_before)
+    if not rows:
+        real = [(frames, sound.mean(axis=0), record["fps"], rate)
+                for record, (frames, sound, rate) in zip(records, real_clips(dataset, records))]
+        rows = {"true events per clip": float(np.mean([len(r["scene"]["events"]) for r in records])),
+                "real clips": event_statistics(real),
+                "pretrained towers (recipe, 1200 steps)": event_statistics(generated(str(towers), records))}
     for checkpoint in sorted(run_dir.glob("checkpoint-*")):
-        rows[f"+{int(checkpoint.name.split('-')[1])} steps"] = event_statistics(generated(str(checkpoint), records))
+        steps = steps_before + int(checkpoint.name.split('-')[1])
+        rows[f"+{steps} steps"] = event_statistics(generated(str(checkpoint), records))
     history = json.loads((run_dir / "history.json").read_text())
     summary = {"benchmark": "tower_budget", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                "test_clips": len(records), "video_loss_first_last_50": loss_means(history, "loss_video"),
