@@ -23,11 +23,12 @@ for the real held-out video (`score_next_to_real`), at the models' own guidance 
 guidance (w_a = 1), each with every variant's per-clip lead over "none" of the same seeds.
 
 Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... and skipped
-when re-run; a run scored before a measurement was added to this benchmark gets only that measurement. Each finished run's result is also written to benchmarks/results/ablation-runs/ (committed: a few KB per
-run) with a fingerprint of the pretrained towers it started from, so that on another machine or in a later session
-whose recipe reproduces the towers bit for bit, those runs are reused rather than trained again (runs from other
-towers never are). A run that is exactly the recipe's own bridge stage (DCA, the recipe's seed and settings) uses
-RECIPE/runs/bridges. With no finished recipe in RECIPE it first runs the recipe's stages up to the pretrained towers.
+when re-run; a run scored before a measurement was added to this benchmark gets only that measurement. Each finished
+run's result is also written to benchmarks/results/ablation-runs/ (committed: a few KB per run) with a fingerprint of
+the pretrained towers it started from, so that on another machine or in a later session whose recipe reproduces the
+towers bit for bit, those runs are reused rather than trained again (runs from other towers never are). A run that is
+exactly the recipe's own bridge stage (DCA, the recipe's seed and settings) uses RECIPE/runs/bridges. With no
+finished recipe in RECIPE it first runs the recipe's stages up to the pretrained towers.
 """
 
 from __future__ import annotations
@@ -458,7 +459,8 @@ def main() -> None:
         for variant, row in table.items():
             names = protocol.score_names()
             if all(name in row for name in names):
-                cells = "".join(f"{statistic}={row[n]['mean']:.3f} ± {row[n]['std']:.3f}  " for n, statistic in names.items())
+                cells = "".join(f"{statistic}={row[n]['mean']:.3f} ± {row[n]['std']:.3f}  "
+                                for n, statistic in names.items())
                 lead = row.get(f"lead over {BASELINE}", {}).get(protocol.label)
                 if lead:
                     cells += (f"lead over {BASELINE}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} "
