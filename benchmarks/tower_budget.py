@@ -51,9 +51,9 @@ def main() -> None:
     base, steps_before, rows_before = towers, 0, {}
     if args.after:  # the previous run's last checkpoint, and its rows as scored then
         previous_results = RESULTS / f"tower_budget-{args.after}.json"
-        previous = json.loads(previous_results.read_text()) if previous_results.is_file() else None
-        if previous is None:
+        if not previous_results.is_file():
             raise SystemExit(f"--after {args.after}: {previous_results} is missing; run that setting first")
+        previous = json.loads(previous_results.read_text())
         steps_before = max(int(label[1:].split()[0]) for label in previous["rows"] if label.startswith("+"))
         base = checkpoint_folder(recipe / "runs" / f"towers-more-{args.after}", steps_before)
         if not base.is_dir():
