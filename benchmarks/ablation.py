@@ -16,6 +16,9 @@ sync (the world's event-level score and AV-Align) and text faithfulness (colour,
         # the paper's bridge settings at a 150-step budget (nothing learns)
     python benchmarks/ablation.py --seeds 3 --bridge-steps 1200 --bridge-batch 16 --results-name ablation-long
         # the recipe's own bridge budget (about 40 min per run here, two at a time)
+    python benchmarks/ablation.py --workers 2 --variants none,dca --seeds 1 --results-name ablation-towers-5x \
+            --towers outputs/demo/runs/towers-more-2400steps-batch16-lr0.001+2400steps-batch16-lr0.001/checkpoint-002400
+        # the table's settings from towers trained five times the recipe's budget (benchmarks/tower_budget.py)
 
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
 Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio generated
@@ -107,9 +110,10 @@ def variant_settings(base: recipe.RecipeSettings, variant: str, seed: int) -> re
                    captions="shared" if variant == SHARED else "hvgc")
 
 
-def run_name(variant: str, seed: int, settings: recipe.RecipeSettings) -> str:
-    """ablation-STEPS-lrLR-TIMESTEPS[-te][-tbSLOPE][-blocksIJ]/VARIANT-seedS: the folder names every bridge-stage
-    setting the ablation varies, so runs with other settings are never reused for each other."""
+def run_name(variant: str, seed: int, settings: recipe.RecipeSettings, towers_tag: str = "") -> str:
+    """ablation-STEPS-lrLR-TIMESTEPS[-te][-tbSLOPE][-batchB][-blocksIJ][TOWERS_TAG]/VARIANT-seedS: the folder names
+    every bridge-stage setting the ablation varies, and other towers than the recipe's (`towers_tag`), so runs with
+    other settings are never reused for each other."""
     tag = f"ablation-{settings.bridge_steps}-lr{settings.bridge_lr:g}-{settings.bridge_timesteps}"
     if settings.bridge.get("time_encoding"):
         tag += "-te"
@@ -119,6 +123,7 @@ def run_name(variant: str, seed: int, settings: recipe.RecipeSettings) -> str:
         tag += f"-batch{settings.bridge_batch_size}"
     if list(settings.bridge["video_blocks"]) != list(recipe.DEMO_BRIDGE.video_blocks):
         tag += "-blocks" + "".join(str(i) for i in settings.bridge["video_blocks"])
+    tag += towers_tag
     return f"{tag}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
 
 
@@ -135,6 +140,12 @@ def towers_fingerprint(towers: Path) -> str:
                 digest.update(f"{tower}.{part_name}.{key}".encode())
                 digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def towers_tag_for(fingerprint: str, recipe_towers: bool) -> str:
+    """"" for the recipe's own towers, else "-towers" + the first 8 hex digits of their fingerprint: runs from other
+    towers (--towers) get folders and a latent cache of their own."""
+    return "" if recipe_towers else f"-towers{fingerprint[:8]}"
 
 
 def committed_result(path: Path, fingerprint: str) -> dict | None:
@@ -173,9 +184,9 @@ def missing_measurements(result: dict, run_settings: recipe.RecipeSettings) -> l
 
 
 def stored_result(out: Path, settings: recipe.RecipeSettings, variant: str, seed: int, *, fingerprint: str,
-                  commit_to: Path | None) -> dict | None:
+                  commit_to: Path | None, towers_tag: str = "") -> dict | None:
     """A run's result as far as it was scored: from RECIPE/runs, else committed from towers with this fingerprint."""
-    name = run_name(variant, seed, settings)
+    name = run_name(variant, seed, settings, towers_tag)
     scores_path = out / "runs" / name / "scores.json"
     if scores_path.is_file():
         return json.loads(scores_path.read_text())
@@ -183,19 +194,23 @@ def stored_result(out: Path, settings: recipe.RecipeSettings, variant: str, seed
 
 
 def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeSettings, variant: str, seed: int,
-                test_records: list[dict], *, fingerprint: str, commit_to: Path | None) -> dict:
+                test_records: list[dict], *, fingerprint: str, commit_to: Path | None, towers_tag: str = "") -> dict:
     """Train, score and measure one run, or reuse its result (`stored_result`), measuring only what it lacks
-    (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to` (None: only RECIPE)."""
-    name = run_name(variant, seed, settings)
+    (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to` (None: only RECIPE). A non-empty
+    `towers_tag` marks towers other than the recipe's (`towers_tag_for`): the run then never stands for the recipe's
+    own bridge stage, and its latents are cached apart from the recipe's."""
+    name = run_name(variant, seed, settings, towers_tag)
     scores_path = out / "runs" / name / "scores.json"
     committed_path = None if commit_to is None else commit_to / f"{name}.json"
     run_settings = variant_settings(settings, variant, seed)
-    training_name = recipe_run_name(out, run_settings) or name
+    training_name = (None if towers_tag else recipe_run_name(out, run_settings)) or name
+    cache = out / "cache" / f"bridges{towers_tag}"
     checkpoint = checkpoint_folder(out / "runs" / training_name, run_settings.bridge_steps)
-    result = stored_result(out, settings, variant, seed, fingerprint=fingerprint, commit_to=commit_to)
+    result = stored_result(out, settings, variant, seed, fingerprint=fingerprint, commit_to=commit_to,
+                           towers_tag=towers_tag)
     if result is None:
         started = time.perf_counter()
-        checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=training_name)
+        checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=training_name, cache=cache)
         trained_s = time.perf_counter() - started
         started = time.perf_counter()
         per_clip = score_model(BridgeDiTPipeline.from_pretrained(checkpoint), test_records,
@@ -215,7 +230,7 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
         for score, statistic in protocol.score_names().items():
             result["scores"][score] = result[protocol.result_key][REAL_DIRECTION][statistic]
     if "cross_modal_gain" in missing:  # runs scored before the gain was measured get it now
-        result["cross_modal_gain"] = cross_modal_gain_on_cache(checkpoint, dataset, out / "cache" / "bridges",
+        result["cross_modal_gain"] = cross_modal_gain_on_cache(checkpoint, dataset, cache,
                                                                captions=run_settings.captions)
         for stream in ("audio", "video"):
             result["scores"][f"{stream}_gain_pct"] = 100 * result["cross_modal_gain"][stream]["mean_relative_gain"]
@@ -350,10 +365,10 @@ def plot(table: dict, references: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def reference_scores(out: Path, dataset: Path, towers: Path, test_records: list[dict]) -> dict[str, dict]:
-    """The held-out clips, the same through the codecs, and the recipe's own DCA model (its longer bridge budget);
-    kept in RECIPE/runs/references.json (delete it to score them again)."""
-    path = out / "runs" / "references.json"
+def reference_scores(out: Path, dataset: Path, towers: Path, test_records: list[dict], towers_tag: str = "") -> dict[str, dict]:
+    """The held-out clips, the same through the towers' codecs, and the recipe's own DCA model (its longer bridge
+    budget); kept in RECIPE/runs/references[TOWERS_TAG].json (delete it to score them again)."""
+    path = out / "runs" / f"references{towers_tag}.json"
     if path.is_file():
         return json.loads(path.read_text())
     references = {name: summarize_scores(scores)
@@ -385,6 +400,9 @@ def main() -> None:
                         help="batch size of the bridge stage")
     parser.add_argument("--bridge-blocks", help="comma-separated tower blocks that get a bridge (video and audio alike; "
                         "the recipe's: 1,3)")
+    parser.add_argument("--towers", help="start every run from these pretrained towers (a model folder, e.g. a "
+                        "checkpoint of benchmarks/tower_budget.py) instead of the recipe's stage 4; their runs are "
+                        "kept apart, under folder names that carry the towers' fingerprint")
     parser.add_argument("--results-name", default="ablation",
                         help="write benchmarks/results/NAME.json and NAME.png")
     parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
@@ -402,7 +420,12 @@ def main() -> None:
     if args.scale > 1:
         settings = recipe.smaller(settings, args.scale)
     dataset = recipe.make_world(out, settings)
-    towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
+    if args.towers:
+        towers = Path(args.towers)
+        if not (towers / "model_index.json").is_file():
+            raise SystemExit(f"--towers {towers}: not a model folder (no model_index.json)")
+    else:
+        towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
     settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale), bridge_lr=args.bridge_lr,
                        bridge_batch_size=args.bridge_batch,
                        bridge={**settings.bridge, "time_encoding": args.time_encoding, "time_bias": args.time_bias}, bridge_timesteps=args.timesteps)
@@ -412,16 +435,18 @@ def main() -> None:
     test_records = load_manifest(dataset, split="test")
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     started = time.perf_counter()
-    references = reference_scores(out, dataset, towers, test_records)
     fingerprint = towers_fingerprint(towers)
+    towers_tag = towers_tag_for(fingerprint, recipe_towers=not args.towers)
+    references = reference_scores(out, dataset, towers, test_records, towers_tag)
     commit_to = COMMITTED_RUNS if args.scale == 1 else None  # quick looks are never committed
     runs = [(variant, seed) for seed in range(args.seeds) for variant in variants]
     if args.only is not None:  # a worker of --workers: train and score its share, then leave the table to the parent
         for variant, seed in parse_runs(args.only):
             run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
-                        commit_to=commit_to)
+                        commit_to=commit_to, towers_tag=towers_tag)
         return
-    stored = {run: stored_result(out, settings, *run, fingerprint=fingerprint, commit_to=commit_to) for run in runs}
+    stored = {run: stored_result(out, settings, *run, fingerprint=fingerprint, commit_to=commit_to, towers_tag=towers_tag)
+              for run in runs}
     if args.gather_only:  # tabulate what is trained and scored, measure nothing
         pending = [run for run in runs if stored[run] is None]
         results = [stored[run] for run in runs if stored[run] is not None]
@@ -434,7 +459,7 @@ def main() -> None:
         if args.workers > 1 and len(pending) > 1:
             run_workers(pending, args.workers)
         results = [run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
-                               commit_to=commit_to)
+                               commit_to=commit_to, towers_tag=towers_tag)
                    for variant, seed in runs]
         unmeasured = {}
     table = aggregate(results)
@@ -442,7 +467,7 @@ def main() -> None:
     summary = {
         "benchmark": "ablation", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
-        "recipe": settings.to_dict(), "towers_fingerprint": fingerprint, "test_clips": len(test_records),
+        "recipe": settings.to_dict(), "towers": towers.as_posix(), "towers_fingerprint": fingerprint, "test_clips": len(test_records),
         "seeds": args.seeds,
         "seconds_this_run": time.perf_counter() - started, "variants": table,
         "not_yet_run": [f"{variant} seed {seed}" for variant, seed in pending] if args.gather_only else [],

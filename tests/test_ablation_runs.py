@@ -243,6 +243,44 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
     assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0))
 
 
+def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, monkeypatch):
+    """--towers: a run from other towers than the recipe's never stands for the recipe's own bridge stage (the same
+    settings otherwise), and has its own run folder and latent cache."""
+    ablation = load_ablation()
+    settings = RecipeSettings()  # the recipe's batch: DCA seed 0 is exactly its bridge stage
+    (tmp_path / "recipe.json").write_text(json.dumps(settings.to_dict()))
+    trained, gains = [], []
+
+    def train_bridges(out, dataset, towers, run_settings, name, cache):
+        trained.append((towers.name, name, cache))
+        return tmp_path / "runs" / name / "checkpoint"
+
+    def cross_modal_gain_on_cache(checkpoint, dataset, cache, *, captions):
+        gains.append(cache)
+        return {stream: {"mean_relative_gain": 0.01} for stream in ("audio", "video")}
+
+    monkeypatch.setattr(ablation.recipe, "train_bridges", train_bridges)
+    monkeypatch.setattr(ablation, "cross_modal_gain_on_cache", cross_modal_gain_on_cache)
+    monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
+    monkeypatch.setattr(ablation, "score_model", lambda pipe, records, **kwargs: [dict.fromkeys(ablation.SCORES, 0.5)])
+    monkeypatch.setattr(ablation, "score_next_to_real", lambda *args, **kwargs: {
+        ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}})
+
+    tag = ablation.towers_tag_for("abcdef12" + "0" * 56, recipe_towers=False)
+    assert tag == "-towersabcdef12" and ablation.towers_tag_for("f" * 64, recipe_towers=True) == ""
+    for towers, towers_tag in (("towers", ""), ("more", tag)):
+        ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / towers, settings, "dca", 0, [],
+                             fingerprint="f" * 64, commit_to=None, towers_tag=towers_tag)
+    name = ablation.run_name("dca", 0, settings, tag)
+    assert name == ablation.run_name("dca", 0, settings).replace("/", f"{tag}/", 1)
+    assert trained == [("towers", "bridges", tmp_path / "cache" / "bridges"),
+                       ("more", name, tmp_path / "cache" / f"bridges{tag}")]
+    assert gains == [tmp_path / "cache" / "bridges", tmp_path / "cache" / f"bridges{tag}"]
+    assert ablation.stored_result(tmp_path, settings, "dca", 0, fingerprint="f" * 64, commit_to=None,
+                                  towers_tag=tag)["variant"] == "dca"
+    assert (tmp_path / "runs" / name / "scores.json").is_file()
+
+
 def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
     ablation = load_ablation()
     runs = [("none", 0), ("dca (shared caption)", 2), ("full_attention", 1)]

@@ -200,10 +200,12 @@ def pretrain_towers(out: Path, dataset: Path, settings: RecipeSettings) -> Path:
     return run_training(config, out / "runs" / "towers")
 
 
-def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettings, name: str = "bridges") -> Path:
-    """Stage 5: bridges + the last block of each tower, from the pretrained towers."""
+def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettings, name: str = "bridges",
+                  cache: Path | None = None) -> Path:
+    """Stage 5: bridges + the last block of each tower, from the pretrained towers. `cache`: the latent cache
+    (default OUT/cache/bridges; a cache belongs to one towers folder)."""
     config = training_config(
-        base=towers, dataset=dataset, cache=out / "cache" / "bridges", run_dir=out / "runs" / name,
+        base=towers, dataset=dataset, cache=cache or out / "cache" / "bridges", run_dir=out / "runs" / name,
         steps=settings.bridge_steps, lr=settings.bridge_lr, batch_size=settings.bridge_batch_size, seed=settings.seed,
         bridge=settings.bridge,
         trainable={"policy": "bridges+last_blocks", "video_last_blocks": 1, "audio_last_blocks": 1},
