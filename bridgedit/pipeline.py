@@ -315,8 +315,8 @@ class BridgeDiTPipeline:
         that video; `given_audio_latents` (Oobleck latents) generates video for that audio: the given stream is
         held clean (noise level 0) at every step and returned as given (`diffusion.hold_fixed`). Initial noise
         is drawn for both streams as in joint generation, so a seed gives the generated stream the same
-        starting noise either way. Only meaningful for bridges trained with each stream's noise level drawn on
-        its own (`timesteps: independent`).
+        starting noise either way. The given stream's guidance scale has no effect. Only meaningful for bridges
+        trained with each stream's noise level drawn on its own (`timesteps: independent`).
         """
         video_prompts, audio_prompts = self._resolve_prompts(video_prompt, audio_prompt, prompt)
         clip = ClipSpec(height=height, width=width, num_frames=num_frames, fps=fps,
@@ -349,8 +349,11 @@ class BridgeDiTPipeline:
                                                 check_length=False)
             x_audio = given_audio.clone()  # the held stream's sampler state: never shown to the network
 
+        # a given stream's own prediction is discarded, so its scale changes nothing: at a scale of 1 for the
+        # generated stream, each step is then the conditional pass alone
         guided = GuidedDenoiser(self.model, states.video, states.audio, states.null_video, states.null_audio,
-                                video_scale=video_guidance, audio_scale=audio_guidance)
+                                video_scale=1.0 if given_video is not None else video_guidance,
+                                audio_scale=1.0 if given_audio is not None else audio_guidance)
         dtype = self.dtype
 
         def denoise(xv, xa, tv, ta):

@@ -112,6 +112,43 @@ def test_one_stream_generated_next_to_a_given_clean_one(given):
     second = bridged(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(5), **other, **kwargs)
     assert not torch.allclose(getattr(first, generated), getattr(second, generated))  # the bridges read it
 
+@pytest.mark.parametrize("given", ["video", "audio"])
+def test_a_given_streams_guidance_scale_is_skipped(given, monkeypatch):
+    """Next to a given stream, the generated stream's guidance alone decides whether a step needs the unconditional
+    half: at 1, one conditional pass per step, and the sample differs from the batched (null; conditional) one that
+    the given stream's scale used to force only by rounding."""
+    import bridgedit.pipeline as pipeline_module
+
+    kwargs = dict(**SIZE, num_inference_steps=3, output_type="latent", **TEXT)
+    bridged = BridgeDiTPipeline.from_pipes(*_pipes(), TINY_BRIDGE)
+    open_gates(bridged.model)
+    clean_video, clean_audio = _noise(audio_frames=bridged(VIDEO_PROMPT, AUDIO_PROMPT, **kwargs).audio.shape[-1])
+    generated = "audio" if given == "video" else "video"
+    call = {f"given_{given}_latents": clean_video if given == "video" else clean_audio,
+            f"{given}_guidance": 6.0, f"{generated}_guidance": 1.0, **kwargs}
+    batches = []
+    forward = bridged.model.forward
+
+    def spy(x_video, *args, **kw):
+        batches.append(x_video.shape[0])
+        return forward(x_video, *args, **kw)
+
+    bridged.model.forward = spy
+    alone = bridged(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(5), **call)
+    assert batches == [1, 1, 1]
+
+    denoiser = pipeline_module.GuidedDenoiser
+
+    def given_scale_kept(*args, video_scale, audio_scale):  # the given stream's scale passed on as asked
+        return denoiser(*args, video_scale=call["video_guidance"], audio_scale=call["audio_guidance"])
+
+    monkeypatch.setattr(pipeline_module, "GuidedDenoiser", given_scale_kept)
+    batches.clear()
+    batched = bridged(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(5), **call)
+    assert batches == [2, 2, 2]
+    assert torch.allclose(getattr(alone, generated), getattr(batched, generated), atol=1e-5)
+
+
 def test_text_encoders_are_offloaded_after_encoding():
     pipe = BridgeDiTPipeline.from_pipes(*_pipes())
     moves = []
