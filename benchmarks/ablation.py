@@ -4,7 +4,9 @@ disentangled vs shared captions (Table 3).
 From the same pretrained towers (the demo recipe's stage 4), train bridges of every fusion kind with the same
 budget (the recipe's bridge stage: bridges + the last block of each tower) for several seeds, plus DCA trained
 and prompted with the shared caption instead of T_V / T_A; generate from the held-out clips' captions and score
-sync (the world's event-level score and AV-Align) and text faithfulness (colour, shape, material).
+sync (the world's event-level score and AV-Align) and text faithfulness (colour, shape, material). The event-level
+sync is also set against its chance level (each clip's frames against every other clip's audio) and compared with
+"none"'s of the same seed clip by clip.
 
     python benchmarks/ablation.py --workers 2 [--recipe outputs/demo]
         # the main table: 7 variants x 3 seeds, 1,200 bridge steps at batch 8 each, the recipe's bridge settings;
@@ -69,29 +71,38 @@ GAINS = ("audio_gain_pct", "video_gain_pct")
 #: above its chance level. The reverse direction (video for the real audio) is left to benchmarks/next_to_real.py:
 #: in this world the picture never depends on the sound, and the cross-modal video gain already measures it.
 REAL_DIRECTION = "audio for the real video"
+#: both streams generated from a held-out clip's captions, the samples SCORES are measured on
+JOINT_DIRECTION = "both streams generated"
 
 
-class RealProtocol(NamedTuple):
-    """One way of generating audio for the real held-out video."""
+class SyncProtocol(NamedTuple):
+    """One way of generating for the held-out clips whose event-level sync is scored next to its chance level (each
+    clip's frames against every other clip's audio; `event_statistics`) and compared with BASELINE's clip by clip."""
     label: str  # its name in the table's leads over BASELINE
-    result_key: str  # where a run's result keeps its `score_next_to_real` output
+    result_key: str  # where a run's result keeps {direction: its event statistics}
     score_prefix: str  # its statistics among the run's scores: PREFIX_sync and PREFIX_sync_above_chance
+    direction: str  # JOINT_DIRECTION (`score_model`) or REAL_DIRECTION (`score_next_to_real`)
     overrides: dict  # generation settings that differ from the model's own (`generate_for`)
 
     def score_names(self) -> dict[str, str]:
-        """score name -> the `score_next_to_real` statistic it holds"""
+        """score name -> the `event_statistics` statistic it holds"""
         return {f"{self.score_prefix}_sync": "sync", f"{self.score_prefix}_sync_above_chance": "sync_above_chance"}
+
+
+#: both streams generated, at the models' own settings (every run)
+JOINT_PROTOCOL = SyncProtocol(JOINT_DIRECTION, "both_generated", "both_generated", JOINT_DIRECTION, {})
 
 
 #: at the models' own guidance (the paper's w_v = 6, w_a = 7), and without audio guidance (w_a = 1): at w_a = 7 these
 #: small towers' audio comes in bursts, 5-6 onsets per clip where the world makes 1.6, which caps every sync score
 #: (docs/synthetic.md, "What the samples look like")
 REAL_PROTOCOLS = (
-    RealProtocol(REAL_DIRECTION, "next_to_real", "audio_for_real_video", {}),
-    RealProtocol(f"{REAL_DIRECTION}, w_a = 1", "next_to_real_unguided", "audio_for_real_video_unguided",
-                 {"audio_guidance": 1.0}),
+    SyncProtocol(REAL_DIRECTION, "next_to_real", "audio_for_real_video", REAL_DIRECTION, {}),
+    SyncProtocol(f"{REAL_DIRECTION}, w_a = 1", "next_to_real_unguided", "audio_for_real_video_unguided",
+                 REAL_DIRECTION, {"audio_guidance": 1.0}),
 )
-#: the variant every other one's next-to-real sync is compared with, clip by clip
+PROTOCOLS = (JOINT_PROTOCOL, *REAL_PROTOCOLS)
+#: the variant every other one's sync is compared with, clip by clip, in each protocol
 BASELINE = "none"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
@@ -175,9 +186,10 @@ def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | Non
 
 def missing_measurements(result: dict, run_settings: recipe.RecipeSettings) -> list[str]:
     """What a finished run's result still lacks, by result key: measurements added to the benchmark after it was
-    scored (the cross-modal gain; the next-to-real protocols, for runs trained with independent noise levels, the only
-    ones for which a clean stream next to a noisy one is in distribution)."""
-    wanted = ["cross_modal_gain"]
+    scored (the cross-modal gain; the joint samples' sync next to its chance level; the next-to-real protocols, for
+    runs trained with independent noise levels, the only ones for which a clean stream next to a noisy one is in
+    distribution)."""
+    wanted = ["cross_modal_gain", JOINT_PROTOCOL.result_key]
     if run_settings.bridge_timesteps == "independent":
         wanted += [protocol.result_key for protocol in REAL_PROTOCOLS]
     return [key for key in wanted if key not in result]
@@ -213,22 +225,27 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
         checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=training_name, cache=cache)
         trained_s = time.perf_counter() - started
         started = time.perf_counter()
-        per_clip = score_model(BridgeDiTPipeline.from_pretrained(checkpoint), test_records,
-                               captions=run_settings.captions, seed=HELD_OUT_SEED)
+        per_clip, statistics = score_model(BridgeDiTPipeline.from_pretrained(checkpoint), test_records,
+                                           captions=run_settings.captions, seed=HELD_OUT_SEED)
         result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
                   "scores": summarize_scores(per_clip), "per_clip": per_clip,
+                  JOINT_PROTOCOL.result_key: {JOINT_DIRECTION: statistics},
                   "score_seconds": time.perf_counter() - started}
+        record_scores(result, JOINT_PROTOCOL)
     missing = missing_measurements(result, run_settings)
-    protocols = [protocol for protocol in REAL_PROTOCOLS if protocol.result_key in missing]
+    protocols = [protocol for protocol in PROTOCOLS if protocol.result_key in missing]
     pipe = BridgeDiTPipeline.from_pretrained(checkpoint) if protocols else None
     for protocol in protocols:
         started = time.perf_counter()
-        result[protocol.result_key] = score_next_to_real(pipe, dataset, test_records, captions=run_settings.captions,
-                                                         seed=HELD_OUT_SEED, directions=(REAL_DIRECTION,),
-                                                         **protocol.overrides)
+        if protocol is JOINT_PROTOCOL:  # scored before its chance level was measured: the same samples again
+            _, statistics = score_model(pipe, test_records, captions=run_settings.captions, seed=HELD_OUT_SEED)
+            result[protocol.result_key] = {JOINT_DIRECTION: statistics}
+        else:
+            result[protocol.result_key] = score_next_to_real(pipe, dataset, test_records, captions=run_settings.captions,
+                                                             seed=HELD_OUT_SEED, directions=(REAL_DIRECTION,),
+                                                             **protocol.overrides)
         result[f"{protocol.result_key}_seconds"] = time.perf_counter() - started
-        for score, statistic in protocol.score_names().items():
-            result["scores"][score] = result[protocol.result_key][REAL_DIRECTION][statistic]
+        record_scores(result, protocol)
     if "cross_modal_gain" in missing:  # runs scored before the gain was measured get it now
         result["cross_modal_gain"] = cross_modal_gain_on_cache(checkpoint, dataset, cache,
                                                                captions=run_settings.captions)
@@ -243,6 +260,12 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
         committed_path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(committed_path, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def record_scores(result: dict, protocol: SyncProtocol) -> None:
+    """Copy a protocol's sync and sync above chance from its statistics into the run's scores."""
+    for score, statistic in protocol.score_names().items():
+        result["scores"][score] = result[protocol.result_key][protocol.direction][statistic]
 
 
 def format_runs(runs: list[tuple[str, int]]) -> str:
@@ -294,28 +317,27 @@ def settings_steps(out: Path) -> int:
 
 
 def aggregate(results: list[dict]) -> dict:
-    """Per variant: mean, std and per-seed values of every score its runs have (SCORES, GAINS, and each next-to-real
-    protocol's where every run has them), and, per next-to-real protocol, the paired lead over BASELINE's runs of the
-    same seeds."""
+    """Per variant: mean, std and per-seed values of every score its runs have (SCORES, GAINS, and each sync protocol's
+    where every run has them), and, per sync protocol, the paired lead over BASELINE's runs of the same seeds."""
     table = {}
     by_variant = {variant: sorted((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
                   for variant in VARIANTS}
     for variant, runs in by_variant.items():
         if not runs:
             continue
-        real_scores = tuple(name for protocol in REAL_PROTOCOLS for name in protocol.score_names())
-        names = SCORES + GAINS + tuple(n for n in real_scores if all(n in r["scores"] for r in runs))
+        protocol_scores = tuple(name for protocol in PROTOCOLS for name in protocol.score_names())
+        names = SCORES + GAINS + tuple(n for n in protocol_scores if all(n in r["scores"] for r in runs))
         table[variant] = {"seeds": [r["seed"] for r in runs], **{
             name: {"mean": float(np.mean([r["scores"][name] for r in runs])),
                    "std": float(np.std([r["scores"][name] for r in runs])),
                    "per_seed": [r["scores"][name] for r in runs]} for name in names}}
         baseline = {r["seed"]: r for r in by_variant[BASELINE]}
         leads = {}
-        for protocol in REAL_PROTOCOLS:
+        for protocol in PROTOCOLS:
             key = protocol.result_key
             if variant != BASELINE and all(key in r and key in baseline.get(r["seed"], {}) for r in runs):
                 leads[protocol.label] = paired_lead(  # run of seed k against the baseline's run of seed k
-                    [r[key] for r in runs], [baseline[r["seed"]][key] for r in runs], REAL_DIRECTION)
+                    [r[key] for r in runs], [baseline[r["seed"]][key] for r in runs], protocol.direction)
         if leads:
             table[variant][f"lead over {BASELINE}"] = leads
     return table
@@ -328,9 +350,11 @@ def plot(table: dict, references: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     variants = list(table)
-    panels = [(("sync", "av_align"), "synchrony, both streams generated"),
+    above_chance = tuple(JOINT_PROTOCOL.score_names())[1]
+    joint = ("sync", "av_align") + ((above_chance,) if all(above_chance in table[v] for v in variants) else ())
+    panels = [(joint, "synchrony, both streams generated"),
               (("colour", "shape", "material"), "text faithfulness (accuracy)")]
-    legend = {}  # score name -> its label in the plot
+    legend = {above_chance: "sync above chance"}  # score name -> its label in the plot
     for protocol in REAL_PROTOCOLS:
         names = tuple(protocol.score_names())
         if all(names[0] in table[v] for v in variants):
@@ -481,7 +505,7 @@ def main() -> None:
         print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in SCORES + GAINS))
     for name, row in references.items():
         print(f"{'(' + name + ')':<22}" + "".join(f"{row[n]:>11.3f}        " for n in SCORES))
-    for protocol in REAL_PROTOCOLS:  # audio generated for the real video, where scored
+    for protocol in PROTOCOLS:  # sync next to its chance level and the lead over BASELINE, where scored
         for variant, row in table.items():
             names = protocol.score_names()
             if all(name in row for name in names):

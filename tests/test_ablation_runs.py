@@ -156,29 +156,31 @@ def test_next_to_real_pairs_runs_clip_by_clip_against_the_baseline():
 
 
 def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
-    """The ablation's next-to-real columns, for each protocol (guidance) scored: mean and std over seeds, and the lead
-    over "none" computed from the runs of equal seeds, whatever order the runs come in."""
+    """The ablation's sync columns, for each protocol scored (both streams generated; audio for the real video at
+    either guidance): mean and std over seeds, and the lead over "none" computed from the runs of equal seeds,
+    whatever order the runs come in."""
     from bridgedit.synthetic.scoring import paired_lead
 
     ablation = load_ablation()
     direction = ablation.REAL_DIRECTION
     guided, unguided = ablation.REAL_PROTOCOLS
+    joint = ablation.JOINT_PROTOCOL
 
-    def statistics(sync):
+    def statistics(sync, direction=direction):
         return {direction: {"sync_per_clip": sync, "sync_chance_per_clip": [0.1] * len(sync),
                             "sync": float(np.mean(sync)), "sync_above_chance": float(np.mean(sync)) - 0.1}}
 
-    def run(variant, seed, sync, unguided_sync):
+    def run(variant, seed, sync, unguided_sync, joint_sync=(0.3, 0.3, 0.3)):
         result = {"variant": variant, "seed": seed, "scores": {name: 0.0 for name in ablation.SCORES + ablation.GAINS},
-                  guided.result_key: statistics(sync), unguided.result_key: statistics(unguided_sync)}
-        for protocol in (guided, unguided):
-            result["scores"].update({name: result[protocol.result_key][direction][statistic]
-                                     for name, statistic in protocol.score_names().items()})
+                  guided.result_key: statistics(sync), unguided.result_key: statistics(unguided_sync),
+                  joint.result_key: statistics(list(joint_sync), ablation.JOINT_DIRECTION)}
+        for protocol in (joint, guided, unguided):
+            ablation.record_scores(result, protocol)
         return result
 
     none = [run("none", 0, [0.1, 0.2, 0.1], [0.1, 0.1, 0.1]), run("none", 1, [0.3, 0.3, 0.2], [0.2, 0.1, 0.2])]
-    dca = [run("dca", 1, [0.5, 0.6, 0.4], [0.7, 0.8, 0.6]),  # out of seed order
-           run("dca", 0, [0.2, 0.4, 0.3], [0.5, 0.5, 0.6])]
+    dca = [run("dca", 1, [0.5, 0.6, 0.4], [0.7, 0.8, 0.6], [0.2, 0.5, 0.3]),  # out of seed order
+           run("dca", 0, [0.2, 0.4, 0.3], [0.5, 0.5, 0.6], [0.3, 0.4, 0.4])]
     table = ablation.aggregate([dca[0], none[1], none[0], dca[1]])
 
     assert table["dca"]["seeds"] == [0, 1]
@@ -186,8 +188,10 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
     assert row["per_seed"] == pytest.approx([0.3, 0.5]) and row["mean"] == pytest.approx(0.4)
     assert row["std"] == pytest.approx(0.1)
     assert table["dca"]["audio_for_real_video_unguided_sync"]["per_seed"] == pytest.approx([16 / 30, 0.7])
+    assert table["dca"]["both_generated_sync_above_chance"]["per_seed"] == pytest.approx([11 / 30 - 0.1, 1 / 3 - 0.1])
     leads = table["dca"]["lead over none"]
-    assert set(leads) == {guided.label, unguided.label}
+    assert set(leads) == {joint.label, guided.label, unguided.label}
+    assert leads[joint.label]["mean"] == pytest.approx(np.mean([0.0, 0.1, 0.1, -0.1, 0.2, 0.0]))
     expected = paired_lead([dca[1][guided.result_key], dca[0][guided.result_key]],
                            [none[0][guided.result_key], none[1][guided.result_key]], direction)
     assert leads[guided.label] == expected
@@ -199,15 +203,16 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
     older["scores"] = {k: v for k, v in older["scores"].items() if k not in unguided.score_names()}
     partial = ablation.aggregate([older, dca[1], *none])["dca"]
     assert "audio_for_real_video_sync" in partial and "audio_for_real_video_unguided_sync" not in partial
-    assert set(partial["lead over none"]) == {guided.label}
+    assert set(partial["lead over none"]) == {joint.label, guided.label}
     plain = {k: v for k, v in dca[0].items() if k not in (guided.result_key, unguided.result_key)}
     plain["scores"] = {name: 0.0 for name in ablation.SCORES + ablation.GAINS}
     assert "audio_for_real_video_sync" not in ablation.aggregate([plain])["dca"]
 
 
 def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path, monkeypatch):
-    """Resuming the ablation measures what a finished run lacks: here the next-to-real score without audio guidance
-    (w_a = 1), and nothing is trained or scored again; the result is rewritten in RECIPE/runs and the committed copy."""
+    """Resuming the ablation measures what a finished run lacks: here the joint samples' sync next to its chance level
+    and the next-to-real score without audio guidance (w_a = 1); nothing is trained again and the scores it has are
+    kept; the result is rewritten in RECIPE/runs and the committed copy."""
     ablation = load_ablation()
     settings = RecipeSettings()
     name = ablation.run_name("dca", 0, settings)
@@ -215,19 +220,23 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
               "towers_fingerprint": "f" * 64}
     (tmp_path / "runs" / name).mkdir(parents=True)
     (tmp_path / "runs" / name / "scores.json").write_text(json.dumps(stored))
-    calls = []
+    calls, joint_calls = [], []
 
     def score_next_to_real(pipe, dataset, records, *, captions, seed, directions, **overrides):
         calls.append({"captions": captions, "seed": seed, "directions": directions, **overrides})
         return {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}}
 
+    def score_model(pipe, records, *, captions, seed, **overrides):  # the same samples as when it was scored
+        joint_calls.append({"captions": captions, "seed": seed, **overrides})
+        return [{"sync": 0.9}], {"sync": 0.3, "sync_above_chance": 0.05}
+
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished run was trained or scored again")
 
     monkeypatch.setattr(ablation, "score_next_to_real", score_next_to_real)
+    monkeypatch.setattr(ablation, "score_model", score_model)
     monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
-    for function in ("score_model", "cross_modal_gain_on_cache"):
-        monkeypatch.setattr(ablation, function, must_not_run)
+    monkeypatch.setattr(ablation, "cross_modal_gain_on_cache", must_not_run)
     monkeypatch.setattr(ablation.recipe, "train_bridges", must_not_run)
 
     result = ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "dca", 0, [],
@@ -235,8 +244,11 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
 
     assert calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "directions": (ablation.REAL_DIRECTION,),
                       "audio_guidance": 1.0}]
+    assert joint_calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED}]  # the model's own settings
     assert result["scores"] == {"sync": 0.3, "audio_for_real_video_unguided_sync": 0.4,
-                                "audio_for_real_video_unguided_sync_above_chance": 0.2}
+                                "audio_for_real_video_unguided_sync_above_chance": 0.2,
+                                "both_generated_sync": 0.3, "both_generated_sync_above_chance": 0.05}
+    assert "per_clip" not in result  # the per-clip scores it has are never replaced
     assert result["next_to_real"] == {}  # the guided protocol's result is kept as it was
     for written in (tmp_path / "runs" / name / "scores.json", tmp_path / "committed" / f"{name}.json"):
         assert json.loads(written.read_text()) == result
@@ -262,7 +274,8 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
     monkeypatch.setattr(ablation.recipe, "train_bridges", train_bridges)
     monkeypatch.setattr(ablation, "cross_modal_gain_on_cache", cross_modal_gain_on_cache)
     monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
-    monkeypatch.setattr(ablation, "score_model", lambda pipe, records, **kwargs: [dict.fromkeys(ablation.SCORES, 0.5)])
+    monkeypatch.setattr(ablation, "score_model", lambda pipe, records, **kwargs: (
+        [dict.fromkeys(ablation.SCORES, 0.5)], {"sync": 0.5, "sync_above_chance": 0.1}))
     monkeypatch.setattr(ablation, "score_next_to_real", lambda *args, **kwargs: {
         ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}})
 
@@ -303,9 +316,10 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
     local.write_text(json.dumps({"scores": {}, "cross_modal_gain": {}, "next_to_real": {}}))
     stored = ablation.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=None)
     assert stored is not None
-    # scored before the unguided protocol existed: only that is missing (runs with coupled noise levels lack nothing)
+    # scored before the joint chance level and the unguided protocol existed: only those are missing (runs with
+    # coupled noise levels have no next-to-real protocols)
     run_settings = ablation.variant_settings(settings, "dca", 1)
-    assert ablation.missing_measurements(stored, run_settings) == ["next_to_real_unguided"]
-    assert ablation.missing_measurements(stored, replace(run_settings, bridge_timesteps="coupled")) == []
+    assert ablation.missing_measurements(stored, run_settings) == ["both_generated", "next_to_real_unguided"]
+    assert ablation.missing_measurements(stored, replace(run_settings, bridge_timesteps="coupled")) == ["both_generated"]
     assert ablation.missing_measurements({"scores": {}}, replace(run_settings, bridge_timesteps="coupled")) == [
-        "cross_modal_gain"]
+        "cross_modal_gain", "both_generated"]

@@ -153,9 +153,12 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     from bridgedit.synthetic.scoring import SCORES, score_model, score_references
 
     records = load_manifest(out / "dataset", split="test")
-    scores = score_model(pipe, records, num_inference_steps=2)
+    scores, statistics = score_model(pipe, records, num_inference_steps=2)
     assert len(scores) == len(records) and all(set(s) == set(SCORES) for s in scores)
     assert all(0.0 <= s[name] <= 1.0 for s in scores for name in SCORES)
+    # the same samples' sync, next to its chance level: the per-clip scores' sync, clip by clip
+    assert statistics["sync_per_clip"] == pytest.approx([s["sync"] for s in scores])
+    assert statistics["sync_above_chance"] == pytest.approx(statistics["sync"] - statistics["sync_chance"])
     references = score_references(pipe, out / "dataset", records)
     assert [len(v) for v in references.values()] == [len(records)] * 2
     assert all(clip[k] == 1.0 for clip in references["real"] for k in ("colour", "shape", "material"))

@@ -86,7 +86,7 @@ def event_statistics(clips: list[tuple[np.ndarray, np.ndarray, float, int]]) -> 
     """clips: (frames (F, H, W, 3), mono audio, fps, sample rate) -> mean detected events per clip in each stream, the
     sync score per clip and its mean, and that score's chance level two ways: each clip's frames scored against the
     next clip's audio, and against every other clip's audio (per clip: the mean over the other clips' audio; and the
-    mean of that)."""
+    mean of that), and the sync score minus that chance level ("sync_above_chance")."""
     video = [video_events(frames, fps) for frames, _, fps, _ in clips]
     audio = [audio_events(sound, rate) for _, sound, _, rate in clips]
     fps = [clip[2] for clip in clips]
@@ -99,7 +99,8 @@ def event_statistics(clips: list[tuple[np.ndarray, np.ndarray, float, int]]) -> 
             "sync": float(np.mean(per_clip)), "sync_per_clip": [float(x) for x in per_clip],
             "sync_with_another_clips_audio": float(np.mean([row[i % len(row)] for i, row in enumerate(others)]))
             if len(clips) > 1 else float("nan"),
-            "sync_chance": float(np.mean(chance_per_clip)), "sync_chance_per_clip": chance_per_clip}
+            "sync_chance": float(np.mean(chance_per_clip)), "sync_chance_per_clip": chance_per_clip,
+            "sync_above_chance": float(np.mean(per_clip) - np.mean(chance_per_clip))}
 
 
 @torch.no_grad()
@@ -123,9 +124,7 @@ def score_next_to_real(pipe, dataset, records: list[dict[str, Any]], *, seed: in
                 pairs.append((real_frames, audio.mean(axis=0), fps, rate))
             else:
                 pairs.append((frames, real_audio, fps, real_rate))
-        statistics = event_statistics(pairs)
-        statistics["sync_above_chance"] = statistics["sync"] - statistics["sync_chance"]
-        rows[direction] = statistics
+        rows[direction] = event_statistics(pairs)
     return rows
 
 
@@ -154,11 +153,14 @@ def paired_lead(runs: list[dict[str, Any]], baseline_runs: list[dict[str, Any]],
 
 
 def score_model(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16,
-                **call_kwargs) -> list[dict[str, float]]:
-    """Per clip: the scores of the sample generated from its captions (`generate_for`)."""
-    return [score_clip(frames, audio, fps, rate, record["scene"])
-            for record, frames, audio, fps, rate in generate_for(pipe, records, captions=captions, seed=seed,
-                                                                 batch_size=batch_size, **call_kwargs)]
+                **call_kwargs) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """The samples generated from the records' captions (`generate_for`): per clip, their scores (`score_clip`); and
+    their `event_statistics`, the event-level sync next to its chance level (each clip's frames against every other
+    clip's audio)."""
+    samples = list(generate_for(pipe, records, captions=captions, seed=seed, batch_size=batch_size, **call_kwargs))
+    per_clip = [score_clip(frames, audio, fps, rate, record["scene"]) for record, frames, audio, fps, rate in samples]
+    statistics = event_statistics([(frames, audio.mean(axis=0), fps, rate) for _, frames, audio, fps, rate in samples])
+    return per_clip, statistics
 
 
 @torch.no_grad()
