@@ -18,9 +18,9 @@ sync is also set against its chance level (each clip's frames against every othe
         # the paper's bridge settings at a 150-step budget (nothing learns)
     python benchmarks/ablation.py --seeds 3 --bridge-steps 1200 --bridge-batch 16 --results-name ablation-long
         # the recipe's own bridge budget (about 40 min per run here, two at a time)
-    python benchmarks/ablation.py --workers 2 --variants none,dca --seeds 1 --results-name ablation-towers-5x \
+    python benchmarks/ablation.py --workers 2 --variants none,dca --seeds 3 --results-name ablation-towers-5x \
             --towers outputs/demo/runs/towers-more-2400steps-batch16-lr0.001+2400steps-batch16-lr0.001/checkpoint-002400
-        # the table's settings from towers trained five times the recipe's budget (benchmarks/tower_budget.py)
+        # the table's settings, none and DCA, from towers trained five times the recipe's budget (benchmarks/tower_budget.py)
 
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
 Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio generated
