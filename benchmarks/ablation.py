@@ -399,8 +399,9 @@ def reference_scores(out: Path, dataset: Path, towers: Path, test_records: list[
                   for name, scores in score_references(BridgeDiTPipeline.from_pretrained(towers), dataset, test_records).items()}
     if (out / "model" / "model_index.json").is_file():
         demo = BridgeDiTPipeline.from_pretrained(out / "model")
-        references[f"demo model (dca, {settings_steps(out)} steps)"] = summarize_scores(
-            score_model(demo, test_records, seed=HELD_OUT_SEED))
+        per_clip, _ = score_model(demo, test_records, seed=HELD_OUT_SEED)
+        references[f"demo model (dca, {settings_steps(out)} steps)"] = summarize_scores(per_clip)
+    path.parent.mkdir(parents=True, exist_ok=True)  # with --towers the recipe may never have run a stage here
     write_text_atomic(path, json.dumps(references, indent=2))
     return references
 

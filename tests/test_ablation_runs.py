@@ -294,6 +294,27 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
     assert (tmp_path / "runs" / name / "scores.json").is_file()
 
 
+def test_reference_scores_summarise_the_demo_models_samples(tmp_path, monkeypatch):
+    """The references (real clips, the same through the codecs, the recipe's own model) are scored once per set of
+    towers and kept in RECIPE/runs/references[TOWERS_TAG].json."""
+    ablation = load_ablation()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model_index.json").write_text("{}")
+    (tmp_path / "recipe.json").write_text(json.dumps({"bridge_steps": 1200}))
+    clip = dict.fromkeys(ablation.SCORES, 1.0)
+    monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
+    monkeypatch.setattr(ablation, "score_references", lambda pipe, dataset, records: {"real": [clip], "codec": [clip]})
+    monkeypatch.setattr(ablation, "score_model", lambda pipe, records, **kwargs: (
+        [dict.fromkeys(ablation.SCORES, 0.5), dict.fromkeys(ablation.SCORES, 0.25)], {"sync": 0.375}))
+
+    references = ablation.reference_scores(tmp_path, tmp_path / "dataset", tmp_path / "towers", [], "-towersabcdef12")
+
+    assert references["demo model (dca, 1200 steps)"] == dict.fromkeys(ablation.SCORES, 0.375)
+    assert references["real"] == clip
+    stored = tmp_path / "runs" / "references-towersabcdef12.json"
+    assert json.loads(stored.read_text()) == references
+
+
 def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
     ablation = load_ablation()
     runs = [("none", 0), ("dca (shared caption)", 2), ("full_attention", 1)]
