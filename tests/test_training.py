@@ -19,7 +19,7 @@ from bridgedit.data.dataset import CachedClips
 from bridgedit.synthetic import make_dataset
 from bridgedit.training.config import TrainConfig
 from bridgedit.training.trainer import (
-    Trainer, batch_conditions, diffusion_loss, draw_caption_drops, rank_batches, sample_timesteps,
+    Trainer, batch_conditions, cpu_has_native_bf16, diffusion_loss, draw_caption_drops, rank_batches, sample_timesteps,
 )
 
 from test_generate_cli import _free_port
@@ -230,8 +230,8 @@ def test_table_5_config_file():
     assert config.train.mixed_precision == "bf16" and config.train.caption_dropout == {"video": 0.1, "audio": 0.1}
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not (torch.cuda.is_available() or cpu_has_native_bf16()),
+                    reason="needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16 or AMX)")
 def test_bf16_training_with_frozen_weights_in_bf16(data):
     from accelerate.state import AcceleratorState
 
@@ -240,13 +240,37 @@ def test_bf16_training_with_frozen_weights_in_bf16(data):
     config = replace(base, train=replace(base.train, mixed_precision="bf16", frozen_dtype="bfloat16", steps=4),
                      model=replace(base.model, trainable={"policy": "bridges+last_blocks"}))
     trainer = Trainer(config, progress=False)
+    assert trainer.accelerator.mixed_precision == "bf16"
     model = trainer.model
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
     assert any(p.dtype == torch.bfloat16 for p in model.parameters() if not p.requires_grad)
     assert model.video_tower.blocks[0].scale_shift_table.dtype == torch.float32  # diffusers keeps it in fp32
     assert model.video_tower.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    result = trainer.run()
+    try:
+        result = trainer.run()
+    finally:
+        AcceleratorState._reset_state()  # later tests in this process choose their own precision
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
     for name, param in model.named_parameters():
         assert (not torch.equal(before[name], param)) == param.requires_grad, name
+
+
+def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_float32(data, monkeypatch, caplog):
+    from accelerate.state import AcceleratorState
+
+    from bridgedit.training import trainer as trainer_module
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU bf16 is always used")
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    AcceleratorState._reset_state()
+    base = _config(data, "bf16-fallback")
+    config = replace(base, train=replace(base.train, mixed_precision="bf16", frozen_dtype="bfloat16", steps=1))
+    with caplog.at_level("WARNING"):
+        trainer = Trainer(config, progress=False)
+    precision = trainer.accelerator.mixed_precision
+    AcceleratorState._reset_state()  # later tests in this process choose their own precision
+    assert precision == "no"
+    assert "float32 instead of bf16: this CPU has no native bf16" in caplog.text
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())

@@ -94,12 +94,12 @@ class TrainSection:
     steps: int = 15_000  # Table 5
     batch_size: int = 1
     grad_accum: int = 1
-    mixed_precision: str = "bf16"  # Table 5; "no" on a CPU
+    mixed_precision: str = "bf16"  # Table 5; on a CPU bf16 only where it is native (else float32), never fp16
     gradient_checkpointing: bool = True
     seed: int = 0
     caption_dropout: dict[str, float] = field(default_factory=lambda: {"video": 0.1, "audio": 0.1})  # Table 5
     timesteps: dict[str, Any] = field(default_factory=lambda: {"distribution": "uniform", "coupling": "coupled"})
-    frozen_dtype: str = "float32"  # "bfloat16": frozen weights stored in bf16 (GPU, bf16 mixed precision only)
+    frozen_dtype: str = "float32"  # "bfloat16": frozen weights stored in bf16 (under bf16 mixed precision only)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:

@@ -36,6 +36,22 @@ logger = logging.getLogger(__name__)
 LATEST_NAME = "latest"
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX): bf16 autocast is then faster than float32
+    (benchmarks/bridge_step_cost.py); elsewhere bf16 is emulated and slower."""
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check() for check in checks if check is not None)
+
+
+def effective_precision(requested: str, use_cpu: bool) -> str:
+    """The mixed precision a run uses: the requested one on a GPU; on a CPU bf16 where it is native, else float32."""
+    if not use_cpu or requested == "no" or (requested == "bf16" and cpu_has_native_bf16()):
+        return requested
+    reason = "this CPU has no native bf16" if requested == "bf16" else "fp16 is a GPU precision"
+    logger.warning("training in float32 instead of %s: %s", requested, reason)
+    return "no"
+
+
 def checkpoint_folder(checkpoint_dir: str | Path, step: int) -> Path:
     """Where a run saves its checkpoint of `step`."""
     return Path(checkpoint_dir) / f"checkpoint-{step:06d}"
@@ -172,11 +188,9 @@ class Trainer:
         train = config.train
         use_cpu = not torch.cuda.is_available()
         self.accelerator = Accelerator(
-            mixed_precision="no" if use_cpu else train.mixed_precision, cpu=use_cpu,
+            mixed_precision=effective_precision(train.mixed_precision, use_cpu), cpu=use_cpu,
             log_with="tensorboard" if config.log.tensorboard else None, project_dir=config.checkpoint.dir,
         )
-        if use_cpu and train.mixed_precision != "no":
-            logger.warning("no GPU: training in float32 instead of %s", train.mixed_precision)
         self.progress = progress and self.accelerator.is_main_process
         self.device = self.accelerator.device
         self.pipe = build_pipeline(config)
@@ -196,7 +210,7 @@ class Trainer:
             if self.accelerator.mixed_precision == "bf16":
                 self.model.cast_frozen_parameters(torch.bfloat16)
             else:
-                logger.warning("train.frozen_dtype bfloat16 needs bf16 mixed precision on a GPU: kept in float32")
+                logger.warning("train.frozen_dtype bfloat16 needs bf16 mixed precision: kept in float32")
         if train.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         self.model.train()
