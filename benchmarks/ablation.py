@@ -58,7 +58,7 @@ from bridgedit.synthetic import recipe
 from bridgedit.synthetic.scoring import (HELD_OUT_SEED, SCORES, paired_lead, score_model, score_next_to_real,
                                         score_references, summarize_scores)
 from bridgedit.training.diagnostics import cross_modal_gain_on_cache
-from bridgedit.training.trainer import checkpoint_folder
+from bridgedit.training.trainer import checkpoint_folder, cpu_has_native_bf16
 
 RESULTS = Path(__file__).parent / "results"
 #: every finished run's result, committed (see the module docstring)
@@ -122,7 +122,7 @@ def variant_settings(base: recipe.RecipeSettings, variant: str, seed: int) -> re
 
 
 def run_name(variant: str, seed: int, settings: recipe.RecipeSettings, towers_tag: str = "") -> str:
-    """ablation-STEPS-lrLR-TIMESTEPS[-te][-tbSLOPE][-batchB][-blocksIJ][TOWERS_TAG]/VARIANT-seedS: the folder names
+    """ablation-STEPS-lrLR-TIMESTEPS[-te][-tbSLOPE][-batchB][-blocksIJ][-bf16][TOWERS_TAG]/VARIANT-seedS: the folder names
     every bridge-stage setting the ablation varies, and other towers than the recipe's (`towers_tag`), so runs with
     other settings are never reused for each other."""
     tag = f"ablation-{settings.bridge_steps}-lr{settings.bridge_lr:g}-{settings.bridge_timesteps}"
@@ -134,6 +134,8 @@ def run_name(variant: str, seed: int, settings: recipe.RecipeSettings, towers_ta
         tag += f"-batch{settings.bridge_batch_size}"
     if list(settings.bridge["video_blocks"]) != list(recipe.DEMO_BRIDGE.video_blocks):
         tag += "-blocks" + "".join(str(i) for i in settings.bridge["video_blocks"])
+    if settings.bridge_precision != recipe.RecipeSettings.bridge_precision:
+        tag += f"-{settings.bridge_precision}"
     tag += towers_tag
     return f"{tag}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
 
@@ -153,10 +155,21 @@ def towers_fingerprint(towers: Path) -> str:
     return digest.hexdigest()
 
 
-def towers_tag_for(fingerprint: str, recipe_towers: bool) -> str:
+def towers_tag_for(fingerprint: str, recipe_towers: bool, committed_folder: Path | None = None) -> str:
     """"" for the recipe's own towers, else "-towers" + the first 8 hex digits of their fingerprint: runs from other
-    towers (--towers) get folders and a latent cache of their own."""
-    return "" if recipe_towers else f"-towers{fingerprint[:8]}"
+    towers (--towers) get folders and a latent cache of their own. The recipe's towers are tagged too when
+    `committed_folder` (where the runs of these settings are committed, untagged) holds runs from other towers: a
+    recipe run on another machine does not make bit-identical towers, and its runs must not overwrite those."""
+    if recipe_towers and not committed_from_other_towers(committed_folder, fingerprint):
+        return ""
+    return f"-towers{fingerprint[:8]}"
+
+
+def committed_from_other_towers(folder: Path | None, fingerprint: str) -> bool:
+    """Whether any run result committed in `folder` was trained from towers with another fingerprint."""
+    if folder is None or not folder.is_dir():
+        return False
+    return any(json.loads(path.read_text()).get("towers_fingerprint") != fingerprint for path in folder.glob("*.json"))
 
 
 def committed_result(path: Path, fingerprint: str) -> dict | None:
@@ -423,6 +436,9 @@ def main() -> None:
                         help="bridge training: one noise level for both streams (t_V = 1000 t_A, the paper's) or one each")
     parser.add_argument("--bridge-batch", type=int, default=BRIDGE_BATCH,
                         help="batch size of the bridge stage")
+    parser.add_argument("--precision", choices=tuple(recipe.PRECISION_MODES), default=recipe.RecipeSettings.bridge_precision,
+                        help="bridge training in float32 (the table's) or under bf16 autocast (faster on a CPU with "
+                        "native bf16, benchmarks/bridge_step_cost.py; refused on other CPUs); scoring is float32 either way")
     parser.add_argument("--bridge-blocks", help="comma-separated tower blocks that get a bridge (video and audio alike; "
                         "the recipe's: 1,3)")
     parser.add_argument("--towers", help="start every run from these pretrained towers (a model folder, e.g. a "
@@ -440,6 +456,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
+    if args.precision == "bf16" and not (torch.cuda.is_available() or cpu_has_native_bf16()):
+        raise SystemExit("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower than "
+                         "float32 and the trainer would fall back to float32; use --precision fp32")
     out = Path(args.recipe)
     settings = recipe.RecipeSettings()
     if args.scale > 1:
@@ -453,7 +472,8 @@ def main() -> None:
         towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
     settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale), bridge_lr=args.bridge_lr,
                        bridge_batch_size=args.bridge_batch,
-                       bridge={**settings.bridge, "time_encoding": args.time_encoding, "time_bias": args.time_bias}, bridge_timesteps=args.timesteps)
+                       bridge={**settings.bridge, "time_encoding": args.time_encoding, "time_bias": args.time_bias},
+                       bridge_timesteps=args.timesteps, bridge_precision=args.precision)
     if args.bridge_blocks:
         blocks = [int(i) for i in args.bridge_blocks.split(",")]
         settings = replace(settings, bridge={**settings.bridge, "video_blocks": blocks, "audio_blocks": blocks})
@@ -461,9 +481,10 @@ def main() -> None:
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     started = time.perf_counter()
     fingerprint = towers_fingerprint(towers)
-    towers_tag = towers_tag_for(fingerprint, recipe_towers=not args.towers)
-    references = reference_scores(out, dataset, towers, test_records, towers_tag)
     commit_to = COMMITTED_RUNS if args.scale == 1 else None  # quick looks are never committed
+    untagged_folder = None if commit_to is None else (commit_to / run_name(BASELINE, 0, settings)).parent
+    towers_tag = towers_tag_for(fingerprint, recipe_towers=not args.towers, committed_folder=untagged_folder)
+    references = reference_scores(out, dataset, towers, test_records, towers_tag)
     runs = [(variant, seed) for seed in range(args.seeds) for variant in variants]
     if args.only is not None:  # a worker of --workers: train and score its share, then leave the table to the parent
         for variant, seed in parse_runs(args.only):

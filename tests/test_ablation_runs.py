@@ -65,6 +65,27 @@ def test_run_names_spell_out_every_varied_setting():
     assert ablation.run_name("dca (shared caption)", 0, paper) == "ablation-150-lr0.0005-coupled/dca_shared_caption-seed0"
     smaller_batch = replace(base, bridge_steps=600, bridge_batch_size=8)
     assert ablation.run_name("none", 2, smaller_batch) == "ablation-600-lr0.005-independent-tb2-batch8/none-seed2"
+    in_bf16 = replace(smaller_batch, bridge_precision="bf16")  # never mixed with the float32 runs
+    assert ablation.run_name("none", 2, in_bf16) == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
+
+
+def test_bridge_precision_reaches_the_training_config_and_bf16_is_refused_where_it_is_not_native(tmp_path, monkeypatch):
+    from bridgedit.synthetic import recipe
+
+    common = dict(base=tmp_path, dataset=tmp_path, cache=tmp_path, run_dir=tmp_path, steps=10, lr=1e-3, batch_size=2,
+                  seed=0, bridge={"fusion": "dca"}, trainable={"policy": "bridges"})
+    assert recipe.training_config(**common)["train"]["mixed_precision"] == "no"
+    assert recipe.training_config(**common, precision="bf16")["train"]["mixed_precision"] == "bf16"
+    with pytest.raises(ValueError, match="bridge_precision"):
+        RecipeSettings(bridge_precision="fp16")
+
+    ablation = load_ablation()
+    monkeypatch.setattr(ablation, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("sys.argv", ["ablation.py", "--precision", "bf16", "--recipe", str(tmp_path / "recipe")])
+    with pytest.raises(SystemExit, match="no native bf16"):
+        ablation.main()
+    assert not (tmp_path / "recipe").exists()  # refused before any work
 
 
 def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
@@ -80,7 +101,7 @@ def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
     assert ablation.recipe_run_name(tmp_path, replace(dca_seed0, bridge_batch_size=8)) is None
     for other in (ablation.variant_settings(settings, "none", 0), ablation.variant_settings(settings, "dca", 1),
                   ablation.variant_settings(settings, "dca (shared caption)", 0),
-                  replace(dca_seed0, bridge_steps=150)):
+                  replace(dca_seed0, bridge_steps=150), replace(dca_seed0, bridge_precision="bf16")):
         assert ablation.recipe_run_name(tmp_path, other) is None
 
 
@@ -292,6 +313,19 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
     assert ablation.stored_result(tmp_path, settings, "dca", 0, fingerprint="f" * 64, commit_to=None,
                                   towers_tag=tag)["variant"] == "dca"
     assert (tmp_path / "runs" / name / "scores.json").is_file()
+
+
+def test_recipe_towers_from_another_machine_never_overwrite_the_committed_runs(tmp_path):
+    """A recipe run whose towers are not those of the runs committed for these settings gets tagged folders."""
+    ablation = load_ablation()
+    folder = tmp_path / "ablation-1200-lr0.005-independent-tb2-batch8"
+    ours, theirs = "a" * 64, "b" * 64
+    assert ablation.towers_tag_for(ours, recipe_towers=True, committed_folder=folder) == ""  # nothing committed yet
+    folder.mkdir()
+    (folder / "dca-seed0.json").write_text(json.dumps({"towers_fingerprint": ours}))
+    assert ablation.towers_tag_for(ours, recipe_towers=True, committed_folder=folder) == ""
+    (folder / "none-seed0.json").write_text(json.dumps({"towers_fingerprint": theirs}))
+    assert ablation.towers_tag_for(ours, recipe_towers=True, committed_folder=folder) == "-towersaaaaaaaa"
 
 
 def test_reference_scores_summarise_the_demo_models_samples(tmp_path, monkeypatch):

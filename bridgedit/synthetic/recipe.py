@@ -64,6 +64,8 @@ DEMO_OOBLECK_VAE = dict(encoder_hidden_size=16, downsampling_ratios=[4, 4], deco
 DEMO_BRIDGE = BridgeConfig(fusion="dca", video_blocks=(1, 3), audio_blocks=(1, 3), width=64, num_heads=2,
                            timestep_embed_dim=32, time_bias=2.0)
 DEMO_GENERATION = dict(height=64, width=64, num_frames=17, fps=15.0, num_inference_steps=25)
+#: a stage's precision -> `bridgedit train`'s train.mixed_precision
+PRECISION_MODES = {"fp32": "no", "bf16": "bf16"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,13 @@ class RecipeSettings:
     # paper's); independent levels show the bridges clean-ish partners next to noisy streams, from which the
     # cross-modal signal is easiest to learn
     bridge_timesteps: str = "independent"
+    # bridge stage: "fp32", or "bf16" (bf16 autocast, weights kept in float32; on a CPU only where bf16 is native, the
+    # trainer falls back to float32 elsewhere): the recipe's own runs and the ablation's main table are fp32
+    bridge_precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.bridge_precision not in PRECISION_MODES:
+            raise ValueError(f"bridge_precision must be one of {', '.join(PRECISION_MODES)}, got {self.bridge_precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,13 +165,14 @@ def initial_pipeline(video_vae, audio_vae, seed: int):
 
 def training_config(*, base: Path, dataset: Path, cache: Path, run_dir: Path, steps: int, lr: float, batch_size: int,
                     seed: int, bridge: dict[str, Any], trainable: dict[str, Any], captions: str = "hvgc",
-                    timestep_coupling: str = "coupled") -> dict[str, Any]:
+                    timestep_coupling: str = "coupled", precision: str = "fp32") -> dict[str, Any]:
     """A `bridgedit train` config (as a dict; the recipe also writes it as YAML beside the run)."""
     return {
         "model": {"base": str(base), "bridge": bridge, "trainable": trainable},
         "data": {"dataset": str(dataset), "cache": str(cache), "captions": captions, "max_sequence_length": 32},
         "optim": {"lr": lr, "warmup_steps": min(50, steps // 10), "min_lr": lr / 10, "weight_decay": 1e-3},
-        "train": {"steps": steps, "batch_size": batch_size, "mixed_precision": "no", "gradient_checkpointing": False,
+        "train": {"steps": steps, "batch_size": batch_size, "mixed_precision": PRECISION_MODES[precision],
+                  "gradient_checkpointing": False,
                   "seed": seed, "timesteps": {"distribution": "uniform", "coupling": timestep_coupling}},
         "checkpoint": {"dir": str(run_dir), "every": max(100, steps // 4)},
         "log": {"every": 50},
@@ -209,7 +219,7 @@ def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettin
         steps=settings.bridge_steps, lr=settings.bridge_lr, batch_size=settings.bridge_batch_size, seed=settings.seed,
         bridge=settings.bridge,
         trainable={"policy": "bridges+last_blocks", "video_last_blocks": 1, "audio_last_blocks": 1},
-        captions=settings.captions, timestep_coupling=settings.bridge_timesteps,
+        captions=settings.captions, timestep_coupling=settings.bridge_timesteps, precision=settings.bridge_precision,
     )
     return run_training(config, out / "runs" / name)
 
