@@ -1,7 +1,7 @@
 """Where the fusion ablation's time goes on a CPU: one bridge-stage training step of the demo model, in float32 and
 under bf16 autocast, side by side.
 
-    python benchmarks/bridge_step_cost.py            # one thread, as each of the ablation's two workers; about 3 min
+    python benchmarks/bridge_step_cost.py            # one thread, as each of the ablation's two workers; about 4 min
 
 The ablation (benchmarks/ablation.py) trains 21 runs of 1,200 bridge-stage steps and is sized by their cost. This
 script builds the demo recipe's model at its real shapes (random weights: the cost does not depend on them), with
