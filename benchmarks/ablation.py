@@ -22,7 +22,7 @@ sync is also set against its chance level (each clip's frames against every othe
             --towers outputs/demo/runs/towers-more-2400steps-batch16-lr0.001+2400steps-batch16-lr0.001/checkpoint-002400
         # the table's settings, none and DCA, from towers trained five times the recipe's budget (benchmarks/tower_budget.py)
     python benchmarks/ablation.py --workers 2 --precision bf16
-        # the bridge stage under bf16 autocast, on a CPU with native bf16 (AVX512-BF16 or AMX): 1.3-1.4x the training
+        # the bridge stage under bf16 autocast, on a CPU with native bf16 (AVX512-BF16 or AMX): 1.3-1.5x the training
         # speed (benchmarks/bridge_step_cost.py), the same scoring in float32; its runs are kept apart (folders -bf16)
 
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
@@ -460,8 +460,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     if args.precision == "bf16" and not (torch.cuda.is_available() or cpu_has_native_bf16()):
-        raise SystemExit("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower than "
-                         "float32 and the trainer would fall back to float32; use --precision fp32")
+        raise SystemExit("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is emulated "
+                         "and the trainer would fall back to float32; use --precision fp32")
     out = Path(args.recipe)
     settings = recipe.RecipeSettings()
     if args.scale > 1:

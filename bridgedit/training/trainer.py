@@ -38,7 +38,7 @@ LATEST_NAME = "latest"
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX): bf16 autocast is then faster than float32
-    (benchmarks/bridge_step_cost.py); elsewhere bf16 is emulated and slower."""
+    (benchmarks/bridge_step_cost.py); elsewhere bf16 is emulated, with no gain to expect."""
     checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     return any(check() for check in checks if check is not None)
 
