@@ -44,9 +44,12 @@ from bridgedit.synthetic import recipe  # noqa: E402
 from bridgedit.training.trainer import cpu_has_native_bf16, diffusion_loss  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-#: op names (torch.profiler) counted as matrix products and as attention; every other op is "other"
-MATRIX_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+#: aten ops counted as matrix products (by torch.profiler and torch.utils.flop_counter), and the mark of attention
+#: ops in the profiler's names; every other op is "other"
+MATRIX_OPS = ("mm", "addmm", "bmm", "baddbmm")
 ATTENTION_MARK = "scaled_dot_product"
+#: precision name -> the autocast dtype its steps run under (None: float32, no autocast)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 #: the demo world's clip: 17 frames at 15 fps; its audio at 4 kHz through a hop of 16
 SECONDS = recipe.DEMO_GENERATION["num_frames"] / recipe.DEMO_GENERATION["fps"]
 TEXT_TOKENS = 24  # caption tokens per tower, about the world's captions' length (the cost barely depends on it)
@@ -61,13 +64,10 @@ def demo_model_pipeline(fusion: str) -> BridgeDiTPipeline:
     towers = recipe.initial_pipeline(PatchVideoCodec(**recipe.DEMO_VIDEO_CODEC),
                                      AutoencoderOobleck(**recipe.DEMO_OOBLECK_VAE), seed=0)
     config = ModelConfig(bridge=replace(recipe.DEMO_BRIDGE, fusion=fusion),
-                         trainable=TrainableConfig(policy="bridges+last_blocks", video_last_blocks=1, audio_last_blocks=1))
+                         trainable=TrainableConfig(**recipe.BRIDGE_STAGE_TRAINABLE))
     return BridgeDiTPipeline.from_pipes(towers.video_pipe, towers.audio_pipe, config, video_source=None,
                                         audio_source=None, generation_defaults=recipe.DEMO_GENERATION)
 
-
-#: precision name -> the autocast dtype its steps run under (None: float32, no autocast)
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def training_step(pipe: BridgeDiTPipeline, batch_size: int, precision: str):
@@ -126,13 +126,13 @@ def step_cost(step, repeats: int) -> dict:
             step()
     by_kind = {"matrix products": 0.0, "attention": 0.0, "other": 0.0}
     for event in profiler.key_averages():
-        kind = ("matrix products" if event.key in MATRIX_OPS else
+        kind = ("matrix products" if event.key.removeprefix("aten::") in MATRIX_OPS else
                 "attention" if ATTENTION_MARK in event.key else "other")
         by_kind[kind] += event.self_cpu_time_total / 1e6 / repeats  # seconds per step
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_flop_counts()["Global"]
-    matrix_flops = sum(count for op, count in flops.items() if str(op).split(".")[1] in ("mm", "addmm", "bmm", "baddbmm"))
+    matrix_flops = sum(count for op, count in flops.items() if str(op).split(".")[1] in MATRIX_OPS)  # aten.mm.default
     profiled = sum(by_kind.values())
     return {"seconds_per_step": statistics.median(times),
             "share_of_op_time": {kind: seconds / profiled for kind, seconds in by_kind.items()},

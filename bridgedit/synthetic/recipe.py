@@ -66,6 +66,8 @@ DEMO_BRIDGE = BridgeConfig(fusion="dca", video_blocks=(1, 3), audio_blocks=(1, 3
 DEMO_GENERATION = dict(height=64, width=64, num_frames=17, fps=15.0, num_inference_steps=25)
 #: a stage's precision -> `bridgedit train`'s train.mixed_precision
 PRECISION_MODES = {"fp32": "no", "bf16": "bf16"}
+#: the bridge stage's freezing policy: bridges + the last block of each tower trainable, all else frozen
+BRIDGE_STAGE_TRAINABLE = {"policy": "bridges+last_blocks", "video_last_blocks": 1, "audio_last_blocks": 1}
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettin
         base=towers, dataset=dataset, cache=cache or out / "cache" / "bridges", run_dir=out / "runs" / name,
         steps=settings.bridge_steps, lr=settings.bridge_lr, batch_size=settings.bridge_batch_size, seed=settings.seed,
         bridge=settings.bridge,
-        trainable={"policy": "bridges+last_blocks", "video_last_blocks": 1, "audio_last_blocks": 1},
+        trainable=dict(BRIDGE_STAGE_TRAINABLE),
         captions=settings.captions, timestep_coupling=settings.bridge_timesteps, precision=settings.bridge_precision,
     )
     return run_training(config, out / "runs" / name)
