@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from .atomic import write_text_atomic
 from .checkpoint import load_bridge_weights, read_bridge_config, save_bridge
 from .conditioning import audio_conditions, null_audio_conditions, video_conditions
 from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths
+from .cpu_attention import MatmulAttention
 from .diffusion import COUPLED_SAMPLERS, GuidedDenoiser, coupled_grid, hold_fixed, sample_native
 from .model import BridgeDiT
 from .towers import AudioConditions, VideoConditions
@@ -355,9 +357,12 @@ class BridgeDiTPipeline:
                                 video_scale=1.0 if given_video is not None else video_guidance,
                                 audio_scale=1.0 if given_audio is not None else audio_guidance)
         dtype = self.dtype
+        # bf16 attention as matrix products on a CPU (2x PyTorch's fused kernel there); other calls pass through
+        attention = MatmulAttention() if device.type == "cpu" else nullcontext()
 
         def denoise(xv, xa, tv, ta):
-            pred_video, pred_audio = guided(xv.to(dtype), xa.to(dtype), tv, ta)
+            with attention:
+                pred_video, pred_audio = guided(xv.to(dtype), xa.to(dtype), tv, ta)
             return pred_video.float(), pred_audio.float()
 
         if given_video is not None or given_audio is not None:

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -232,12 +233,14 @@ def test_table_5_config_file():
 
 @pytest.mark.skipif(not (torch.cuda.is_available() or cpu_has_native_bf16()),
                     reason="needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16 or AMX)")
-def test_bf16_training_with_frozen_weights_in_bf16(data):
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_bf16_training_with_frozen_weights_in_bf16(data, checkpointing):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()  # earlier tests in this process set float32; one run per process otherwise
-    base = _config(data, "bf16")
-    config = replace(base, train=replace(base.train, mixed_precision="bf16", frozen_dtype="bfloat16", steps=4),
+    base = _config(data, f"bf16-{checkpointing}")
+    config = replace(base, train=replace(base.train, mixed_precision="bf16", frozen_dtype="bfloat16", steps=4,
+                                         gradient_checkpointing=checkpointing),
                      model=replace(base.model, trainable={"policy": "bridges+last_blocks"}))
     trainer = Trainer(config, progress=False)
     assert trainer.accelerator.mixed_precision == "bf16"
@@ -254,6 +257,10 @@ def test_bf16_training_with_frozen_weights_in_bf16(data):
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
     for name, param in model.named_parameters():
         assert (not torch.equal(before[name], param)) == param.requires_grad, name
+    if trainer.device.type == "cpu" and not checkpointing:  # attention ran as bf16 matrix products, in every block
+        assert trainer.attention.calls >= 4 * 2 * model.video_tower.num_blocks
+    else:  # a GPU's fused kernels; and on a CPU, checkpointing recomputes the forward outside the mode
+        assert isinstance(trainer.attention, nullcontext)
 
 
 def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_float32(data, monkeypatch, caplog):

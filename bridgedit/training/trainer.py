@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..conditioning import audio_conditions, pad_states, video_conditions
 from ..config import ConfigError
+from ..cpu_attention import MatmulAttention
 from ..data.cache import cache_dataset, load_cache_info
 from ..data.dataset import CachedBatch, CachedClips
 from ..diffusion.objectives import audio_target, couple_timesteps, noise_audio, noise_video, video_target
@@ -222,6 +223,11 @@ class Trainer:
         self.scheduler = get_cosine_with_min_lr_schedule_with_warmup(
             self.optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=train.steps, min_lr=optim.min_lr
         )
+        # bf16 attention as matrix products on a CPU (2x PyTorch's fused kernel there); other calls pass through. Not
+        # under gradient checkpointing: its recomputation in backward runs outside the mode, with the fused kernel,
+        # whose saved tensors differ from the forward's (torch.utils.checkpoint refuses)
+        use_matmul_attention = self.device.type == "cpu" and not train.gradient_checkpointing
+        self.attention = MatmulAttention() if use_matmul_attention else nullcontext()
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         if resume is not None:
             self._resume(resume)
@@ -287,7 +293,7 @@ class Trainer:
                                            generator)
                 conditions = batch_conditions(self.pipe, batch, *drops, self.null_video_text, self.info, self.device)
                 sync = micro == train.grad_accum - 1
-                with accelerator.autocast(), (accelerator.no_sync(self.wrapped) if not sync else nullcontext()):
+                with accelerator.autocast(), self.attention, (accelerator.no_sync(self.wrapped) if not sync else nullcontext()):
                     loss, values = diffusion_loss(self.wrapped, self.pipe, batch, conditions, generator, train.timesteps, self.device)
                     accelerator.backward(loss / train.grad_accum)
                 for key, value in values.items():
