@@ -22,8 +22,9 @@ sync is also set against its chance level (each clip's frames against every othe
             --towers outputs/demo/runs/towers-more-2400steps-batch16-lr0.001+2400steps-batch16-lr0.001/checkpoint-002400
         # the table's settings, none and DCA, from towers trained five times the recipe's budget (benchmarks/tower_budget.py)
     python benchmarks/ablation.py --workers 2 --precision bf16
-        # the bridge stage under bf16 autocast, on a CPU with native bf16 (AVX512-BF16 or AMX): 1.3-1.5x the training
-        # speed (benchmarks/bridge_step_cost.py), the same scoring in float32; its runs are kept apart (folders -bf16)
+        # the bridge stage under bf16 autocast, on a CPU with native bf16 (AVX512-BF16 or AMX), attention as bf16
+        # matrix products (bridgedit.cpu_attention): 1.6-2.2x the training speed (benchmarks/bridge_step_cost.py), the
+        # same scoring in float32; the table in about 2.1 hours; its runs are kept apart (folders -bf16)
 
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
 Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio generated

@@ -1,20 +1,27 @@
 """Where the fusion ablation's time goes on a CPU: one bridge-stage training step of the demo model, in float32 and
 under bf16 autocast, side by side.
 
-    python benchmarks/bridge_step_cost.py            # one thread, as each of the ablation's two workers; about 4 min
+    python benchmarks/bridge_step_cost.py            # one thread, as each of the ablation's two workers; about 6 min
 
 The ablation (benchmarks/ablation.py) trains 21 runs of 1,200 bridge-stage steps and is sized by their cost. This
 script builds the demo recipe's model at its real shapes (random weights: the cost does not depend on them), with
 the bridge stage's freezing policy (bridges + the last block of each tower), and for each fusion kind times a
 training step at the ablation's batch (8): forward, backward and AdamW, as `bridgedit train` runs it
-(`diffusion_loss`), in each precision: "fp32", and "bf16" as `bridgedit train` runs bf16 mixed precision with the
-weights kept in float32 (autocast; the ablation's `--precision bf16`). It splits each step's time by op
-(torch.profiler, self time) into matrix products (mm, addmm, bmm), attention (PyTorch's fused CPU attention) and
-everything else, counts the matrix products' FLOPs (torch.utils.flop_counter) and their rate inside the step, next
-to the rate of one large square product (2,048^3) in the same precision on the same threads.
+(`diffusion_loss`), in each precision: "fp32"; "bf16" as `bridgedit train` runs bf16 mixed precision on a CPU, with
+the weights kept in float32 (autocast) and attention as bf16 matrix products (bridgedit.cpu_attention; the ablation's
+`--precision bf16`); and "bf16-fused-attention", the same with PyTorch's fused attention kernel, as before
+cpu_attention. It splits each step's time by op (torch.profiler, self time) into matrix products (mm, addmm, bmm),
+attention (PyTorch's fused CPU attention; as matrix products, attention's products count as matrix products and its
+softmax as other) and everything else, counts the matrix products' FLOPs (torch.utils.flop_counter) and their rate
+inside the step, next to the rate of one large square product (2,048^3) in the same dtype on the same threads.
 
 bf16 is only faster on CPUs that multiply it in hardware (AVX512-BF16 or AMX; `native_bf16` in the result); elsewhere
-it is emulated. Writes benchmarks/results/bridge_step_cost.json.
+it is emulated. Writes benchmarks/results/bridge_step_cost.json. The ablation runs two one-thread workers at once;
+two copies of this script side by side (`--results-name` apart) measure a step as the workers see it, sharing the
+memory system:
+
+    python benchmarks/bridge_step_cost.py --results-name bridge_step_cost-side-by-side-1 &
+    python benchmarks/bridge_step_cost.py --results-name bridge_step_cost-side-by-side-2
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import platform
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,6 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from bridgedit.atomic import write_text_atomic  # noqa: E402
 from bridgedit.config import FUSION_KINDS, ModelConfig, TrainableConfig  # noqa: E402
 from bridgedit.conditioning import audio_conditions, video_conditions  # noqa: E402
+from bridgedit.cpu_attention import MatmulAttention  # noqa: E402
 from bridgedit.data.dataset import CachedBatch  # noqa: E402
 from bridgedit.pipeline import BridgeDiTPipeline  # noqa: E402
 from bridgedit.synthetic import recipe  # noqa: E402
@@ -48,8 +57,9 @@ RESULTS = Path(__file__).parent / "results"
 #: ops in the profiler's names; every other op is "other"
 MATRIX_OPS = ("mm", "addmm", "bmm", "baddbmm")
 ATTENTION_MARK = "scaled_dot_product"
-#: precision name -> the autocast dtype its steps run under (None: float32, no autocast)
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+#: precision name -> (the autocast dtype its steps run under (None: float32, no autocast), whether attention runs as
+#: matrix products (bridgedit.cpu_attention, as `bridgedit train` runs it on a CPU) or in PyTorch's fused kernel)
+PRECISIONS = {"fp32": (None, False), "bf16-fused-attention": (torch.bfloat16, False), "bf16": (torch.bfloat16, True)}
 #: the demo world's clip: 17 frames at 15 fps; its audio at 4 kHz through a hop of 16
 SECONDS = recipe.DEMO_GENERATION["num_frames"] / recipe.DEMO_GENERATION["fps"]
 TEXT_TOKENS = 24  # caption tokens per tower, about the world's captions' length (the cost barely depends on it)
@@ -73,7 +83,8 @@ def demo_model_pipeline(fusion: str) -> BridgeDiTPipeline:
 def training_step(pipe: BridgeDiTPipeline, batch_size: int, precision: str):
     """A closure running one optimizer step on random latents of the demo world's shapes, in `precision`."""
     model = pipe.model.train()
-    autocast_dtype = PRECISIONS[precision]
+    autocast_dtype, matmul = PRECISIONS[precision]
+    attention = MatmulAttention() if matmul else nullcontext()
     video_codec, audio_codec = pipe.video_pipe.vae, pipe.audio_pipe.vae
     frames, side = recipe.DEMO_GENERATION["num_frames"], recipe.DEMO_GENERATION["height"] // recipe.DEMO_VIDEO_CODEC["patch_size"]
     audio_length = round(SECONDS * recipe.DEMO_OOBLECK_VAE["sampling_rate"] / audio_codec.hop_length)
@@ -91,7 +102,7 @@ def training_step(pipe: BridgeDiTPipeline, batch_size: int, precision: str):
     settings = {"distribution": "uniform", "coupling": "independent"}
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with torch.autocast("cpu", dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None), attention:
             loss, _ = diffusion_loss(model, pipe, batch, conditions, generator, settings, torch.device("cpu"))
             loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -147,6 +158,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--fusions", default=",".join(FUSION_KINDS))
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--results-name", default="bridge_step_cost",
+                        help="writes benchmarks/results/NAME.json (two copies side by side: give each its own)")
     args = parser.parse_args()
     precisions = args.precisions.split(",")
     if unknown := set(precisions) - set(PRECISIONS):
@@ -154,10 +167,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    large = {precision: large_matrix_rate(dtype or torch.float32) for precision, dtype in PRECISIONS.items()
-             if precision in precisions}
+    dtypes = {str(dtype or torch.float32).removeprefix("torch."): dtype or torch.float32
+              for precision, (dtype, _) in PRECISIONS.items() if precision in precisions}
+    large = {name: large_matrix_rate(dtype) for name, dtype in dtypes.items()}
     print(f"native bf16: {cpu_has_native_bf16()};  one {args.threads}-thread 2048^3 product: "
-          + ", ".join(f"{precision} {rate:.1f} GFLOP/s" for precision, rate in large.items()), flush=True)
+          + ", ".join(f"{name} {rate:.1f} GFLOP/s" for name, rate in large.items()), flush=True)
     rows = {}
     for fusion in args.fusions.split(","):
         rows[fusion] = {}
@@ -167,15 +181,18 @@ def main() -> None:
             shares = ", ".join(f"{kind} {share:.0%}" for kind, share in row["share_of_op_time"].items())
             print(f"{fusion:15s} {precision}  {row['seconds_per_step']:.3f} s/step  ({shares});  matrix products "
                   f"{row['matrix_gflop_per_step']:.1f} GFLOP at {row['matrix_gflop_per_s_in_step']:.1f} GFLOP/s", flush=True)
-        if {"fp32", "bf16"} <= set(precisions):
-            rows[fusion]["fp32_over_bf16"] = rows[fusion]["fp32"]["seconds_per_step"] / rows[fusion]["bf16"]["seconds_per_step"]
-            print(f"{fusion:15s} bf16 is {rows[fusion]['fp32_over_bf16']:.2f}x as fast as fp32", flush=True)
+        if "fp32" in precisions:
+            fp32 = rows[fusion]["fp32"]["seconds_per_step"]
+            rows[fusion]["speed_up_over_fp32"] = {precision: fp32 / rows[fusion][precision]["seconds_per_step"]
+                                                  for precision in precisions if precision != "fp32"}
+            print(f"{fusion:15s} as fast as fp32: " + ", ".join(
+                f"{precision} {ratio:.2f}x" for precision, ratio in rows[fusion]["speed_up_over_fp32"].items()), flush=True)
     result = {"threads": args.threads, "batch": args.batch, "repeats": args.repeats, "native_bf16": cpu_has_native_bf16(),
               "large_product_gflop_per_s": large, "fusions": rows, "torch": torch.__version__,
               "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
               "command": "python " + " ".join(sys.argv)}
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "bridge_step_cost.json"
+    path = RESULTS / f"{args.results_name}.json"
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 
