@@ -20,7 +20,8 @@ from bridgedit.data.dataset import CachedClips
 from bridgedit.synthetic import make_dataset
 from bridgedit.training.config import TrainConfig
 from bridgedit.training.trainer import (
-    Trainer, batch_conditions, cpu_has_native_bf16, diffusion_loss, draw_caption_drops, rank_batches, sample_timesteps,
+    Trainer, batch_conditions, build_pipeline, cpu_has_native_bf16, diffusion_loss, draw_caption_drops, rank_batches,
+    sample_timesteps,
 )
 
 from test_generate_cli import _free_port
@@ -108,6 +109,26 @@ def test_frozen_parameters_stay_put_and_checkpoints_load(data):
     for name, param in loaded.model.state_dict().items():
         assert torch.equal(param, trainer.model.state_dict()[name].cpu()), name
     assert all(k in result.history[0] for k in ("loss_video", "loss_audio", "lr", "grad_norm", "samples_per_s"))
+
+
+def test_new_bridges_start_from_the_run_seed(data, tmp_path):
+    """Bridges a config adds to a saved model are drawn from train.seed alone: the same whatever the process drew
+    before (a benchmark's worker trains several runs in one process), others for another seed."""
+    tiny.bridgedit_pipeline(seed=0).save_pretrained(tmp_path / "base", copy_towers=True)
+    base = _config(data, "unused")
+
+    def new_bridges(seed: int, earlier_draws: int) -> dict[str, torch.Tensor]:
+        torch.randn(earlier_draws)  # whatever ran earlier in this process
+        config = replace(base, model=replace(base.model, base=str(tmp_path / "base"), bridge={"fusion": "v2a"}),
+                         train=replace(base.train, seed=seed))
+        bridges = build_pipeline(config).model.bridges
+        assert bridges.config.fusion == "v2a"
+        return bridges.state_dict()
+
+    first, after_other_draws, other_seed = new_bridges(0, 1), new_bridges(0, 1000), new_bridges(1, 1)
+    assert first.keys() == after_other_draws.keys() == other_seed.keys()
+    assert all(torch.equal(first[name], after_other_draws[name]) for name in first)
+    assert not all(torch.equal(first[name], other_seed[name]) for name in first)
 
 
 def test_two_processes_keep_identical_parameters(data, tmp_path):

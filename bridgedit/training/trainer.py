@@ -3,8 +3,9 @@
 Each step (Eq. 4-6): draw t_A (uniform, or logit-normal) and t_V = 1000 t_A (or independently), noise both
 latents, drop each caption independently with its probability (replaced by that tower's null condition),
 run the joint model, and minimise L = L_audio + L_video, the MSE to v = alpha eps_A - sigma x_A and to
-eps_V - x_V. Randomness of a step comes from (seed, step, micro-batch, process) and the data order from
-(seed, epoch), so a resumed run continues exactly where it stopped.
+eps_V - x_V. Randomness of a step comes from (seed, step, micro-batch, process), the data order from (seed, epoch)
+and the initial weights of bridges the config adds from the seed, so a run is reproducible from its seed and a resumed
+run continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -152,8 +153,14 @@ def build_pipeline(config: TrainConfig) -> BridgeDiTPipeline:
     model_config = section.model_config(pipe.model.config)
     if model_config != pipe.model.config:
         bridges = pipe.model.bridges
-        pipe = BridgeDiTPipeline.from_pipes(pipe.video_pipe, pipe.audio_pipe, model_config, video_source=pipe.video_source,
-                                            audio_source=pipe.audio_source, generation_defaults=pipe.generation_defaults)
+        # new bridges draw their initial weights from the run's seed, not from whatever the process's global random
+        # state holds (in a long-lived process, e.g. a benchmark running several trainings, that differs run to run);
+        # the global state is left as it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.train.seed)
+            pipe = BridgeDiTPipeline.from_pipes(pipe.video_pipe, pipe.audio_pipe, model_config,
+                                                video_source=pipe.video_source, audio_source=pipe.audio_source,
+                                                generation_defaults=pipe.generation_defaults)
         if model_config.bridge == bridges.config:  # only the freezing policy changed: keep the bridges' weights
             pipe.model.bridges.load_state_dict(bridges.state_dict())
     return pipe
