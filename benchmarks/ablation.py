@@ -223,17 +223,20 @@ def stored_result(out: Path, settings: recipe.RecipeSettings, variant: str, seed
 
 
 def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeSettings, variant: str, seed: int,
-                test_records: list[dict], *, fingerprint: str, commit_to: Path | None, towers_tag: str = "") -> dict:
+                test_records: list[dict], *, fingerprint: str, commit_to: Path | None, towers_tag: str = "",
+                recipe_towers: bool = True) -> dict:
     """Train, score and measure one run, or reuse its result (`stored_result`), measuring only what it lacks
-    (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to` (None: only RECIPE). A non-empty
-    `towers_tag` marks towers other than the recipe's (`towers_tag_for`): the run then never stands for the recipe's
-    own bridge stage, and its latents are cached apart from the recipe's."""
+    (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to` (None: only RECIPE), under folder
+    names carrying `towers_tag` (`towers_tag_for`). Runs from towers other than the recipe's (`recipe_towers` False,
+    --towers) never stand for the recipe's own bridge stage, and their latents are cached apart from the recipe's; runs
+    from the recipe's towers use RECIPE/runs/bridges where they are exactly that stage, even when tagged (towers
+    made on another machine than the committed runs')."""
     name = run_name(variant, seed, settings, towers_tag)
     scores_path = out / "runs" / name / "scores.json"
     committed_path = None if commit_to is None else commit_to / f"{name}.json"
     run_settings = variant_settings(settings, variant, seed)
-    training_name = (None if towers_tag else recipe_run_name(out, run_settings)) or name
-    cache = out / "cache" / f"bridges{towers_tag}"
+    training_name = (recipe_run_name(out, run_settings) if recipe_towers else None) or name
+    cache = out / "cache" / ("bridges" if recipe_towers else f"bridges{towers_tag}")
     checkpoint = checkpoint_folder(out / "runs" / training_name, run_settings.bridge_steps)
     result = stored_result(out, settings, variant, seed, fingerprint=fingerprint, commit_to=commit_to,
                            towers_tag=towers_tag)
@@ -487,13 +490,14 @@ def main() -> None:
     fingerprint = towers_fingerprint(towers)
     commit_to = COMMITTED_RUNS if args.scale == 1 else None  # quick looks are never committed
     untagged_folder = None if commit_to is None else (commit_to / run_name(BASELINE, 0, settings)).parent
-    towers_tag = towers_tag_for(fingerprint, recipe_towers=not args.towers, committed_folder=untagged_folder)
+    recipe_towers = not args.towers
+    towers_tag = towers_tag_for(fingerprint, recipe_towers=recipe_towers, committed_folder=untagged_folder)
     references = reference_scores(out, dataset, towers, test_records, towers_tag)
     runs = [(variant, seed) for seed in range(args.seeds) for variant in variants]
     if args.only is not None:  # a worker of --workers: train and score its share, then leave the table to the parent
         for variant, seed in parse_runs(args.only):
             run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
-                        commit_to=commit_to, towers_tag=towers_tag)
+                        commit_to=commit_to, towers_tag=towers_tag, recipe_towers=recipe_towers)
         return
     stored = {run: stored_result(out, settings, *run, fingerprint=fingerprint, commit_to=commit_to, towers_tag=towers_tag)
               for run in runs}
@@ -509,7 +513,7 @@ def main() -> None:
         if args.workers > 1 and len(pending) > 1:
             run_workers(pending, args.workers)
         results = [run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
-                               commit_to=commit_to, towers_tag=towers_tag)
+                               commit_to=commit_to, towers_tag=towers_tag, recipe_towers=recipe_towers)
                    for variant, seed in runs]
         unmeasured = {}
     table = aggregate(results)

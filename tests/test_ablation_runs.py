@@ -278,7 +278,8 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
 
 def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, monkeypatch):
     """--towers: a run from other towers than the recipe's never stands for the recipe's own bridge stage (the same
-    settings otherwise), and has its own run folder and latent cache."""
+    settings otherwise), and has its own run folder and latent cache; a run from the recipe's towers does, even when
+    its folder is tagged."""
     ablation = load_ablation()
     settings = RecipeSettings()  # the recipe's batch: DCA seed 0 is exactly its bridge stage
     (tmp_path / "recipe.json").write_text(json.dumps(settings.to_dict()))
@@ -302,14 +303,18 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
 
     tag = ablation.towers_tag_for("abcdef12" + "0" * 56, recipe_towers=False)
     assert tag == "-towersabcdef12" and ablation.towers_tag_for("f" * 64, recipe_towers=True) == ""
-    for towers, towers_tag in (("towers", ""), ("more", tag)):
+    # the recipe's towers (untagged, and tagged because the committed runs of these settings came from other
+    # towers) stand for the recipe's bridge stage; other towers (--towers) never do
+    for towers, towers_tag, recipe_towers in (("towers", "", True), ("towers", "-towersffffffff", True),
+                                              ("more", tag, False)):
         ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / towers, settings, "dca", 0, [],
-                             fingerprint="f" * 64, commit_to=None, towers_tag=towers_tag)
+                             fingerprint="f" * 64, commit_to=None, towers_tag=towers_tag, recipe_towers=recipe_towers)
     name = ablation.run_name("dca", 0, settings, tag)
     assert name == ablation.run_name("dca", 0, settings).replace("/", f"{tag}/", 1)
     assert trained == [("towers", "bridges", tmp_path / "cache" / "bridges"),
+                       ("towers", "bridges", tmp_path / "cache" / "bridges"),
                        ("more", name, tmp_path / "cache" / f"bridges{tag}")]
-    assert gains == [tmp_path / "cache" / "bridges", tmp_path / "cache" / f"bridges{tag}"]
+    assert gains == [tmp_path / "cache" / "bridges"] * 2 + [tmp_path / "cache" / f"bridges{tag}"]
     assert ablation.stored_result(tmp_path, settings, "dca", 0, fingerprint="f" * 64, commit_to=None,
                                   towers_tag=tag)["variant"] == "dca"
     assert (tmp_path / "runs" / name / "scores.json").is_file()
