@@ -10,7 +10,12 @@ detectors find, next to the truth and the pretrained towers (docs/synthetic.md, 
         # 2,400 steps more again, from the end of that run (learning rate warmed up and decayed again): five times
         # the recipe's tower budget in all; that run's rows are read from its results file
 
-Writes benchmarks/results/tower_budget-SETTINGS.json (with --after: tower_budget-AFTER+SETTINGS.json); the training
+    python benchmarks/tower_budget.py --steps 2400 --precision bf16
+        # the same under bf16 autocast (on a CPU with native bf16; settings name ...-bf16)
+
+Writes benchmarks/results/tower_budget-SETTINGS.json (with --after: tower_budget-AFTER+SETTINGS.json) with the
+fingerprint of the recipe's towers it started from; where that file is already committed from other towers (another
+machine's recipe), SETTINGS gets "-towers" + the first 8 hex digits of ours, so it is never overwritten. The training
 run is kept under RECIPE/runs/towers-more-SETTINGS (towers-more-AFTER+SETTINGS) and resumes when re-run.
 """
 
@@ -22,12 +27,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
-from bridgedit.synthetic.recipe import run_training, training_config
+from bridgedit.synthetic.recipe import PRECISION_MODES, run_training, training_config
 from bridgedit.synthetic.scoring import event_statistics, real_clips
-from bridgedit.training.trainer import checkpoint_folder
+from bridgedit.training.trainer import checkpoint_folder, cpu_has_native_bf16
 
+from ablation import towers_fingerprint
 from event_counts import generated
 from tower_memorisation import loss_means, pretrained_towers
 
@@ -43,11 +50,16 @@ def main() -> None:
     parser.add_argument("--after", metavar="SETTINGS",
                         help="continue from the last checkpoint of this script's run with these settings (e.g. "
                              "2400steps-batch16-lr0.001) rather than from the recipe's towers")
+    parser.add_argument("--precision", choices=tuple(PRECISION_MODES), default="fp32",
+                        help="train in float32 or under bf16 autocast (refused on a CPU without native bf16)")
     args = parser.parse_args()
+    if args.precision == "bf16" and not (torch.cuda.is_available() or cpu_has_native_bf16()):
+        raise SystemExit("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); use --precision fp32")
 
     recipe = Path(args.recipe)
     dataset, towers = recipe / "dataset", pretrained_towers(recipe)
-    settings = f"{args.steps}steps-batch{args.batch}-lr{args.lr:g}"
+    fingerprint = towers_fingerprint(towers)
+    settings = f"{args.steps}steps-batch{args.batch}-lr{args.lr:g}" + ("-bf16" if args.precision == "bf16" else "")
     base, steps_before, rows_before = towers, 0, {}
     if args.after:  # the previous run's last checkpoint, and its rows as scored then
         previous_results = RESULTS / f"tower_budget-{args.after}.json"
@@ -60,10 +72,12 @@ def main() -> None:
             raise SystemExit(f"--after {args.after}: its last checkpoint {base} is missing")
         rows_before = previous["rows"]  # the truth, the real clips, the pretrained towers, and its checkpoints
         settings = f"{args.after}+{settings}"
+    if results_from_other_towers(RESULTS / f"tower_budget-{settings}.json", fingerprint):
+        settings += f"-towers{fingerprint[:8]}"
     run_dir = recipe / "runs" / f"towers-more-{settings}"
     config = training_config(base=base, dataset=dataset, cache=run_dir / "cache", run_dir=run_dir,
                              steps=args.steps, lr=args.lr, batch_size=args.batch, seed=0, bridge={"fusion": "none"},
-                             trainable={"policy": "towers"})
+                             trainable={"policy": "towers"}, precision=args.precision)
     run_training(config, run_dir)
 
     records = load_manifest(dataset, split="test")
@@ -79,7 +93,7 @@ def main() -> None:
         rows[f"+{steps} steps"] = event_statistics(generated(str(checkpoint), records))
     history = json.loads((run_dir / "history.json").read_text())
     summary = {"benchmark": "tower_budget", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-               "test_clips": len(records), "video_loss_first_last_50": loss_means(history, "loss_video"),
+               "towers_fingerprint": fingerprint, "test_clips": len(records), "video_loss_first_last_50": loss_means(history, "loss_video"),
                "audio_loss_first_last_50": loss_means(history, "loss_audio"), "rows": rows}
     out = RESULTS / f"tower_budget-{settings}.json"
     write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
@@ -89,6 +103,11 @@ def main() -> None:
             print(f"{label:<40}{row['video_events']:>14.2f}{row['audio_events']:>14.2f}{row['sync']:>8.3f}{row['sync_chance']:>8.3f}")
     print(f"true events per clip {rows['true events per clip']:.2f}; video loss {summary['video_loss_first_last_50']}, "
           f"audio loss {summary['audio_loss_first_last_50']} (first / last 50 steps)\nwrote {out}")
+
+
+def results_from_other_towers(results: Path, fingerprint: str) -> bool:
+    """Whether `results` exists and was measured from other towers (a file without a fingerprint predates them)."""
+    return results.is_file() and json.loads(results.read_text()).get("towers_fingerprint") != fingerprint
 
 
 if __name__ == "__main__":

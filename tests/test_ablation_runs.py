@@ -383,3 +383,18 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
     assert ablation.missing_measurements(stored, replace(run_settings, bridge_timesteps="coupled")) == ["both_generated"]
     assert ablation.missing_measurements({"scores": {}}, replace(run_settings, bridge_timesteps="coupled")) == [
         "cross_modal_gain", "both_generated"]
+
+
+def test_tower_budget_never_overwrites_results_measured_from_other_towers(tmp_path, monkeypatch):
+    """benchmarks/tower_budget.py tags its settings when the results file of those settings is committed from other
+    towers (or predates the fingerprint), as the ablation tags its run folders."""
+    monkeypatch.syspath_prepend(str(ABLATION.parent))  # the script imports its sibling benchmarks
+    tower_budget = load_benchmark(ABLATION.parent / "tower_budget.py")
+    results, ours = tmp_path / "tower_budget-2400steps-batch16-lr0.001.json", "a" * 64
+    assert not tower_budget.results_from_other_towers(results, ours)  # nothing measured yet
+    results.write_text(json.dumps({"rows": {}}))  # measured before results carried the fingerprint
+    assert tower_budget.results_from_other_towers(results, ours)
+    results.write_text(json.dumps({"towers_fingerprint": "b" * 64}))
+    assert tower_budget.results_from_other_towers(results, ours)
+    results.write_text(json.dumps({"towers_fingerprint": ours}))
+    assert not tower_budget.results_from_other_towers(results, ours)
