@@ -27,9 +27,10 @@ sync is also set against its chance level (each clip's frames against every othe
         # same scoring in float32; the table in about 2.1 hours; its runs are kept apart (folders -bf16)
 
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
-Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio generated
-for the real held-out video (`score_next_to_real`), at the models' own guidance (the paper's) and without audio
-guidance (w_a = 1), each with every variant's per-clip lead over "none" of the same seeds.
+Every run's joint samples are scored at the models' own guidance (the paper's) and again without audio guidance
+(w_a = 1). Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio
+generated for the real held-out video (`score_next_to_real`), at either guidance. Each protocol comes with every
+variant's per-clip lead over "none" of the same seeds.
 
 Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... and skipped
 when re-run; a run scored before a measurement was added to this benchmark gets only that measurement. Each finished
@@ -64,6 +65,8 @@ from bridgedit.synthetic.scoring import (HELD_OUT_SEED, SCORES, paired_lead, sco
 from bridgedit.training.diagnostics import cross_modal_gain_on_cache
 from bridgedit.training.trainer import checkpoint_folder, cpu_has_native_bf16
 
+logger = logging.getLogger(__name__)
+
 RESULTS = Path(__file__).parent / "results"
 #: every finished run's result, committed (see the module docstring)
 COMMITTED_RUNS = RESULTS / "ablation-runs"
@@ -93,8 +96,14 @@ class SyncProtocol(NamedTuple):
         return {f"{self.score_prefix}_sync": "sync", f"{self.score_prefix}_sync_above_chance": "sync_above_chance"}
 
 
-#: both streams generated, at the models' own settings (every run)
+#: both streams generated, at the models' own settings (every run), and without audio guidance (w_a = 1; every run):
+#: the second takes away the audio guidance's spurious onsets (below) from the joint samples too
 JOINT_PROTOCOL = SyncProtocol(JOINT_DIRECTION, "both_generated", "both_generated", JOINT_DIRECTION, {})
+JOINT_PROTOCOLS = (
+    JOINT_PROTOCOL,
+    SyncProtocol(f"{JOINT_DIRECTION}, w_a = 1", "both_generated_unguided", "both_generated_unguided", JOINT_DIRECTION,
+                 {"audio_guidance": 1.0}),
+)
 
 
 #: at the models' own guidance (the paper's w_v = 6, w_a = 7), and without audio guidance (w_a = 1): at w_a = 7 these
@@ -105,7 +114,7 @@ REAL_PROTOCOLS = (
     SyncProtocol(f"{REAL_DIRECTION}, w_a = 1", "next_to_real_unguided", "audio_for_real_video_unguided",
                  REAL_DIRECTION, {"audio_guidance": 1.0}),
 )
-PROTOCOLS = (JOINT_PROTOCOL, *REAL_PROTOCOLS)
+PROTOCOLS = (*JOINT_PROTOCOLS, *REAL_PROTOCOLS)
 #: the variant every other one's sync is compared with, clip by clip, in each protocol
 BASELINE = "none"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
@@ -203,10 +212,10 @@ def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | Non
 
 def missing_measurements(result: dict, run_settings: recipe.RecipeSettings) -> list[str]:
     """What a finished run's result still lacks, by result key: measurements added to the benchmark after it was
-    scored (the cross-modal gain; the joint samples' sync next to its chance level; the next-to-real protocols, for
-    runs trained with independent noise levels, the only ones for which a clean stream next to a noisy one is in
-    distribution)."""
-    wanted = ["cross_modal_gain", JOINT_PROTOCOL.result_key]
+    scored (the cross-modal gain; the joint samples' sync next to its chance level, at the models' guidance and at
+    w_a = 1; the next-to-real protocols, for runs trained with independent noise levels, the only ones for which a
+    clean stream next to a noisy one is in distribution)."""
+    wanted = ["cross_modal_gain", *(protocol.result_key for protocol in JOINT_PROTOCOLS)]
     if run_settings.bridge_timesteps == "independent":
         wanted += [protocol.result_key for protocol in REAL_PROTOCOLS]
     return [key for key in wanted if key not in result]
@@ -253,12 +262,18 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
                   "score_seconds": time.perf_counter() - started}
         record_scores(result, JOINT_PROTOCOL)
     missing = missing_measurements(result, run_settings)
+    if missing and not checkpoint.is_dir():  # a result committed from another machine whose towers match ours
+        logger.warning("%s lacks %s, but its trained model (%s) is not here: its result came from another machine; "
+                       "tabulated without them (delete %s to train it again)", name, ", ".join(missing), checkpoint,
+                       committed_path)
+        missing = []
     protocols = [protocol for protocol in PROTOCOLS if protocol.result_key in missing]
     pipe = BridgeDiTPipeline.from_pretrained(checkpoint) if protocols else None
     for protocol in protocols:
         started = time.perf_counter()
-        if protocol is JOINT_PROTOCOL:  # scored before its chance level was measured: the same samples again
-            _, statistics = score_model(pipe, test_records, captions=run_settings.captions, seed=HELD_OUT_SEED)
+        if protocol.direction == JOINT_DIRECTION:  # at the model's own settings: the samples it was scored on
+            _, statistics = score_model(pipe, test_records, captions=run_settings.captions, seed=HELD_OUT_SEED,
+                                        **protocol.overrides)
             result[protocol.result_key] = {JOINT_DIRECTION: statistics}
         else:
             result[protocol.result_key] = score_next_to_real(pipe, dataset, test_records, captions=run_settings.captions,
@@ -375,13 +390,13 @@ def plot(table: dict, references: dict, path: Path) -> None:
     panels = [(joint, "synchrony, both streams generated"),
               (("colour", "shape", "material"), "text faithfulness (accuracy)")]
     legend = {above_chance: "sync above chance"}  # score name -> its label in the plot
-    for protocol in REAL_PROTOCOLS:
+    for protocol in PROTOCOLS[1:]:
         names = tuple(protocol.score_names())
         if all(names[0] in table[v] for v in variants):
             guidance = "" if protocol.overrides else " (the models' own guidance)"
             panels.append((names, f"sync of {protocol.label}{guidance}"))
             legend.update({name: statistic.replace("_", " ") for name, statistic in protocol.score_names().items()})
-    columns = 2 if len(panels) == 4 else len(panels)
+    columns = 2 if len(panels) == 4 else min(3, len(panels))
     rows = -(-len(panels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
     for axis, (names, title) in zip(axes.flat, panels):

@@ -14,6 +14,7 @@ from bridgedit import tiny
 from bridgedit.synthetic import WorldSettings, render_clip
 from bridgedit.synthetic.world import draw_scene
 from bridgedit.synthetic.recipe import RecipeSettings
+from bridgedit.training.trainer import checkpoint_folder
 
 ABLATION = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
 
@@ -232,8 +233,8 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
 
 def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path, monkeypatch):
     """Resuming the ablation measures what a finished run lacks: here the joint samples' sync next to its chance level
-    and the next-to-real score without audio guidance (w_a = 1); nothing is trained again and the scores it has are
-    kept; the result is rewritten in RECIPE/runs and the committed copy."""
+    (at the model's settings and at w_a = 1) and the next-to-real score without audio guidance (w_a = 1); nothing is
+    trained again and the scores it has are kept; the result is rewritten in RECIPE/runs and the committed copy."""
     ablation = load_ablation()
     settings = RecipeSettings()
     name = ablation.run_name("dca", 0, settings)
@@ -241,15 +242,17 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
               "towers_fingerprint": "f" * 64}
     (tmp_path / "runs" / name).mkdir(parents=True)
     (tmp_path / "runs" / name / "scores.json").write_text(json.dumps(stored))
+    checkpoint_folder(tmp_path / "runs" / name, settings.bridge_steps).mkdir()  # its trained model is here
     calls, joint_calls = [], []
 
     def score_next_to_real(pipe, dataset, records, *, captions, seed, directions, **overrides):
         calls.append({"captions": captions, "seed": seed, "directions": directions, **overrides})
         return {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}}
 
-    def score_model(pipe, records, *, captions, seed, **overrides):  # the same samples as when it was scored
+    def score_model(pipe, records, *, captions, seed, **overrides):
         joint_calls.append({"captions": captions, "seed": seed, **overrides})
-        return [{"sync": 0.9}], {"sync": 0.3, "sync_above_chance": 0.05}
+        sync, above_chance = (0.5, 0.25) if overrides else (0.3, 0.05)
+        return [{"sync": 0.9}], {"sync": sync, "sync_above_chance": above_chance}
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished run was trained or scored again")
@@ -265,15 +268,44 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
 
     assert calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "directions": (ablation.REAL_DIRECTION,),
                       "audio_guidance": 1.0}]
-    assert joint_calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED}]  # the model's own settings
+    assert joint_calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED},  # the same samples as when scored
+                           {"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "audio_guidance": 1.0}]
     assert result["scores"] == {"sync": 0.3, "audio_for_real_video_unguided_sync": 0.4,
                                 "audio_for_real_video_unguided_sync_above_chance": 0.2,
-                                "both_generated_sync": 0.3, "both_generated_sync_above_chance": 0.05}
+                                "both_generated_sync": 0.3, "both_generated_sync_above_chance": 0.05,
+                                "both_generated_unguided_sync": 0.5, "both_generated_unguided_sync_above_chance": 0.25}
     assert "per_clip" not in result  # the per-clip scores it has are never replaced
     assert result["next_to_real"] == {}  # the guided protocol's result is kept as it was
     for written in (tmp_path / "runs" / name / "scores.json", tmp_path / "committed" / f"{name}.json"):
         assert json.loads(written.read_text()) == result
     assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0))
+
+
+def test_a_committed_run_whose_model_is_not_here_is_tabulated_as_it_is(tmp_path, monkeypatch, caplog):
+    """A result committed from another machine (towers reproduced bit for bit) that lacks a later measurement is used
+    as it is, with a warning naming what it lacks: its trained model is not here to measure, and it is not retrained."""
+    ablation = load_ablation()
+    settings = RecipeSettings()
+    name = ablation.run_name("none", 1, settings)
+    committed = {"variant": "none", "seed": 1, "scores": {"sync": 0.3}, "cross_modal_gain": {}, "next_to_real": {},
+                 "next_to_real_unguided": {}, "both_generated": {}, "towers_fingerprint": "f" * 64}
+    (tmp_path / "committed" / name).parent.mkdir(parents=True)
+    (tmp_path / "committed" / f"{name}.json").write_text(json.dumps(committed))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a committed run was trained or scored")
+
+    for function in ("score_next_to_real", "score_model", "cross_modal_gain_on_cache"):
+        monkeypatch.setattr(ablation, function, must_not_run)
+    monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", must_not_run)
+    monkeypatch.setattr(ablation.recipe, "train_bridges", must_not_run)
+
+    with caplog.at_level("WARNING"):
+        result = ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "none", 1, [],
+                                      fingerprint="f" * 64, commit_to=tmp_path / "committed")
+
+    assert result == committed
+    assert "lacks both_generated_unguided" in caplog.text and "not here" in caplog.text
 
 
 def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, monkeypatch):
@@ -287,7 +319,9 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
 
     def train_bridges(out, dataset, towers, run_settings, name, cache):
         trained.append((towers.name, name, cache))
-        return tmp_path / "runs" / name / "checkpoint"
+        checkpoint = tmp_path / "runs" / name / "checkpoint"
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        return checkpoint
 
     def cross_modal_gain_on_cache(checkpoint, dataset, cache, *, captions):
         gains.append(cache)
@@ -379,10 +413,12 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
     # scored before the joint chance level and the unguided protocol existed: only those are missing (runs with
     # coupled noise levels have no next-to-real protocols)
     run_settings = ablation.variant_settings(settings, "dca", 1)
-    assert ablation.missing_measurements(stored, run_settings) == ["both_generated", "next_to_real_unguided"]
-    assert ablation.missing_measurements(stored, replace(run_settings, bridge_timesteps="coupled")) == ["both_generated"]
+    assert ablation.missing_measurements(stored, run_settings) == [
+        "both_generated", "both_generated_unguided", "next_to_real_unguided"]
+    assert ablation.missing_measurements(stored, replace(run_settings, bridge_timesteps="coupled")) == [
+        "both_generated", "both_generated_unguided"]
     assert ablation.missing_measurements({"scores": {}}, replace(run_settings, bridge_timesteps="coupled")) == [
-        "cross_modal_gain", "both_generated"]
+        "cross_modal_gain", "both_generated", "both_generated_unguided"]
 
 
 def test_tower_budget_never_overwrites_results_measured_from_other_towers(tmp_path, monkeypatch):
