@@ -387,8 +387,7 @@ def plot(table: dict, references: dict, path: Path) -> None:
     variants = list(table)
     above_chance = tuple(JOINT_PROTOCOL.score_names())[1]
     joint = ("sync", "av_align") + ((above_chance,) if all(above_chance in table[v] for v in variants) else ())
-    panels = [(joint, "synchrony, both streams generated"),
-              (("colour", "shape", "material"), "text faithfulness (accuracy)")]
+    panels = [(joint, "synchrony, both streams generated")]
     legend = {above_chance: "sync above chance"}  # score name -> its label in the plot
     for protocol in PROTOCOLS[1:]:
         names = tuple(protocol.score_names())
@@ -396,9 +395,12 @@ def plot(table: dict, references: dict, path: Path) -> None:
             guidance = "" if protocol.overrides else " (the models' own guidance)"
             panels.append((names, f"sync of {protocol.label}{guidance}"))
             legend.update({name: statistic.replace("_", " ") for name, statistic in protocol.score_names().items()})
+    panels.append((("colour", "shape", "material"), "text faithfulness (accuracy)"))
     columns = 2 if len(panels) == 4 else min(3, len(panels))
     rows = -(-len(panels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
+    for axis in axes.flat[len(panels):]:  # a grid with more cells than panels
+        axis.set_visible(False)
     for axis, (names, title) in zip(axes.flat, panels):
         width = 0.8 / len(names)
         lowest = 0.0
