@@ -262,16 +262,16 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
                   "score_seconds": time.perf_counter() - started}
         record_scores(result, JOINT_PROTOCOL)
     missing = missing_measurements(result, run_settings)
-    if missing and not checkpoint.is_dir():  # a result committed from another machine whose towers match ours
-        logger.warning("%s lacks %s, but its trained model (%s) is not here: its result came from another machine; "
-                       "tabulated without them (delete %s to train it again)", name, ", ".join(missing), checkpoint,
-                       committed_path)
+    if missing and not checkpoint.is_dir():  # e.g. a result committed from another machine whose towers match ours
+        logger.warning("%s lacks %s, but its trained model (%s) is not here to measure: tabulated without them "
+                       "(delete its result, %s, to train it again)", name, ", ".join(missing), checkpoint,
+                       committed_path or scores_path)
         missing = []
     protocols = [protocol for protocol in PROTOCOLS if protocol.result_key in missing]
     pipe = BridgeDiTPipeline.from_pretrained(checkpoint) if protocols else None
     for protocol in protocols:
         started = time.perf_counter()
-        if protocol.direction == JOINT_DIRECTION:  # at the model's own settings: the samples it was scored on
+        if protocol.direction == JOINT_DIRECTION:  # without overrides: the very samples the run was scored on
             _, statistics = score_model(pipe, test_records, captions=run_settings.captions, seed=HELD_OUT_SEED,
                                         **protocol.overrides)
             result[protocol.result_key] = {JOINT_DIRECTION: statistics}
@@ -389,7 +389,7 @@ def plot(table: dict, references: dict, path: Path) -> None:
     joint = ("sync", "av_align") + ((above_chance,) if all(above_chance in table[v] for v in variants) else ())
     panels = [(joint, "synchrony, both streams generated")]
     legend = {above_chance: "sync above chance"}  # score name -> its label in the plot
-    for protocol in PROTOCOLS[1:]:
+    for protocol in (p for p in PROTOCOLS if p is not JOINT_PROTOCOL):  # the joint one is the first panel
         names = tuple(protocol.score_names())
         if all(names[0] in table[v] for v in variants):
             guidance = "" if protocol.overrides else " (the models' own guidance)"
