@@ -9,6 +9,8 @@ detectors find, next to the truth and the pretrained towers (docs/synthetic.md, 
     python benchmarks/tower_budget.py --steps 2400 --after 2400steps-batch16-lr0.001
         # 2,400 steps more again, from the end of that run (learning rate warmed up and decayed again): five times
         # the recipe's tower budget in all; that run's rows are read from its results file
+    python benchmarks/tower_budget.py --steps 2400 --after 2400steps-batch16-lr0.001+2400steps-batch16-lr0.001
+        # and again from the end of that one (seven times in all; the "+" chain names every continuation)
 
     python benchmarks/tower_budget.py --steps 2400 --precision bf16
         # the same under bf16 autocast (on a CPU with native bf16; settings name ...-bf16)
@@ -67,7 +69,7 @@ def main() -> None:
             raise SystemExit(f"--after {args.after}: {previous_results} is missing; run that setting first")
         previous = json.loads(previous_results.read_text())
         steps_before = max(int(label[1:].split()[0]) for label in previous["rows"] if label.startswith("+"))
-        base = checkpoint_folder(recipe / "runs" / f"towers-more-{args.after}", steps_before)
+        base = checkpoint_folder(recipe / "runs" / f"towers-more-{args.after}", own_steps(args.after))
         if not base.is_dir():
             raise SystemExit(f"--after {args.after}: its last checkpoint {base} is missing")
         rows_before = previous["rows"]  # the truth, the real clips, the pretrained towers, and its checkpoints
@@ -103,6 +105,15 @@ def main() -> None:
             print(f"{label:<40}{row['video_events']:>14.2f}{row['audio_events']:>14.2f}{row['sync']:>8.3f}{row['sync_chance']:>8.3f}")
     print(f"true events per clip {rows['true events per clip']:.2f}; video loss {summary['video_loss_first_last_50']}, "
           f"audio loss {summary['audio_loss_first_last_50']} (first / last 50 steps)\nwrote {out}")
+
+
+def own_steps(settings: str) -> int:
+    """The steps the run with these settings trained itself, which number its checkpoints: the last continuation's
+    ("2400steps-batch16-lr0.001+1200steps-batch16-lr0.001-bf16" -> 1200), not the total since the recipe's towers."""
+    last = settings.split("+")[-1]
+    if "steps-" not in last or not last.split("steps-")[0].isdigit():
+        raise SystemExit(f"--after {settings}: not this script's settings (expected e.g. 2400steps-batch16-lr0.001)")
+    return int(last.split("steps-")[0])
 
 
 def results_from_other_towers(results: Path, fingerprint: str) -> bool:

@@ -434,3 +434,15 @@ def test_tower_budget_never_overwrites_results_measured_from_other_towers(tmp_pa
     assert tower_budget.results_from_other_towers(results, ours)
     results.write_text(json.dumps({"towers_fingerprint": ours}))
     assert not tower_budget.results_from_other_towers(results, ours)
+
+
+def test_tower_budget_continues_from_the_previous_runs_own_last_checkpoint(monkeypatch):
+    """A run's checkpoints count its own steps, so a continuation of a continuation starts from the last one's final
+    checkpoint (its own step count), not from the total since the recipe's towers."""
+    monkeypatch.syspath_prepend(str(ABLATION.parent))
+    tower_budget = load_benchmark(ABLATION.parent / "tower_budget.py")
+    assert tower_budget.own_steps("2400steps-batch16-lr0.001") == 2400
+    assert tower_budget.own_steps("2400steps-batch16-lr0.001-bf16+1200steps-batch16-lr0.001-bf16") == 1200
+    assert tower_budget.own_steps("2400steps-batch16-lr0.001+600steps-batch8-lr0.0005-towersabcdef12") == 600
+    with pytest.raises(SystemExit, match="not this script's settings"):
+        tower_budget.own_steps("towers")
