@@ -38,8 +38,10 @@ def test_eq_11_and_12_with_separate_scales():
     (cond_v, cond_a), (null_v, null_a) = _separate_passes(model, cond, null)
     with torch.no_grad():
         video, audio = _guided(model, cond, null, 6.0, 3.0)(*_args(cond))
-    torch.testing.assert_close(video, null_v + 6.0 * (cond_v - null_v), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(audio, null_a + 3.0 * (cond_a - null_a), atol=1e-5, rtol=1e-5)
+    # the batched forward rounds differently from the separate passes (another batch size, another kernel split), and
+    # s * cond - (s - 1) * null amplifies that rounding up to 2s - 1 times: the tolerance grows with the scale
+    torch.testing.assert_close(video, null_v + 6.0 * (cond_v - null_v), atol=6.0 * 1e-5, rtol=1e-5)
+    torch.testing.assert_close(audio, null_a + 3.0 * (cond_a - null_a), atol=3.0 * 1e-5, rtol=1e-5)
 
 
 def test_scale_one_equals_the_conditional_pass():
