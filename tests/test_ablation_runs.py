@@ -446,3 +446,53 @@ def test_tower_budget_continues_from_the_previous_runs_own_last_checkpoint(monke
     assert tower_budget.own_steps("2400steps-batch16-lr0.001+600steps-batch8-lr0.0005-towersabcdef12") == 600
     with pytest.raises(SystemExit, match="not this script's settings"):
         tower_budget.own_steps("towers")
+
+
+def test_lead_across_towers_takes_the_seed_as_the_unit(tmp_path, monkeypatch):
+    """benchmarks/lead_across_towers.py: per seed, DCA's mean per-clip lead (sync above chance) over "none"'s run of
+    the same seed; seeds without both runs, or a protocol one of the pair lacks, are left out; the one-sided tests
+    over seeds are scipy's, and agree with the t statistic written out."""
+    from scipy.stats import t as student_t
+
+    monkeypatch.syspath_prepend(str(ABLATION.parent))
+    across = load_benchmark(ABLATION.parent / "lead_across_towers.py")
+    joint, unguided = across.PROTOCOLS[0], across.PROTOCOLS[1]
+
+    def write(variant, seed, sync, chance, with_unguided=True):
+        statistics = {joint.direction: {"sync_per_clip": sync, "sync_chance_per_clip": chance}}
+        result = {"variant": variant, "seed": seed, joint.result_key: statistics}
+        if with_unguided:
+            result[unguided.result_key] = statistics
+        (tmp_path / f"{variant}-seed{seed}.json").write_text(json.dumps(result))
+
+    write("none", 0, [0.2, 0.4], [0.1, 0.1])
+    write("none", 1, [0.3, 0.3], [0.2, 0.1])
+    write("none", 2, [0.5, 0.5], [0.2, 0.2], with_unguided=False)
+    write("dca", 2, [0.6, 0.8], [0.2, 0.2])
+    write("dca", 1, [0.2, 0.6], [0.1, 0.1])
+    write("dca", 0, [0.6, 0.4], [0.1, 0.2])
+    write("dca", 3, [0.9, 0.9], [0.1, 0.1])  # no baseline run of this seed
+    write("a2v", 0, [0.9, 0.9], [0.1, 0.1])  # neither variant compared
+    runs = across.load_runs(tmp_path)
+    leads = across.per_seed_leads(runs, joint.result_key, joint.direction)
+    # seed 0: dca (0.5, 0.2) - none (0.1, 0.3); seed 1: (0.1, 0.5) - (0.1, 0.2); seed 2: (0.4, 0.6) - (0.3, 0.3)
+    assert leads == pytest.approx({0: 0.15, 1: 0.15, 2: 0.2})
+    assert across.per_seed_leads(runs, unguided.result_key, unguided.direction) == pytest.approx({0: 0.15, 1: 0.15})
+
+    summary = across.across_seeds([0.15, 0.15, 0.2])
+    values = np.array([0.15, 0.15, 0.2])
+    t = values.mean() / (values.std(ddof=1) / np.sqrt(3))
+    assert summary["t_test_p"] == pytest.approx(student_t.sf(t, df=2))
+    assert summary["wilcoxon_p"] == pytest.approx(1 / 8)  # exact: all 3 signs positive, 1 of 2^3 sign patterns
+    assert summary["seeds"] == 3 and summary["seeds_with_dca_above"] == 3 and summary["mean"] == pytest.approx(0.5 / 3)
+    assert across.across_seeds([-0.1, 0.05, -0.2])["t_test_p"] > 0.5  # a lead below zero is not significant
+    assert "t_test_p" not in across.across_seeds([0.1])  # one seed: no test
+
+
+def test_every_tower_set_of_lead_across_towers_is_committed(tmp_path, monkeypatch):
+    """The sets the script names are the committed run folders, each with paired none/DCA seeds."""
+    monkeypatch.syspath_prepend(str(ABLATION.parent))
+    across = load_benchmark(ABLATION.parent / "lead_across_towers.py")
+    for tower_set in across.TOWER_SETS:
+        runs = across.load_runs(across.RUNS / tower_set.folder)
+        assert across.per_seed_leads(runs, across.PROTOCOLS[0].result_key, across.PROTOCOLS[0].direction), tower_set

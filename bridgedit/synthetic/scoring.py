@@ -128,6 +128,11 @@ def score_next_to_real(pipe, dataset, records: list[dict[str, Any]], *, seed: in
     return rows
 
 
+def sync_above_chance_per_clip(statistics: dict[str, Any]) -> np.ndarray:
+    """Per clip: the event-level sync minus its chance level, from `event_statistics`' per-clip lists."""
+    return np.asarray(statistics["sync_per_clip"]) - np.asarray(statistics["sync_chance_per_clip"])
+
+
 def paired_lead(runs: list[dict[str, Any]], baseline_runs: list[dict[str, Any]], direction: str) -> dict[str, float]:
     """How far a variant's sync is above a baseline's, clip by clip, in `score_next_to_real` results: (sync - chance)
     of the variant's i-th run minus that of the baseline's i-th run on the same clip (same real stream, same generation
@@ -139,12 +144,8 @@ def paired_lead(runs: list[dict[str, Any]], baseline_runs: list[dict[str, Any]],
         raise ValueError(f"a paired comparison needs as many baseline runs as variant runs ({len(runs)}), "
                          f"got {len(baseline_runs)}")
 
-    def above_chance(run: dict[str, Any]) -> np.ndarray:
-        row = run[direction]
-        return np.array(row["sync_per_clip"]) - np.array(row["sync_chance_per_clip"])
-
-    ours = np.concatenate([above_chance(run) for run in runs])
-    theirs = np.concatenate([above_chance(run) for run in baseline_runs[: len(runs)]])
+    ours = np.concatenate([sync_above_chance_per_clip(run[direction]) for run in runs])
+    theirs = np.concatenate([sync_above_chance_per_clip(run[direction]) for run in baseline_runs[: len(runs)]])
     if len(ours) != len(theirs):
         raise ValueError("a paired comparison needs the same clips in the variant's and the baseline's runs")
     differences = ours - theirs
