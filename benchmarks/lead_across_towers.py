@@ -52,6 +52,7 @@ TOWER_SETS = (
     TowerSet(LONGER_TOWERS, "5x e10862e4, bf16 (from aec844e4)", f"{_FOLDER}-bf16-towerse10862e4"),
     TowerSet(LONGER_TOWERS, "7x 32b8602b, bf16 (from aec844e4)", f"{_FOLDER}-bf16-towers32b8602b"),
     TowerSet(LONGER_TOWERS, "5x 3a5b0519, bf16 (from a fresh recipe's fde2857d)", f"{_FOLDER}-bf16-towers3a5b0519"),
+    TowerSet(LONGER_TOWERS, "7x e1be7433, bf16 (from fde2857d)", f"{_FOLDER}-bf16-towerse1be7433"),
 )
 
 
