@@ -30,7 +30,7 @@ Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) de
 Every run's joint samples are scored at the models' own guidance (the paper's) and again without audio guidance
 (w_a = 1). Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio
 generated for the real held-out video (`score_next_to_real`), at either guidance. Each protocol comes with every
-variant's per-clip lead over "none" of the same seeds.
+variant's per-clip lead over "none" of the same seeds, and DCA's lead over every other variant on the seeds both have.
 
 Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... and skipped
 when re-run; a run scored before a measurement was added to this benchmark gets only that measurement. Each finished
@@ -117,6 +117,10 @@ REAL_PROTOCOLS = (
 PROTOCOLS = (*JOINT_PROTOCOLS, *REAL_PROTOCOLS)
 #: the variant every other one's sync is compared with, clip by clip, in each protocol
 BASELINE = "none"
+#: the paper's fusion: its lead over every other variant, clip by clip on the seeds both have, is in the table too
+#: (Table 9's ordering; against the shared caption, Table 3's point)
+PROPOSED = "dca"
+PROPOSED_LEAD = f"{PROPOSED}'s lead over it"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
 #: the bridge budget per run by default: the recipe's 1,200 steps at half its batch (16), half its work (12-24 minutes
@@ -353,7 +357,8 @@ def settings_steps(out: Path) -> int:
 
 def aggregate(results: list[dict]) -> dict:
     """Per variant: mean, std and per-seed values of every score its runs have (SCORES, GAINS, and each sync protocol's
-    where every run has them), and, per sync protocol, the paired lead over BASELINE's runs of the same seeds."""
+    where every run has them), and, per sync protocol, the paired lead over BASELINE's runs of the same seeds and
+    PROPOSED's paired lead over the variant's runs (PROPOSED_LEAD)."""
     table = {}
     by_variant = {variant: sorted((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
                   for variant in VARIANTS}
@@ -366,16 +371,25 @@ def aggregate(results: list[dict]) -> dict:
             name: {"mean": float(np.mean([r["scores"][name] for r in runs])),
                    "std": float(np.std([r["scores"][name] for r in runs])),
                    "per_seed": [r["scores"][name] for r in runs]} for name in names}}
-        baseline = {r["seed"]: r for r in by_variant[BASELINE]}
-        leads = {}
-        for protocol in PROTOCOLS:
-            key = protocol.result_key
-            if variant != BASELINE and all(key in r and key in baseline.get(r["seed"], {}) for r in runs):
-                leads[protocol.label] = paired_lead(  # run of seed k against the baseline's run of seed k
-                    [r[key] for r in runs], [baseline[r["seed"]][key] for r in runs], protocol.direction)
-        if leads:
+        if variant != BASELINE and (leads := leads_over(runs, {r["seed"]: r for r in by_variant[BASELINE]})):
             table[variant][f"lead over {BASELINE}"] = leads
+        if variant != PROPOSED:  # on the seeds both have
+            theirs = {r["seed"]: r for r in runs}
+            if leads := leads_over([r for r in by_variant[PROPOSED] if r["seed"] in theirs], theirs):
+                table[variant][PROPOSED_LEAD] = leads
     return table
+
+
+def leads_over(runs: list[dict], other_by_seed: dict[int, dict]) -> dict[str, dict[str, float]]:
+    """Per sync protocol scored in every one of `runs` and in the other variant's run of each one's seed: the lead of
+    `runs` over those runs, clip by clip (`paired_lead`; the run of seed k against the other's run of seed k)."""
+    leads = {}
+    for protocol in PROTOCOLS:
+        key = protocol.result_key
+        if runs and all(key in r and key in other_by_seed.get(r["seed"], {}) for r in runs):
+            leads[protocol.label] = paired_lead(
+                [r[key] for r in runs], [other_by_seed[r["seed"]][key] for r in runs], protocol.direction)
+    return leads
 
 
 def plot(table: dict, references: dict, path: Path) -> None:
@@ -558,10 +572,10 @@ def main() -> None:
             if all(name in row for name in names):
                 cells = "".join(f"{statistic}={row[n]['mean']:.3f} ± {row[n]['std']:.3f}  "
                                 for n, statistic in names.items())
-                lead = row.get(f"lead over {BASELINE}", {}).get(protocol.label)
-                if lead:
-                    cells += (f"lead over {BASELINE}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} "
-                              f"(p = {lead['p_value']:.2g})")
+                for lead_name in (f"lead over {BASELINE}", PROPOSED_LEAD):
+                    if lead := row.get(lead_name, {}).get(protocol.label):
+                        cells += (f"{lead_name}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} "
+                                  f"(p = {lead['p_value']:.2g})  ")
                 print(f"{variant:<22}{protocol.label:<36}{cells}")
     try:
         plot(table, references, png_path)

@@ -496,3 +496,40 @@ def test_every_tower_set_of_lead_across_towers_is_committed(tmp_path, monkeypatc
     for tower_set in across.TOWER_SETS:
         runs = across.load_runs(across.RUNS / tower_set.folder)
         assert across.per_seed_leads(runs, across.PROTOCOLS[0].result_key, across.PROTOCOLS[0].direction), tower_set
+
+
+def test_ablation_table_has_dcas_lead_over_every_other_variant_on_the_seeds_both_have():
+    """Table 9's ordering and Table 3's captions compare DCA with each other kind: the table pairs DCA's run of seed k
+    with the other kind's run of seed k, clip by clip, on the seeds both have."""
+    from bridgedit.synthetic.scoring import paired_lead
+
+    ablation = load_ablation()
+    joint = ablation.JOINT_PROTOCOL
+
+    def run(variant, seed, sync):
+        statistics = {joint.direction: {"sync_per_clip": sync, "sync_chance_per_clip": [0.1] * len(sync),
+                                        "sync": float(np.mean(sync)), "sync_above_chance": float(np.mean(sync)) - 0.1}}
+        result = {"variant": variant, "seed": seed, "scores": {name: 0.0 for name in ablation.SCORES + ablation.GAINS},
+                  joint.result_key: statistics}
+        ablation.record_scores(result, joint)
+        return result
+
+    dca = [run("dca", 0, [0.5, 0.4, 0.6]), run("dca", 1, [0.3, 0.3, 0.4]), run("dca", 2, [0.9, 0.9, 0.9])]
+    none = [run("none", 0, [0.2, 0.2, 0.3]), run("none", 1, [0.3, 0.1, 0.2]), run("none", 2, [0.1, 0.2, 0.1])]
+    v2a = [run("v2a", 1, [0.4, 0.1, 0.2])]  # only seed 1: DCA's seed 1 against it, nothing else
+    shared = [run(ablation.SHARED, 2, [0.1, 0.1, 0.1]), run(ablation.SHARED, 0, [0.6, 0.6, 0.6])]
+    table = ablation.aggregate([*dca, *none, *v2a, *shared])
+
+    lead_name = ablation.PROPOSED_LEAD
+    assert lead_name not in table["dca"]
+    v2a_lead = table["v2a"][lead_name][joint.label]
+    assert v2a_lead["pairs"] == 3 and v2a_lead["mean"] == pytest.approx(np.mean([-0.1, 0.2, 0.2]))
+    assert v2a_lead == paired_lead([dca[1][joint.result_key]], [v2a[0][joint.result_key]], joint.direction)
+    shared_lead = table[ablation.SHARED][lead_name][joint.label]
+    assert shared_lead["pairs"] == 6  # seeds 0 and 2, each DCA run against the shared caption's run of its seed
+    assert shared_lead["mean"] == pytest.approx(np.mean([-0.1, -0.2, 0.0, 0.8, 0.8, 0.8]))
+    # against "none", DCA's lead is the same comparison as the "lead over none" of DCA's own row
+    assert table["none"][lead_name][joint.label] == table["dca"]["lead over none"][joint.label]
+    # a kind with no seed in common with DCA's runs gets no lead
+    alone = ablation.aggregate([dca[0], run("a2v", 5, [0.2, 0.2, 0.2])])
+    assert lead_name not in alone["a2v"]
