@@ -63,7 +63,7 @@ from bridgedit.synthetic import recipe
 from bridgedit.synthetic.scoring import (HELD_OUT_SEED, SCORES, paired_lead, score_model, score_next_to_real,
                                         score_references, summarize_scores)
 from bridgedit.training.diagnostics import cross_modal_gain_on_cache
-from bridgedit.training.trainer import checkpoint_folder, cpu_has_native_bf16
+from bridgedit.training.trainer import bf16_unavailable_reason, checkpoint_folder
 
 logger = logging.getLogger(__name__)
 
@@ -494,9 +494,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    if args.precision == "bf16" and not (torch.cuda.is_available() or cpu_has_native_bf16()):
-        raise SystemExit("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is emulated "
-                         "and the trainer would fall back to float32; use --precision fp32")
+    if args.precision == "bf16" and (reason := bf16_unavailable_reason()):
+        raise SystemExit(f"--precision bf16: {reason}, where bf16 is emulated and the trainer would fall back to "
+                         "float32; use --precision fp32")
     out = Path(args.recipe)
     settings = recipe.RecipeSettings()
     if args.scale > 1:

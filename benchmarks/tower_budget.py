@@ -29,12 +29,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.synthetic.recipe import PRECISION_MODES, run_training, training_config
 from bridgedit.synthetic.scoring import event_statistics, real_clips
-from bridgedit.training.trainer import checkpoint_folder, cpu_has_native_bf16
+from bridgedit.training.trainer import bf16_unavailable_reason, checkpoint_folder
 
 from ablation import towers_fingerprint
 from event_counts import generated
@@ -55,8 +54,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=tuple(PRECISION_MODES), default="fp32",
                         help="train in float32 or under bf16 autocast (refused on a CPU without native bf16)")
     args = parser.parse_args()
-    if args.precision == "bf16" and not (torch.cuda.is_available() or cpu_has_native_bf16()):
-        raise SystemExit("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); use --precision fp32")
+    if args.precision == "bf16" and (reason := bf16_unavailable_reason()):
+        raise SystemExit(f"--precision bf16: {reason}; use --precision fp32")
 
     recipe = Path(args.recipe)
     dataset, towers = recipe / "dataset", pretrained_towers(recipe)

@@ -14,6 +14,7 @@ from bridgedit import tiny
 from bridgedit.synthetic import WorldSettings, render_clip
 from bridgedit.synthetic.world import draw_scene
 from bridgedit.synthetic.recipe import RecipeSettings
+from bridgedit.training import trainer as trainer_module
 from bridgedit.training.trainer import checkpoint_folder
 
 ABLATION = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
@@ -70,7 +71,7 @@ def test_run_names_spell_out_every_varied_setting():
     assert ablation.run_name("none", 2, in_bf16) == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
 
 
-def test_bridge_precision_reaches_the_training_config_and_bf16_is_refused_where_it_is_not_native(tmp_path, monkeypatch):
+def test_each_stages_precision_reaches_its_training_config_and_bf16_is_refused_where_it_is_not_native(tmp_path, monkeypatch):
     from bridgedit.synthetic import recipe
 
     common = dict(base=tmp_path, dataset=tmp_path, cache=tmp_path, run_dir=tmp_path, steps=10, lr=1e-3, batch_size=2,
@@ -79,9 +80,22 @@ def test_bridge_precision_reaches_the_training_config_and_bf16_is_refused_where_
     assert recipe.training_config(**common, precision="bf16")["train"]["mixed_precision"] == "bf16"
     with pytest.raises(ValueError, match="bridge_precision"):
         RecipeSettings(bridge_precision="fp16")
+    with pytest.raises(ValueError, match="tower_precision"):
+        RecipeSettings(tower_precision="fp16")
+
+    # each stage trains in its own precision
+    configs = {}
+    monkeypatch.setattr(recipe, "run_training", lambda config, run_dir: configs.setdefault(run_dir.name, config))
+    (tmp_path / "init" / "model_index.json").parent.mkdir()
+    (tmp_path / "init" / "model_index.json").write_text("{}")
+    settings = RecipeSettings(tower_precision="bf16")
+    recipe.pretrain_towers(tmp_path, tmp_path / "dataset", settings)
+    recipe.train_bridges(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings)
+    assert configs["towers"]["train"]["mixed_precision"] == "bf16"
+    assert configs["bridges"]["train"]["mixed_precision"] == "no"
 
     ablation = load_ablation()
-    monkeypatch.setattr(ablation, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr("sys.argv", ["ablation.py", "--precision", "bf16", "--recipe", str(tmp_path / "recipe")])
     with pytest.raises(SystemExit, match="no native bf16"):

@@ -3,6 +3,7 @@
 import json
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +115,25 @@ def test_recipe_stage_timings_add_up_over_resumes():
     assert timings["towers_s"] == first
     _timed(timings, "towers_s", False, lambda: time.sleep(0.01))  # resumed: the parts add up
     assert timings["towers_s"] >= first + 0.01
+
+
+def test_recipe_precision_from_the_command_line_reaches_both_stages_and_bf16_is_refused_where_it_is_not_native(
+        tmp_path, monkeypatch):
+    from bridgedit.cli.main import main
+    from bridgedit.synthetic import recipe
+    from bridgedit.training import trainer
+
+    ran = []
+    monkeypatch.setattr(recipe, "run_recipe", lambda out, settings: ran.append(settings) or Path(out) / "model")
+    assert main(["synthetic", "recipe", "--out", str(tmp_path / "default")]) == 0
+    assert (ran[-1].tower_precision, ran[-1].bridge_precision) == ("fp32", "fp32")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert main(["synthetic", "recipe", "--out", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
+    assert (ran[-1].tower_precision, ran[-1].bridge_precision) == ("bf16", "bf16")
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    assert main(["synthetic", "recipe", "--out", str(tmp_path / "refused"), "--precision", "bf16"]) != 0
+    assert len(ran) == 2  # refused before any work
 
 
 def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):

@@ -45,6 +45,9 @@ def add_parser(subparsers) -> None:
                         help="then copy OUT/model into the package as `bridgedit generate`'s default model")
     recipe.add_argument("--scale", type=int, default=1, metavar="N",
                         help="divide every budget (clips, steps) by N: a quick, much worse model")
+    recipe.add_argument("--precision", choices=("fp32", "bf16"), default=recipe_defaults.tower_precision,
+                        help="train the towers and the bridges in float32 or under bf16 autocast (only on a CPU with "
+                        "native bf16, AVX512-BF16 or AMX, or a GPU; about 1.8 times the tower steps per minute on this project's test machine)")
     recipe.set_defaults(run=run_recipe)
 
 
@@ -61,11 +64,14 @@ def run_recipe(args: argparse.Namespace) -> int:
 
     from ..config import ConfigError
     from ..synthetic import recipe
+    from ..training.trainer import bf16_unavailable_reason
 
     if args.scale < 1:
         raise ConfigError("--scale must be a positive integer")
+    if args.precision == "bf16" and (reason := bf16_unavailable_reason()):
+        raise ConfigError(f"--precision bf16: {reason}; use --precision fp32")
     logging.getLogger("bridgedit").setLevel(logging.INFO)  # a long job: show each stage's progress
-    settings = recipe.RecipeSettings(seed=args.seed)
+    settings = recipe.RecipeSettings(seed=args.seed, tower_precision=args.precision, bridge_precision=args.precision)
     if args.scale > 1:
         settings = recipe.smaller(settings, args.scale)
     model = recipe.run_recipe(args.out, settings)

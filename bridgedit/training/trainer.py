@@ -45,6 +45,13 @@ def cpu_has_native_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
+def bf16_unavailable_reason() -> str | None:
+    """Why training under bf16 autocast would not be native here; None where it is (a GPU, or a CPU with native bf16)."""
+    if torch.cuda.is_available() or cpu_has_native_bf16():
+        return None
+    return "this CPU has no native bf16 (AVX512-BF16 or AMX)"
+
+
 def effective_precision(requested: str, use_cpu: bool) -> str:
     """The mixed precision a run uses: the requested one on a GPU; on a CPU bf16 where it is native, else float32."""
     if not use_cpu or requested == "no" or (requested == "bf16" and cpu_has_native_bf16()):
