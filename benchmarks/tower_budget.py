@@ -14,11 +14,15 @@ detectors find, next to the truth and the pretrained towers (docs/synthetic.md, 
 
     python benchmarks/tower_budget.py --steps 2400 --precision bf16
         # the same under bf16 autocast (on a CPU with native bf16; settings name ...-bf16)
+    python benchmarks/tower_budget.py --from-init --steps 3600 --precision bf16
+        # the tower stage again from the recipe's random towers (RECIPE/init), 3,600 steps in one run (three times
+        # the recipe's budget, one warm-up and one cosine decay; 31 minutes in bf16 here): settings name init-...
 
 Writes benchmarks/results/tower_budget-SETTINGS.json (with --after: tower_budget-AFTER+SETTINGS.json) with the
-fingerprint of the recipe's towers it started from; where that file is already committed from other towers (another
+fingerprint of the recipe's towers (with --from-init: the recipe's random towers, their fingerprint) it started from; where that file is already committed from other towers (another
 machine's recipe), SETTINGS gets "-towers" + the first 8 hex digits of ours, so it is never overwritten. The training
-run is kept under RECIPE/runs/towers-more-SETTINGS (towers-more-AFTER+SETTINGS) and resumes when re-run.
+run is kept under RECIPE/runs/towers-more-SETTINGS (towers-more-AFTER+SETTINGS; with --from-init towers-init-SETTINGS)
+and resumes when re-run.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from bridgedit.atomic import write_text_atomic
@@ -51,6 +56,9 @@ def main() -> None:
     parser.add_argument("--after", metavar="SETTINGS",
                         help="continue from the last checkpoint of this script's run with these settings (e.g. "
                              "2400steps-batch16-lr0.001) rather than from the recipe's towers")
+    parser.add_argument("--from-init", action="store_true",
+                        help="train the tower stage again from the recipe's random towers (RECIPE/init) for --steps "
+                             "in one run, rather than continuing the recipe's trained towers")
     parser.add_argument("--precision", choices=tuple(PRECISION_MODES), default="fp32",
                         help="train in float32 or under bf16 autocast (refused on a CPU without native bf16)")
     args = parser.parse_args()
@@ -59,9 +67,58 @@ def main() -> None:
 
     recipe = Path(args.recipe)
     dataset, towers = recipe / "dataset", pretrained_towers(recipe)
-    fingerprint = towers_fingerprint(towers)
+    plan = plan_run(args, recipe, towers)
+    config = training_config(base=plan.base, dataset=dataset, cache=plan.run_dir / "cache", run_dir=plan.run_dir,
+                             steps=args.steps, lr=args.lr, batch_size=args.batch, seed=0, bridge={"fusion": "none"},
+                             trainable={"policy": "towers"}, precision=args.precision)
+    run_training(config, plan.run_dir)
+
+    records = load_manifest(dataset, split="test")
+    rows = dict(plan.rows_before)
+    if not rows:
+        real = [(frames, sound.mean(axis=0), record["fps"], rate)
+                for record, (frames, sound, rate) in zip(records, real_clips(dataset, records))]
+        rows = {"true events per clip": float(np.mean([len(r["scene"]["events"]) for r in records])),
+                "real clips": event_statistics(real),
+                "pretrained towers (recipe, 1200 steps)": event_statistics(generated(str(towers), records))}
+    for checkpoint in sorted(plan.run_dir.glob("checkpoint-*")):
+        steps = int(checkpoint.name.split('-')[1])
+        label = f"{steps} steps from the random towers" if args.from_init else f"+{plan.steps_before + steps} steps"
+        rows[label] = event_statistics(generated(str(checkpoint), records))
+    history = json.loads((plan.run_dir / "history.json").read_text())
+    summary = {"benchmark": "tower_budget", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+               "towers_fingerprint": plan.fingerprint, "test_clips": len(records), "video_loss_first_last_50": loss_means(history, "loss_video"),
+               "audio_loss_first_last_50": loss_means(history, "loss_audio"), "rows": rows}
+    out = RESULTS / f"tower_budget-{plan.settings}.json"
+    write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+    print(f"{'':<40}{'video events':>14}{'audio events':>14}{'sync':>8}{'chance':>8}")
+    for label, row in rows.items():
+        if isinstance(row, dict):
+            print(f"{label:<40}{row['video_events']:>14.2f}{row['audio_events']:>14.2f}{row['sync']:>8.3f}{row['sync_chance']:>8.3f}")
+    print(f"true events per clip {rows['true events per clip']:.2f}; video loss {summary['video_loss_first_last_50']}, "
+          f"audio loss {summary['audio_loss_first_last_50']} (first / last 50 steps)\nwrote {out}")
+
+
+class RunPlan(NamedTuple):
+    base: Path  # the model the run starts from
+    settings: str  # names the run folder and the results file
+    run_dir: Path
+    steps_before: int  # tower steps the base had beyond the recipe's towers (0 unless --after)
+    rows_before: dict  # the rows already scored by the run continued (--after), else empty
+    fingerprint: str  # of the towers the whole chain started from: the recipe's towers, or its random ones
+
+
+def plan_run(args: argparse.Namespace, recipe: Path, towers: Path) -> RunPlan:
+    """Where this run starts, what it is called and where it is kept: a continuation of the recipe's towers, of a
+    previous run of this script (--after), or the tower stage again from the recipe's random towers (--from-init)."""
+    if args.from_init and args.after:
+        raise SystemExit("--from-init and --after: choose one (a run from the random towers, or a continuation)")
     settings = f"{args.steps}steps-batch{args.batch}-lr{args.lr:g}" + ("-bf16" if args.precision == "bf16" else "")
     base, steps_before, rows_before = towers, 0, {}
+    if args.from_init:  # the recipe's stage 4 again with these settings, from its random towers
+        base = recipe / "init"
+        settings = f"init-{settings}"
+    fingerprint = towers_fingerprint(base)
     if args.after:  # the previous run's last checkpoint, and its rows as scored then
         previous_results = RESULTS / f"tower_budget-{args.after}.json"
         if not previous_results.is_file():
@@ -75,35 +132,8 @@ def main() -> None:
         settings = f"{args.after}+{settings}"
     if results_from_other_towers(RESULTS / f"tower_budget-{settings}.json", fingerprint):
         settings += f"-towers{fingerprint[:8]}"
-    run_dir = recipe / "runs" / f"towers-more-{settings}"
-    config = training_config(base=base, dataset=dataset, cache=run_dir / "cache", run_dir=run_dir,
-                             steps=args.steps, lr=args.lr, batch_size=args.batch, seed=0, bridge={"fusion": "none"},
-                             trainable={"policy": "towers"}, precision=args.precision)
-    run_training(config, run_dir)
-
-    records = load_manifest(dataset, split="test")
-    rows = dict(rows_before)
-    if not rows:
-        real = [(frames, sound.mean(axis=0), record["fps"], rate)
-                for record, (frames, sound, rate) in zip(records, real_clips(dataset, records))]
-        rows = {"true events per clip": float(np.mean([len(r["scene"]["events"]) for r in records])),
-                "real clips": event_statistics(real),
-                "pretrained towers (recipe, 1200 steps)": event_statistics(generated(str(towers), records))}
-    for checkpoint in sorted(run_dir.glob("checkpoint-*")):
-        steps = steps_before + int(checkpoint.name.split('-')[1])
-        rows[f"+{steps} steps"] = event_statistics(generated(str(checkpoint), records))
-    history = json.loads((run_dir / "history.json").read_text())
-    summary = {"benchmark": "tower_budget", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-               "towers_fingerprint": fingerprint, "test_clips": len(records), "video_loss_first_last_50": loss_means(history, "loss_video"),
-               "audio_loss_first_last_50": loss_means(history, "loss_audio"), "rows": rows}
-    out = RESULTS / f"tower_budget-{settings}.json"
-    write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
-    print(f"{'':<40}{'video events':>14}{'audio events':>14}{'sync':>8}{'chance':>8}")
-    for label, row in rows.items():
-        if isinstance(row, dict):
-            print(f"{label:<40}{row['video_events']:>14.2f}{row['audio_events']:>14.2f}{row['sync']:>8.3f}{row['sync_chance']:>8.3f}")
-    print(f"true events per clip {rows['true events per clip']:.2f}; video loss {summary['video_loss_first_last_50']}, "
-          f"audio loss {summary['audio_loss_first_last_50']} (first / last 50 steps)\nwrote {out}")
+    run_dir = recipe / "runs" / (f"towers-{settings}" if args.from_init else f"towers-more-{settings}")
+    return RunPlan(base, settings, run_dir, steps_before, rows_before, fingerprint)
 
 
 def own_steps(settings: str) -> int:

@@ -462,6 +462,31 @@ def test_tower_budget_continues_from_the_previous_runs_own_last_checkpoint(monke
         tower_budget.own_steps("towers")
 
 
+def test_tower_budget_from_init_trains_the_tower_stage_again_from_the_random_towers(tmp_path, monkeypatch):
+    import argparse
+
+    monkeypatch.syspath_prepend(str(ABLATION.parent))
+    tower_budget = load_benchmark(ABLATION.parent / "tower_budget.py")
+    monkeypatch.setattr(tower_budget, "towers_fingerprint", lambda folder: f"{folder.name:0<64}")
+    monkeypatch.setattr(tower_budget, "RESULTS", tmp_path / "results")
+    recipe, towers = tmp_path / "recipe", tmp_path / "recipe" / "runs" / "towers" / "checkpoint-001200"
+
+    def args(**overrides):
+        return argparse.Namespace(**{"steps": 3600, "batch": 16, "lr": 1e-3, "precision": "bf16", "after": None,
+                                     "from_init": False, **overrides})
+
+    continued = tower_budget.plan_run(args(), recipe, towers)
+    assert (continued.base, continued.settings) == (towers, "3600steps-batch16-lr0.001-bf16")
+    assert continued.run_dir == recipe / "runs" / "towers-more-3600steps-batch16-lr0.001-bf16"
+    assert continued.fingerprint.startswith("checkpoint-001200")
+    again = tower_budget.plan_run(args(from_init=True), recipe, towers)
+    assert (again.base, again.settings) == (recipe / "init", "init-3600steps-batch16-lr0.001-bf16")
+    assert again.run_dir == recipe / "runs" / "towers-init-3600steps-batch16-lr0.001-bf16"
+    assert again.fingerprint.startswith("init") and (again.steps_before, again.rows_before) == (0, {})
+    with pytest.raises(SystemExit, match="choose one"):
+        tower_budget.plan_run(args(from_init=True, after="2400steps-batch16-lr0.001"), recipe, towers)
+
+
 def test_lead_across_towers_takes_the_seed_as_the_unit(tmp_path, monkeypatch):
     """benchmarks/lead_across_towers.py: per seed, DCA's mean per-clip lead (sync above chance) over "none"'s run of
     the same seed; seeds without both runs, or a protocol one of the pair lacks, are left out; the one-sided tests
