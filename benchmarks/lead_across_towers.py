@@ -9,7 +9,8 @@ one training run share that run's bridges, so the per-seed test here is the stri
 
     python benchmarks/lead_across_towers.py
         # every committed set of none/DCA runs at the main table's bridge budget (1,200 steps at batch 8), grouped
-        # into the recipe's towers and towers trained five or seven times the recipe's tower budget; reads
+        # into the recipe's towers, towers trained five or seven times the recipe's tower budget, and towers trained
+        # three times it in one run (a 31-minute tower stage in bf16); reads
         # benchmarks/results/ablation-runs/, trains nothing, takes seconds; writes
         # benchmarks/results/lead_across_towers.json
 """
@@ -35,13 +36,14 @@ VARIANT = "dca"
 
 class TowerSet(NamedTuple):
     """The none/DCA runs trained from one set of towers with one bridge setting, as ablation.py keeps them."""
-    group: str  # which tower budget the towers had: RECIPE_TOWERS or LONGER_TOWERS
+    group: str  # which tower budget the towers had: RECIPE_TOWERS, LONGER_TOWERS or THREE_TIMES_IN_ONE_RUN
     label: str
     folder: str  # under RUNS
 
 
 RECIPE_TOWERS = "recipe towers (1,200 tower steps)"
 LONGER_TOWERS = "towers trained 5 or 7 times the recipe's tower budget"
+THREE_TIMES_IN_ONE_RUN = "towers trained 3 times the recipe's tower budget in one bf16 run (3,600 steps, 31 minutes)"
 _FOLDER = "ablation-1200-lr0.005-independent-tb2-batch8"
 #: every committed set at the main table's bridge budget, with the docs/synthetic.md section that reports it
 TOWER_SETS = (
@@ -53,6 +55,7 @@ TOWER_SETS = (
     TowerSet(LONGER_TOWERS, "7x 32b8602b, bf16 (from aec844e4)", f"{_FOLDER}-bf16-towers32b8602b"),
     TowerSet(LONGER_TOWERS, "5x 3a5b0519, bf16 (from a fresh recipe's fde2857d)", f"{_FOLDER}-bf16-towers3a5b0519"),
     TowerSet(LONGER_TOWERS, "7x e1be7433, bf16 (from fde2857d)", f"{_FOLDER}-bf16-towerse1be7433"),
+    TowerSet(THREE_TIMES_IN_ONE_RUN, "3x 64e0c57a, bf16 (from fde2857d's random towers)", f"{_FOLDER}-bf16-towers64e0c57a"),
 )
 
 
