@@ -19,8 +19,9 @@ detectors find, next to the truth and the pretrained towers (docs/synthetic.md, 
         # the recipe's budget, one warm-up and one cosine decay; 31 minutes in bf16 here): settings name init-...
 
 Writes benchmarks/results/tower_budget-SETTINGS.json (with --after: tower_budget-AFTER+SETTINGS.json) with the
-fingerprint of the recipe's towers (with --from-init: the recipe's random towers, their fingerprint) it started from; where that file is already committed from other towers (another
-machine's recipe), SETTINGS gets "-towers" + the first 8 hex digits of ours, so it is never overwritten. The training
+fingerprint of the recipe's towers it started from (with --from-init: of the recipe's random towers); where that file
+is already committed from other towers (another machine's recipe), SETTINGS gets "-towers" + the first 8 hex digits
+of ours, so it is never overwritten. The training
 run is kept under RECIPE/runs/towers-more-SETTINGS (towers-more-AFTER+SETTINGS; with --from-init towers-init-SETTINGS)
 and resumes when re-run.
 """

@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
     make.add_argument("--max-events", type=int, default=defaults.max_events)
     make.set_defaults(run=run)
 
-    from ..synthetic.recipe import RecipeSettings
+    from ..synthetic.recipe import PRECISION_MODES, RecipeSettings
 
     recipe_defaults = RecipeSettings()
     recipe = actions.add_parser(
@@ -45,9 +45,10 @@ def add_parser(subparsers) -> None:
                         help="then copy OUT/model into the package as `bridgedit generate`'s default model")
     recipe.add_argument("--scale", type=int, default=1, metavar="N",
                         help="divide every budget (clips, steps) by N: a quick, much worse model")
-    recipe.add_argument("--precision", choices=("fp32", "bf16"), default=recipe_defaults.tower_precision,
+    recipe.add_argument("--precision", choices=tuple(PRECISION_MODES), default=recipe_defaults.tower_precision,
                         help="train the towers and the bridges in float32 or under bf16 autocast (only on a CPU with "
-                        "native bf16, AVX512-BF16 or AMX, or a GPU; about 1.8 times the tower steps per minute on this project's test machine)")
+                        "native bf16, AVX512-BF16 or AMX, or a GPU; about 1.8 times the tower steps per minute on "
+                        "this project's test machine)")
     recipe.set_defaults(run=run_recipe)
 
 
