@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from bridgedit.atomic import write_text_atomic
+from bridgedit.config import ConfigError
 from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import recipe
@@ -151,7 +152,7 @@ def run_name(variant: str, seed: int, settings: recipe.RecipeSettings, towers_ta
         tag += f"-batch{settings.bridge_batch_size}"
     if list(settings.bridge["video_blocks"]) != list(recipe.DEMO_BRIDGE.video_blocks):
         tag += "-blocks" + "".join(str(i) for i in settings.bridge["video_blocks"])
-    if settings.bridge_precision != recipe.RecipeSettings.bridge_precision:
+    if settings.bridge_precision != "fp32":  # named whatever the recipe's default: the first runs were fp32, untagged
         tag += f"-{settings.bridge_precision}"
     tag += towers_tag
     return f"{tag}/{variant.replace(' ', '_').replace('(', '').replace(')', '')}-seed{seed}"
@@ -475,8 +476,8 @@ def main() -> None:
     parser.add_argument("--bridge-batch", type=int, default=BRIDGE_BATCH,
                         help="batch size of the bridge stage")
     parser.add_argument("--precision", choices=tuple(recipe.PRECISION_MODES), default=recipe.RecipeSettings.bridge_precision,
-                        help="bridge training in float32 (the table's) or under bf16 autocast (faster on a CPU with "
-                        "native bf16, benchmarks/bridge_step_cost.py; refused on other CPUs); scoring is float32 either way")
+                        help="bridge training under bf16 autocast (the recipe's; faster on a CPU with native bf16, "
+                        "benchmarks/bridge_step_cost.py; refused on other CPUs) or in float32; scoring is float32 either way")
     parser.add_argument("--bridge-blocks", help="comma-separated tower blocks that get a bridge (video and audio alike; "
                         "the recipe's: 1,3)")
     parser.add_argument("--towers", help="start every run from these pretrained towers (a model folder, e.g. a "
@@ -501,6 +502,10 @@ def main() -> None:
     settings = recipe.RecipeSettings()
     if args.scale > 1:
         settings = recipe.smaller(settings, args.scale)
+    try:  # a recipe folder made with other settings (an older bridgedit's defaults) is not extended
+        recipe.check_same_settings(out, settings)
+    except ConfigError as error:
+        raise SystemExit(f"--recipe {out}: {error}") from None
     dataset = recipe.make_world(out, settings)
     if args.towers:
         towers = Path(args.towers)

@@ -81,9 +81,9 @@ def main() -> None:
                 for record, (frames, sound, rate) in zip(records, real_clips(dataset, records))]
         rows = {"true events per clip": float(np.mean([len(r["scene"]["events"]) for r in records])),
                 "real clips": event_statistics(real),
-                "pretrained towers (recipe, 1200 steps)": event_statistics(generated(str(towers), records))}
+                f"pretrained towers (recipe, {own_steps_of(towers)} steps)": event_statistics(generated(str(towers), records))}
     for checkpoint in sorted(plan.run_dir.glob("checkpoint-*")):
-        steps = int(checkpoint.name.split('-')[1])
+        steps = own_steps_of(checkpoint)
         label = f"{steps} steps from the random towers" if args.from_init else f"+{plan.steps_before + steps} steps"
         rows[label] = event_statistics(generated(str(checkpoint), records))
     history = json.loads((plan.run_dir / "history.json").read_text())
@@ -144,6 +144,11 @@ def own_steps(settings: str) -> int:
     if "steps-" not in last or not last.split("steps-")[0].isdigit():
         raise SystemExit(f"--after {settings}: not this script's settings (expected e.g. 2400steps-batch16-lr0.001)")
     return int(last.split("steps-")[0])
+
+
+def own_steps_of(checkpoint: Path) -> int:
+    """The step a checkpoint folder was saved at (checkpoint-003600 -> 3600)."""
+    return int(checkpoint.name.split("-")[1])
 
 
 def results_from_other_towers(results: Path, fingerprint: str) -> bool:

@@ -27,9 +27,10 @@ from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import MANIFEST_NAME, load_manifest
 from bridgedit.jsonl import write_jsonl
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic.recipe import run_training, training_config
+from bridgedit.synthetic.recipe import RecipeSettings, run_training, training_config
 from bridgedit.synthetic.detect import video_events
 from bridgedit.synthetic.scoring import HELD_OUT_SEED, event_statistics, generate_for, real_clips
+from bridgedit.training.trainer import checkpoint_folder
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -61,8 +62,11 @@ def loss_means(history: list[dict], key: str, window: int = 50) -> list[float]:
 
 
 def pretrained_towers(recipe: Path) -> Path:
-    """The recipe's pretrained towers (the end of its tower stage), or a clear exit if that stage has not run."""
-    towers = recipe / "runs" / "towers" / "checkpoint-001200"
+    """The recipe's pretrained towers (the end of its tower stage: its recipe.json's tower steps, else today's
+    default), or a clear exit if that stage has not run."""
+    recorded = recipe / "recipe.json"
+    steps = json.loads(recorded.read_text())["tower_steps"] if recorded.is_file() else RecipeSettings().tower_steps
+    towers = checkpoint_folder(recipe / "runs" / "towers", steps)
     if not towers.is_dir():
         raise SystemExit(f"{towers} is missing: run `bridgedit synthetic recipe --out {recipe}` first")
     return towers

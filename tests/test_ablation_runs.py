@@ -58,7 +58,7 @@ def test_committed_result_is_reused_only_from_the_same_towers(tmp_path):
 
 def test_run_names_spell_out_every_varied_setting():
     ablation = load_ablation()
-    base = RecipeSettings()
+    base = RecipeSettings(bridge_precision="fp32")  # the first tables' precision: their folders carry no precision
     name = ablation.run_name("dca", 1, base)
     assert name == (f"ablation-{base.bridge_steps}-lr{base.bridge_lr:g}-{base.bridge_timesteps}"
                     f"-tb{base.bridge['time_bias']:g}/dca-seed1")
@@ -69,6 +69,8 @@ def test_run_names_spell_out_every_varied_setting():
     assert ablation.run_name("none", 2, smaller_batch) == "ablation-600-lr0.005-independent-tb2-batch8/none-seed2"
     in_bf16 = replace(smaller_batch, bridge_precision="bf16")  # never mixed with the float32 runs
     assert ablation.run_name("none", 2, in_bf16) == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
+    assert ablation.run_name("none", 2, replace(RecipeSettings(), bridge_steps=600, bridge_batch_size=8)) == \
+        "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"  # named by precision, not by the default
 
 
 def test_each_stages_precision_reaches_its_training_config_and_bf16_is_refused_where_it_is_not_native(tmp_path, monkeypatch):
@@ -88,11 +90,17 @@ def test_each_stages_precision_reaches_its_training_config_and_bf16_is_refused_w
     monkeypatch.setattr(recipe, "run_training", lambda config, run_dir: configs.setdefault(run_dir.name, config))
     (tmp_path / "init" / "model_index.json").parent.mkdir()
     (tmp_path / "init" / "model_index.json").write_text("{}")
-    settings = RecipeSettings(tower_precision="bf16")
+    settings = RecipeSettings(tower_precision="bf16", bridge_precision="fp32")
     recipe.pretrain_towers(tmp_path, tmp_path / "dataset", settings)
     recipe.train_bridges(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings)
     assert configs["towers"]["train"]["mixed_precision"] == "bf16"
     assert configs["bridges"]["train"]["mixed_precision"] == "no"
+    configs.clear()
+    settings = RecipeSettings(tower_precision="fp32")  # the bridges' default: bf16
+    recipe.pretrain_towers(tmp_path, tmp_path / "dataset", settings)
+    recipe.train_bridges(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings)
+    assert configs["towers"]["train"]["mixed_precision"] == "no"
+    assert configs["bridges"]["train"]["mixed_precision"] == "bf16"
 
     ablation = load_ablation()
     monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
@@ -101,6 +109,19 @@ def test_each_stages_precision_reaches_its_training_config_and_bf16_is_refused_w
     with pytest.raises(SystemExit, match="no native bf16"):
         ablation.main()
     assert not (tmp_path / "recipe").exists()  # refused before any work
+
+
+def test_the_ablation_refuses_a_recipe_folder_made_with_other_settings(tmp_path, monkeypatch):
+    ablation = load_ablation()
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    out = tmp_path / "recipe"
+    out.mkdir()
+    older = json.loads(json.dumps(replace(RecipeSettings(), tower_steps=1200, tower_precision="fp32").to_dict()))
+    (out / "recipe.json").write_text(json.dumps(older))
+    monkeypatch.setattr("sys.argv", ["ablation.py", "--recipe", str(out)])
+    with pytest.raises(SystemExit, match=f"tower_steps 1200 -> {RecipeSettings().tower_steps}"):
+        ablation.main()
+    assert sorted(path.name for path in out.iterdir()) == ["recipe.json"]  # its towers are not trained on
 
 
 def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
@@ -116,7 +137,7 @@ def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
     assert ablation.recipe_run_name(tmp_path, replace(dca_seed0, bridge_batch_size=8)) is None
     for other in (ablation.variant_settings(settings, "none", 0), ablation.variant_settings(settings, "dca", 1),
                   ablation.variant_settings(settings, "dca (shared caption)", 0),
-                  replace(dca_seed0, bridge_steps=150), replace(dca_seed0, bridge_precision="bf16")):
+                  replace(dca_seed0, bridge_steps=150), replace(dca_seed0, bridge_precision="fp32")):
         assert ablation.recipe_run_name(tmp_path, other) is None
 
 

@@ -117,23 +117,45 @@ def test_recipe_stage_timings_add_up_over_resumes():
     assert timings["towers_s"] >= first + 0.01
 
 
-def test_recipe_precision_from_the_command_line_reaches_both_stages_and_bf16_is_refused_where_it_is_not_native(
-        tmp_path, monkeypatch):
+def test_recipe_precision_from_the_command_line_reaches_both_stages_and_bf16_falls_back_or_is_refused_where_it_is_not_native(
+        tmp_path, monkeypatch, capsys):
     from bridgedit.cli.main import main
     from bridgedit.synthetic import recipe
     from bridgedit.training import trainer
 
     ran = []
     monkeypatch.setattr(recipe, "run_recipe", lambda out, settings: ran.append(settings) or Path(out) / "model")
-    assert main(["synthetic", "recipe", "--out", str(tmp_path / "default")]) == 0
-    assert (ran[-1].tower_precision, ran[-1].bridge_precision) == ("fp32", "fp32")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
-    assert main(["synthetic", "recipe", "--out", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
-    assert (ran[-1].tower_precision, ran[-1].bridge_precision) == ("bf16", "bf16")
+    assert main(["synthetic", "recipe", "--out", str(tmp_path / "default")]) == 0
+    assert (ran[-1].tower_precision, ran[-1].bridge_precision) == ("bf16", "bf16")  # the recipe's default
+    assert main(["synthetic", "recipe", "--out", str(tmp_path / "fp32"), "--precision", "fp32"]) == 0
+    assert (ran[-1].tower_precision, ran[-1].bridge_precision) == ("fp32", "fp32")
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    capsys.readouterr()
+    assert main(["synthetic", "recipe", "--out", str(tmp_path / "fallback")]) == 0  # by default: float32, said so
+    assert (ran[-1].tower_precision, ran[-1].bridge_precision) == ("fp32", "fp32")
+    assert "training in float32, not the recipe's bf16" in capsys.readouterr().err
     assert main(["synthetic", "recipe", "--out", str(tmp_path / "refused"), "--precision", "bf16"]) != 0
-    assert len(ran) == 2  # refused before any work
+    assert len(ran) == 3  # asked for explicitly: refused before any work
+
+
+def test_a_recipe_folder_made_with_other_settings_is_refused_before_any_work(tmp_path):
+    from bridgedit.config import ConfigError
+    from bridgedit.synthetic.recipe import RecipeSettings, run_recipe
+
+    out = tmp_path / "recipe"
+    out.mkdir()
+    older = json.loads(json.dumps(RecipeSettings(tower_steps=1200, tower_precision="fp32").to_dict()))
+    del older["bridge_precision"]  # a setting that recipe predates
+    (out / "recipe.json").write_text(json.dumps(older))
+    with pytest.raises(ConfigError, match="holds a recipe made with other settings") as refused:
+        run_recipe(out, RecipeSettings(tower_steps=3600, tower_precision="bf16"))
+    for change in ("tower_steps 1200 -> 3600", "tower_precision 'fp32' -> 'bf16'", "bridge_precision None -> 'bf16'"):
+        assert change in str(refused.value)
+    assert "seed" not in str(refused.value)  # only what differs
+    assert sorted(path.name for path in out.iterdir()) == ["recipe.json"]  # nothing started
+    assert json.loads((out / "recipe.json").read_text()) == older
 
 
 def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
@@ -153,7 +175,11 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     index = json.loads((out / "model" / "model_index.json").read_text())
     assert index["video"] == "video" and index["audio"] == "audio"  # self-contained: towers copied
     # the towers are the stage-1 (pretrained) towers, apart from the last blocks the bridge stage trained
-    towers = BridgeDiTPipeline.from_pretrained(out / "runs" / "towers" / "checkpoint-000002").model.video_tower
+    from bridgedit.synthetic.recipe import RecipeSettings, smaller
+    from bridgedit.training.trainer import checkpoint_folder
+
+    tower_steps = smaller(RecipeSettings(), 1000).tower_steps
+    towers = BridgeDiTPipeline.from_pretrained(checkpoint_folder(out / "runs" / "towers", tower_steps)).model.video_tower
     assert all(torch.equal(a, b) for a, b in zip(towers.blocks[0].parameters(), pipe.model.video_tower.blocks[0].parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(towers.blocks[-1].parameters(), pipe.model.video_tower.blocks[-1].parameters()))
 
