@@ -9,8 +9,9 @@ sync is also set against its chance level (each clip's frames against every othe
 "none"'s of the same seed clip by clip.
 
     python benchmarks/ablation.py --workers 2 [--recipe outputs/demo]
-        # the main table: 7 variants x 3 seeds, 1,200 bridge steps at batch 8 each, the recipe's bridge settings;
-        # writes benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`)
+        # the main table: 7 variants x 3 seeds, 1,200 bridge steps at batch 8 each, the recipe's bridge settings
+        # (bf16 autocast, on a CPU with native bf16 or a GPU; --precision fp32 elsewhere); writes
+        # benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`)
     python benchmarks/ablation.py --gather-only
         # tabulate the runs finished so far, train nothing
     python benchmarks/ablation.py --seeds 3 --bridge-steps 150 --bridge-batch 16 --bridge-lr 5e-4 --timesteps coupled \
@@ -21,12 +22,15 @@ sync is also set against its chance level (each clip's frames against every othe
     python benchmarks/ablation.py --workers 2 --variants none,dca --seeds 3 --results-name ablation-towers-5x \
             --towers outputs/demo/runs/towers-more-2400steps-batch16-lr0.001+2400steps-batch16-lr0.001/checkpoint-002400
         # the table's settings, none and DCA, from towers trained five times the recipe's budget (benchmarks/tower_budget.py)
-    python benchmarks/ablation.py --workers 2 --precision bf16
-        # the bridge stage under bf16 autocast, on a CPU with native bf16 (AVX512-BF16 or AMX), attention as bf16
-        # matrix products (bridgedit.cpu_attention): 1.6-2.2x the training speed (benchmarks/bridge_step_cost.py), the
-        # same scoring in float32; the table in about 2.1 hours; its runs are kept apart (folders -bf16)
+    python benchmarks/ablation.py --workers 2 --precision fp32
+        # the bridge stage in float32 (the first recipe's tables): under bf16 autocast, on a CPU with native bf16
+        # (AVX512-BF16 or AMX), attention runs as bf16 matrix products (bridgedit.cpu_attention), 1.6-2.2x the
+        # training speed (benchmarks/bridge_step_cost.py), the same scoring in float32 either way; the runs of each
+        # precision are kept apart (folders -bf16)
 
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
+The tables made before the recipe trained in bf16 (docs/synthetic.md, every table from the first recipe's towers, and
+those examples above that name no precision) ran in float32: add --precision fp32 to repeat them.
 Every run's joint samples are scored at the models' own guidance (the paper's) and again without audio guidance
 (w_a = 1). Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio
 generated for the real held-out video (`score_next_to_real`), at either guidance. Each protocol comes with every

@@ -5,7 +5,7 @@ frames scored against another clip's audio). Many spurious events in both stream
 chance level, whatever the bridges do (docs/synthetic.md, "Sync is capped near its chance level by spurious events").
 
     python benchmarks/event_counts.py --recipe outputs/demo MODEL_OR_CHECKPOINT [...]
-        # writes benchmarks/results/event_counts.json
+        # writes benchmarks/results/event_counts.json (--name NAME: NAME.json)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic.scoring import HELD_OUT_SEED, event_statistics, generate_for, real_clips
 
-RESULTS = Path(__file__).parent / "results" / "event_counts.json"
+RESULTS = Path(__file__).parent / "results"
 
 
 def generated(model: str, records: list[dict], seed: int = HELD_OUT_SEED) -> list[tuple]:
@@ -34,7 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="model folders or training checkpoints")
     parser.add_argument("--recipe", default="outputs/demo", help="the demo recipe's output folder (its held-out clips)")
+    parser.add_argument("--name", default="event_counts", help="write benchmarks/results/NAME.json")
     args = parser.parse_args()
+    out = RESULTS / f"{args.name}.json"
 
     dataset = Path(args.recipe) / "dataset"
     records = load_manifest(dataset, split="test")
@@ -47,13 +49,13 @@ def main() -> None:
         rows[model] = event_statistics(generated(model, records))
     summary = {"benchmark": "event_counts", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                "test_clips": len(records), "rows": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(RESULTS, json.dumps(summary, indent=2) + "\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
     print(f"{'':<70}{'video events':>14}{'audio events':>14}{'sync':>8}{'chance':>8}")
     for name, row in rows.items():
         print(f"{name:<70}{row['video_events']:>14.2f}{row['audio_events']:>14.2f}{row.get('sync', float('nan')):>8.3f}"
               f"{row.get('sync_with_another_clips_audio', float('nan')):>8.3f}")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

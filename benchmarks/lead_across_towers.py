@@ -9,8 +9,8 @@ one training run share that run's bridges, so the per-seed test here is the stri
 
     python benchmarks/lead_across_towers.py
         # every committed set of none/DCA runs at the main table's bridge budget (1,200 steps at batch 8), grouped
-        # into the recipe's towers, towers trained five or seven times the recipe's tower budget, and towers trained
-        # three times it in one run (a 31-minute tower stage in bf16); reads
+        # into the first recipe's towers (1,200 float32 tower steps), towers trained five or seven times that, and
+        # towers of the recipe's tower stage (3,600 bf16 steps in one run); reads
         # benchmarks/results/ablation-runs/, trains nothing, takes seconds; writes
         # benchmarks/results/lead_across_towers.json
 """
@@ -36,26 +36,28 @@ VARIANT = "dca"
 
 class TowerSet(NamedTuple):
     """The none/DCA runs trained from one set of towers with one bridge setting, as ablation.py keeps them."""
-    group: str  # which tower budget the towers had: RECIPE_TOWERS, LONGER_TOWERS or THREE_TIMES_IN_ONE_RUN
+    group: str  # which tower budget the towers had: FIRST_RECIPE_TOWERS, LONGER_TOWERS or RECIPE_TOWERS
     label: str
     folder: str  # under RUNS
 
 
-RECIPE_TOWERS = "recipe towers (1,200 tower steps)"
-LONGER_TOWERS = "towers trained 5 or 7 times the recipe's tower budget"
-THREE_TIMES_IN_ONE_RUN = "towers trained 3 times the recipe's tower budget in one bf16 run (3,600 steps, 31 minutes)"
+FIRST_RECIPE_TOWERS = "the first recipe's towers (1,200 float32 tower steps)"
+LONGER_TOWERS = "towers trained 5 or 7 times the first recipe's tower budget"
+RECIPE_TOWERS = "the recipe's tower stage: 3,600 bf16 steps in one run (31-33 minutes)"
 _FOLDER = "ablation-1200-lr0.005-independent-tb2-batch8"
 #: every committed set at the main table's bridge budget, with the docs/synthetic.md section that reports it
 TOWER_SETS = (
-    TowerSet(RECIPE_TOWERS, "b2f83913, fp32 (the main table)", _FOLDER),
-    TowerSet(RECIPE_TOWERS, "57f92a37, fp32 (another machine's recipe)", f"{_FOLDER}-towers57f92a37"),
-    TowerSet(RECIPE_TOWERS, "aec844e4, bf16 bridges (the bf16 table, five seeds)", f"{_FOLDER}-bf16"),
+    TowerSet(FIRST_RECIPE_TOWERS, "b2f83913, fp32 (the main table)", _FOLDER),
+    TowerSet(FIRST_RECIPE_TOWERS, "57f92a37, fp32 (another machine's recipe)", f"{_FOLDER}-towers57f92a37"),
+    TowerSet(FIRST_RECIPE_TOWERS, "aec844e4, bf16 bridges (the bf16 table, five seeds)", f"{_FOLDER}-bf16"),
     TowerSet(LONGER_TOWERS, "5x bf464997, fp32 (the earlier machine)", f"{_FOLDER}-towersbf464997"),
     TowerSet(LONGER_TOWERS, "5x e10862e4, bf16 (from aec844e4)", f"{_FOLDER}-bf16-towerse10862e4"),
     TowerSet(LONGER_TOWERS, "7x 32b8602b, bf16 (from aec844e4)", f"{_FOLDER}-bf16-towers32b8602b"),
     TowerSet(LONGER_TOWERS, "5x 3a5b0519, bf16 (from a fresh recipe's fde2857d)", f"{_FOLDER}-bf16-towers3a5b0519"),
     TowerSet(LONGER_TOWERS, "7x e1be7433, bf16 (from fde2857d)", f"{_FOLDER}-bf16-towerse1be7433"),
-    TowerSet(THREE_TIMES_IN_ONE_RUN, "3x 64e0c57a, bf16 (from fde2857d's random towers)", f"{_FOLDER}-bf16-towers64e0c57a"),
+    TowerSet(RECIPE_TOWERS, "64e0c57a (tower_budget.py --from-init, from fde2857d's random towers)",
+             f"{_FOLDER}-bf16-towers64e0c57a"),
+    TowerSet(RECIPE_TOWERS, "87e4c0f3 (the timed recipe: the main table, the bundled model)", f"{_FOLDER}-bf16-towers87e4c0f3"),
 )
 
 
