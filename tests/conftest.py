@@ -66,3 +66,13 @@ def open_gates(model: BridgeDiT, seed: int = 0) -> None:
 @pytest.fixture
 def inputs():
     return tiny_inputs()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state, fixed by the first training run's mixed precision: each test's
+    training runs (the recipe's in bf16, the others in float32) start from none."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state()
