@@ -271,10 +271,7 @@ def test_bf16_training_with_frozen_weights_in_bf16(data, checkpointing):
     assert model.video_tower.blocks[0].scale_shift_table.dtype == torch.float32  # diffusers keeps it in fp32
     assert model.video_tower.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    try:
-        result = trainer.run()
-    finally:
-        AcceleratorState._reset_state()  # later tests in this process choose their own precision
+    result = trainer.run()  # conftest's fresh_accelerator_state resets the precision for later tests
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
     for name, param in model.named_parameters():
         assert (not torch.equal(before[name], param)) == param.requires_grad, name
@@ -298,7 +295,6 @@ def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_float32(data, monkeypat
     with caplog.at_level("WARNING"):
         trainer = Trainer(config, progress=False)
     precision = trainer.accelerator.mixed_precision
-    AcceleratorState._reset_state()  # later tests in this process choose their own precision
     assert precision == "no"
     assert "float32 instead of bf16: this CPU has no native bf16" in caplog.text
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
