@@ -140,12 +140,16 @@ def test_recipe_precision_from_the_command_line_reaches_both_stages_and_bf16_fal
     assert len(ran) == 3  # asked for explicitly: refused before any work
 
 
-def test_a_recipe_folder_made_with_other_settings_is_refused_before_any_work(tmp_path):
+@pytest.mark.parametrize("finished", [False, True], ids=["unfinished", "finished"])
+def test_a_recipe_folder_made_with_other_settings_is_refused_before_any_work(tmp_path, finished):
     from bridgedit.config import ConfigError
     from bridgedit.synthetic.recipe import RecipeSettings, run_recipe
 
     out = tmp_path / "recipe"
     out.mkdir()
+    if finished:  # its model is not handed back as if made with the settings asked for
+        (out / "model").mkdir()
+        (out / "model" / "model_index.json").write_text("{}")
     older = json.loads(json.dumps(RecipeSettings(tower_steps=1200, tower_precision="fp32").to_dict()))
     del older["bridge_precision"]  # a setting that recipe predates
     (out / "recipe.json").write_text(json.dumps(older))
@@ -154,7 +158,7 @@ def test_a_recipe_folder_made_with_other_settings_is_refused_before_any_work(tmp
     for change in ("tower_steps 1200 -> 3600", "tower_precision 'fp32' -> 'bf16'", "bridge_precision None -> 'bf16'"):
         assert change in str(refused.value)
     assert "seed" not in str(refused.value)  # only what differs
-    assert sorted(path.name for path in out.iterdir()) == ["recipe.json"]  # nothing started
+    assert sorted(path.name for path in out.iterdir()) == ["model", "recipe.json"][1 - finished:]  # nothing started
     assert json.loads((out / "recipe.json").read_text()) == older
 
 

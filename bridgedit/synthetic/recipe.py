@@ -263,10 +263,10 @@ def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_same_settings(out, settings)  # before anything, a finished model included: it was made with those settings
     model = out / "model"
     if _stage_done(model):
         return model
-    check_same_settings(out, settings)
     write_text_atomic(out / "recipe.json", json.dumps(settings.to_dict(), indent=2))
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
