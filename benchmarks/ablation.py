@@ -340,14 +340,15 @@ def worker_arguments(argv: list[str], share: list[tuple[str, int]]) -> list[str]
     return arguments + ["--only", format_runs(share)]
 
 
-def run_workers(pending: list[tuple[str, int]], workers: int) -> None:
+def run_workers(pending: list[tuple[str, int]], workers: int, script: str = __file__) -> None:
     """Train and score the pending runs in `workers` one-thread processes at once, each taking every workers-th run
-    (on 2 CPU cores two one-thread trainings side by side make more steps per second than one two-thread one)."""
+    (on 2 CPU cores two one-thread trainings side by side make more steps per second than one two-thread one): each
+    is `script` (this one, or another benchmark with the same --workers / --only arguments) with this command line."""
     import os
     import subprocess
 
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    processes = [subprocess.Popen([sys.executable, __file__, *worker_arguments(sys.argv[1:], pending[i::workers])],
+    processes = [subprocess.Popen([sys.executable, script, *worker_arguments(sys.argv[1:], pending[i::workers])],
                                   env=environment)
                  for i in range(min(workers, len(pending)))]
     codes = [process.wait() for process in processes]

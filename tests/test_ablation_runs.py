@@ -593,3 +593,52 @@ def test_ablation_table_has_dcas_lead_over_every_other_variant_on_the_seeds_both
     # a kind with no seed in common with DCA's runs gets no lead
     alone = ablation.aggregate([dca[0], run("a2v", 5, [0.2, 0.2, 0.2])])
     assert lead_name not in alone["a2v"]
+
+
+def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_same_seed(tmp_path, monkeypatch):
+    """benchmarks/guidance_scan.py: each run's held-out samples are generated at every new audio guidance scale once
+    (resumed, never again), the model's own scale is read from the run's result, and DCA's lead is taken clip by clip
+    against "none"'s run of the same seed."""
+    monkeypatch.syspath_prepend(str(ABLATION.parent))
+    scan = load_benchmark(ABLATION.parent / "guidance_scan.py")
+    runs = tmp_path / "runs" / "ablation-x"
+    sync_of = {("none", 0): [0.2, 0.4], ("none", 1): [0.3, 0.3], ("dca", 0): [0.5, 0.4], ("dca", 1): [0.2, 0.5]}
+
+    def statistics(sync, chance=0.1):
+        return {"sync": float(np.mean(sync)), "sync_per_clip": sync, "sync_chance": chance,
+                "sync_chance_per_clip": [chance] * len(sync), "sync_above_chance": float(np.mean(sync)) - chance,
+                "video_events": 2.0, "audio_events": 3.0}
+
+    def per_clip(sync):
+        return [{"sync": s, "av_align": 0.1, "colour": 1.0, "shape": 1.0, "material": 0.5} for s in sync]
+
+    for (variant, seed), sync in sync_of.items():
+        folder = runs / f"{variant}-seed{seed}"
+        (folder / "checkpoint-000004").mkdir(parents=True)
+        (folder / "latest").write_text("checkpoint-000004")
+        (folder / "scores.json").write_text(json.dumps(
+            {"per_clip": per_clip(sync), "both_generated": {scan.JOINT_DIRECTION: statistics(sync)}}))
+    calls = []
+
+    def score_model(pipe, records, *, captions, seed, audio_guidance):
+        calls.append((pipe, captions, seed, audio_guidance))
+        sync = [s / audio_guidance for s in sync_of[pipe]]  # each run's own samples, fainter at larger scales
+        return per_clip(sync), statistics(sync)
+
+    monkeypatch.setattr(scan, "score_model", score_model)
+    monkeypatch.setattr(scan.BridgeDiTPipeline, "from_pretrained",
+                        lambda path: (path.parent.name.split("-seed")[0], int(path.parent.name.split("-seed")[1])))
+    for _ in range(2):  # the second pass finds every scale scored
+        for variant, seed in sync_of:
+            scan.scan_run(runs, variant, seed, [1.0, 2.0], [])
+    assert sorted(calls) == sorted((run, "hvgc", scan.HELD_OUT_SEED, scale) for run in sync_of for scale in (1.0, 2.0))
+
+    table = scan.tabulate(runs, [0, 1], [2.0, scan.MODEL_GUIDANCE])
+    assert table["2"]["lead_per_seed"]["per_seed"] == pytest.approx({0: 0.075, 1: 0.025})  # halved syncs
+    assert table["7"]["lead_per_seed"]["per_seed"] == pytest.approx({0: 0.15, 1: 0.05})  # the runs' own scores
+    assert table["7"]["lead_per_clip"]["mean"] == pytest.approx(np.mean([0.3, 0.0, -0.1, 0.2]))
+    assert table["7"]["lead_per_seed"]["seeds_with_dca_above"] == 2
+    assert table["2"]["dca"]["sync"]["mean"] == pytest.approx(np.mean([0.45, 0.35]) / 2)
+    assert table["2"]["none"]["material"]["mean"] == 0.5
+    with pytest.raises(KeyError):  # a scale never scanned is not made up
+        scan.tabulate(runs, [0, 1], [4.0])

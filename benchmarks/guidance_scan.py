@@ -1,0 +1,165 @@
+"""How does DCA's sync lead over "none", with both streams generated, depend on the audio guidance scale w_a?
+(issue #7's goal; docs/synthetic.md, "The audio guidance scale and DCA's lead")
+
+The main table (benchmarks/ablation.py) scores every run's joint samples at the models' own guidance (the paper's
+w_v = 6, w_a = 7) and without audio guidance (w_a = 1). This script takes finished "none" and DCA runs of one
+ablation folder and generates the same held-out samples (the same captions, the same seeds) at other audio guidance
+scales, the video's guidance left at the model's own. At each scale it reports, per variant, the event-level sync
+next to its chance level, the audio onsets and video events detected per clip, and text faithfulness (the named
+colour and shape on screen, the named material's sound in the audio); and DCA's lead over "none": clip by clip
+(`paired_lead`, pooled over seeds) and seed by seed (lead_across_towers' tests over seeds). The runs' own scores at
+the model's guidance (w_a = 7) are read from their results, not generated again.
+
+    python benchmarks/guidance_scan.py --workers 2 \\
+            --runs outputs/demo/runs/ablation-1200-lr0.005-independent-tb2-batch8-bf16-towers87e4c0f3
+        # the main table's "none" and DCA runs, seeds 0-6, at w_a = 1, 2, 4 (plus each run's own w_a = 7 scores);
+        # about 80 s per run and scale on one thread, two runs side by side; writes
+        # benchmarks/results/guidance_scan.json
+
+Resumable: each run's samples at each scale are scored once and kept in RUNS/VARIANT-seedS/guidance_scan.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bridgedit.atomic import write_text_atomic
+from bridgedit.data.manifest import load_manifest
+from bridgedit.generation import GenerationSettings
+from bridgedit.pipeline import BridgeDiTPipeline
+from bridgedit.synthetic.scoring import (HELD_OUT_SEED, SCORES, paired_lead, score_model, summarize_scores,
+                                         sync_above_chance_per_clip)
+from bridgedit.training.trainer import LATEST_NAME
+
+from ablation import BASELINE, JOINT_DIRECTION, JOINT_PROTOCOL, PROPOSED, RESULTS, format_runs, parse_runs, run_workers
+from lead_across_towers import across_seeds
+
+#: the paper's audio guidance (Table 5), the pipeline's default, which the demo models keep: every ablation run is
+#: already scored there
+MODEL_GUIDANCE = GenerationSettings.audio_guidance
+SCAN_FILE = "guidance_scan.json"
+VARIANTS = (BASELINE, PROPOSED)
+
+
+def run_folder(runs: Path, variant: str, seed: int) -> Path:
+    return runs / f"{variant}-seed{seed}"
+
+
+def scan_run(runs: Path, variant: str, seed: int, scales: list[float], test_records: list[dict]) -> None:
+    """Generate and score one run's held-out samples at each audio guidance scale it has not been scored at yet."""
+    folder = run_folder(runs, variant, seed)
+    path = folder / SCAN_FILE
+    scanned = json.loads(path.read_text()) if path.is_file() else {}
+    pipe = None
+    for scale in scales:
+        if f"{scale:g}" in scanned:
+            continue
+        if pipe is None:
+            pipe = BridgeDiTPipeline.from_pretrained(folder / (folder / LATEST_NAME).read_text().strip())
+        started = time.perf_counter()
+        per_clip, statistics = score_model(pipe, test_records, captions="hvgc", seed=HELD_OUT_SEED,
+                                           audio_guidance=scale)
+        scanned[f"{scale:g}"] = {"per_clip": per_clip, JOINT_DIRECTION: statistics,
+                                 "seconds": time.perf_counter() - started}
+        write_text_atomic(path, json.dumps(scanned, indent=2))  # after every scale: an interrupted scan loses one
+        logging.info("%s seed %d, w_a = %g: sync %.3f (chance %.3f)", variant, seed, scale, statistics["sync"],
+                     statistics["sync_chance"])
+
+
+def run_at(runs: Path, variant: str, seed: int, scale: float) -> dict:
+    """One run's {"per_clip": [...], JOINT_DIRECTION: event statistics} at an audio guidance scale."""
+    folder = run_folder(runs, variant, seed)
+    if scale == MODEL_GUIDANCE:
+        result = json.loads((folder / "scores.json").read_text())
+        return {"per_clip": result["per_clip"], JOINT_DIRECTION: result[JOINT_PROTOCOL.result_key][JOINT_DIRECTION]}
+    return json.loads((folder / SCAN_FILE).read_text())[f"{scale:g}"]
+
+
+def tabulate(runs: Path, seeds: list[int], scales: list[float]) -> dict:
+    """Per scale: each variant's scores (mean ± std over seeds) and DCA's lead over "none" per clip and per seed."""
+    table = {}
+    for scale in scales:
+        by_variant = {variant: [run_at(runs, variant, seed, scale) for seed in seeds] for variant in VARIANTS}
+        row: dict = {}
+        for variant, results in by_variant.items():
+            per_seed = [{**summarize_scores(r["per_clip"]),
+                         **{key: r[JOINT_DIRECTION][key] for key in ("sync_chance", "sync_above_chance",
+                                                                     "video_events", "audio_events")}}
+                        for r in results]
+            row[variant] = {name: {"mean": float(np.mean([s[name] for s in per_seed])),
+                                   "std": float(np.std([s[name] for s in per_seed], ddof=1)) if len(seeds) > 1 else 0.0}
+                            for name in per_seed[0]}
+        ours, theirs = by_variant[PROPOSED], by_variant[BASELINE]
+        seed_leads = [float((sync_above_chance_per_clip(a[JOINT_DIRECTION])
+                             - sync_above_chance_per_clip(b[JOINT_DIRECTION])).mean()) for a, b in zip(ours, theirs)]
+        row["lead_per_clip"] = paired_lead(ours, theirs, JOINT_DIRECTION)
+        row["lead_per_seed"] = {"per_seed": dict(zip(seeds, seed_leads)), **across_seeds(seed_leads)}
+        table[f"{scale:g}"] = row
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", required=True, help="a folder of benchmarks/ablation.py's runs, RECIPE/runs/ablation-..."
+                        " (its none-seedS and dca-seedS runs finished and scored)")
+    parser.add_argument("--seeds", type=int, default=7, help="seeds 0..N-1 of both variants")
+    parser.add_argument("--audio-guidance", default="1,2,4",
+                        help=f"comma-separated scales to generate at (w_a = {MODEL_GUIDANCE:g} is read from the runs)")
+    parser.add_argument("--workers", type=int, default=1, help="N one-thread processes side by side")
+    parser.add_argument("--results-name", default="guidance_scan", help="write benchmarks/results/NAME.json")
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # a worker's share: VARIANT@SEED;VARIANT@SEED...
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    runs = Path(args.runs)
+    recipe_folder = runs.parent.parent  # RECIPE/runs/FOLDER
+    seeds = list(range(args.seeds))
+    try:
+        scales = sorted({float(scale) for scale in args.audio_guidance.split(",")} - {MODEL_GUIDANCE})
+    except ValueError:
+        raise SystemExit(f"--audio-guidance {args.audio_guidance!r}: not comma-separated numbers") from None
+    unfinished = [f"{variant} seed {seed}" for seed in seeds for variant in VARIANTS
+                  if not (run_folder(runs, variant, seed) / "scores.json").is_file()]
+    if unfinished:
+        raise SystemExit(f"--runs {runs}: not finished and scored by benchmarks/ablation.py: {', '.join(unfinished)}")
+    test_records = load_manifest(recipe_folder / "dataset", split="test")
+
+    if args.only is not None:  # a worker of --workers
+        for variant, seed in parse_runs(args.only):
+            scan_run(runs, variant, seed, scales, test_records)
+        return
+    pending = [(variant, seed) for seed in seeds for variant in VARIANTS]
+    if args.workers > 1:
+        run_workers(pending, args.workers, script=__file__)
+    else:
+        logging.info("scanning %s", format_runs(pending))
+        for variant, seed in pending:
+            scan_run(runs, variant, seed, scales, test_records)
+
+    table = tabulate(runs, seeds, [*scales, MODEL_GUIDANCE])
+    report = {"benchmark": "guidance_scan", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+              "runs": runs.as_posix(), "seeds": seeds, "test_clips": len(test_records), "audio_guidance": table}
+    out = RESULTS / f"{args.results_name}.json"
+    write_text_atomic(out, json.dumps(report, indent=2) + "\n")
+    columns = ("sync", "sync_above_chance", "audio_events", "video_events", *[s for s in SCORES if s != "sync"])
+    print(f"{'w_a':>4} {'variant':<6}" + "".join(f"{name:>19}" for name in columns))
+    for scale, row in table.items():
+        for variant in VARIANTS:
+            print(f"{scale:>4} {variant:<6}" + "".join(f"{row[variant][n]['mean']:>12.3f} ± {row[variant][n]['std']:.3f}"
+                                                      for n in columns))
+        clip, seed = row["lead_per_clip"], row["lead_per_seed"]
+        print(f"{'':>4} DCA's lead: per clip {clip['mean']:+.3f} ± {clip['standard_error']:.3f} (p = {clip['p_value']:.2g}, "
+              f"{clip['pairs']} pairs); per seed {seed['mean']:+.3f} ± {seed['std']:.3f}, above in "
+              f"{seed['seeds_with_dca_above']} of {seed['seeds']} (t-test p = {seed.get('t_test_p', float('nan')):.2g})")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
