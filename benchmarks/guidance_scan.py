@@ -13,7 +13,7 @@ the model's guidance (w_a = 7) are read from their results, not generated again.
     python benchmarks/guidance_scan.py --workers 2 \\
             --runs outputs/demo/runs/ablation-1200-lr0.005-independent-tb2-batch8-bf16-towers87e4c0f3
         # the main table's "none" and DCA runs, seeds 0-6, at w_a = 1, 2, 4 (plus each run's own w_a = 7 scores);
-        # about 80 s per run and scale on one thread, two runs side by side; writes
+        # about 90 s per run and scale on one thread, two runs side by side; writes
         # benchmarks/results/guidance_scan.json
 
 Resumable: each run's samples at each scale are scored once and kept in RUNS/VARIANT-seedS/guidance_scan.json.
