@@ -34,12 +34,11 @@ from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.generation import GenerationSettings
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic.scoring import (HELD_OUT_SEED, SCORES, paired_lead, score_model, summarize_scores,
-                                         sync_above_chance_per_clip)
+from bridgedit.synthetic.scoring import HELD_OUT_SEED, SCORES, paired_lead, score_model, summarize_scores
 from bridgedit.training.trainer import LATEST_NAME
 
 from ablation import BASELINE, JOINT_DIRECTION, JOINT_PROTOCOL, PROPOSED, RESULTS, format_runs, parse_runs, run_workers
-from lead_across_towers import across_seeds
+from lead_across_towers import across_seeds, per_seed_leads
 
 #: the paper's audio guidance (Table 5), the pipeline's default, which the demo models keep: every ablation run is
 #: already scored there
@@ -96,11 +95,10 @@ def tabulate(runs: Path, seeds: list[int], scales: list[float]) -> dict:
             row[variant] = {name: {"mean": float(np.mean([s[name] for s in per_seed])),
                                    "std": float(np.std([s[name] for s in per_seed], ddof=1)) if len(seeds) > 1 else 0.0}
                             for name in per_seed[0]}
-        ours, theirs = by_variant[PROPOSED], by_variant[BASELINE]
-        seed_leads = [float((sync_above_chance_per_clip(a[JOINT_DIRECTION])
-                             - sync_above_chance_per_clip(b[JOINT_DIRECTION])).mean()) for a, b in zip(ours, theirs)]
-        row["lead_per_clip"] = paired_lead(ours, theirs, JOINT_DIRECTION)
-        row["lead_per_seed"] = {"per_seed": dict(zip(seeds, seed_leads)), **across_seeds(seed_leads)}
+        row["lead_per_clip"] = paired_lead(by_variant[PROPOSED], by_variant[BASELINE], JOINT_DIRECTION)
+        seed_leads = per_seed_leads({variant: {seed: {"scan": result} for seed, result in zip(seeds, results)}
+                                     for variant, results in by_variant.items()}, "scan", JOINT_DIRECTION)
+        row["lead_per_seed"] = {"per_seed": seed_leads, **across_seeds(list(seed_leads.values()))}
         table[f"{scale:g}"] = row
     return table
 
