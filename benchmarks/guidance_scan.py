@@ -127,6 +127,11 @@ def main() -> None:
                   if not (run_folder(runs, variant, seed) / "scores.json").is_file()]
     if unfinished:
         raise SystemExit(f"--runs {runs}: not finished and scored by benchmarks/ablation.py: {', '.join(unfinished)}")
+    absent = [f"{variant} seed {seed}" for seed in seeds for variant in VARIANTS
+              if not (run_folder(runs, variant, seed) / LATEST_NAME).is_file()]
+    if absent:  # e.g. results committed from another machine, reused by the ablation without their checkpoints
+        raise SystemExit(f"--runs {runs}: scored, but their trained bridges are not here to generate from: "
+                         f"{', '.join(absent)}")
     test_records = load_manifest(recipe_folder / "dataset", split="test")
 
     if args.only is not None:  # a worker of --workers
