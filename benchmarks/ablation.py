@@ -31,9 +31,10 @@ sync is also set against its chance level (each clip's frames against every othe
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
 The tables made before the recipe trained in bf16 (docs/synthetic.md, every table from the first recipe's towers, and
 those examples above that name no precision) ran in float32: add --precision fp32 to repeat them.
-Every run's joint samples are scored at the models' own guidance (the paper's) and again without audio guidance
-(w_a = 1). Runs trained with each stream's noise level drawn on its own (the recipe's setting) are also scored on audio
-generated for the real held-out video (`score_next_to_real`), at either guidance. Each protocol comes with every
+Every run's joint samples are scored at the paper's guidance (w_v = 6, w_a = 7), at the demo model's audio guidance
+(w_a = 2) and without audio guidance (w_a = 1). Runs trained with each stream's noise level drawn on its own (the
+recipe's setting) are also scored on audio generated for the real held-out video (`score_next_to_real`), at w_a = 7
+and 1. Each protocol comes with every
 variant's per-clip lead over "none" of the same seeds, and DCA's lead over every other variant on the seeds both have.
 
 Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... and skipped
@@ -63,6 +64,7 @@ import torch
 from bridgedit.atomic import write_text_atomic
 from bridgedit.config import ConfigError
 from bridgedit.data.manifest import load_manifest
+from bridgedit.generation import GenerationSettings
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import recipe
 from bridgedit.synthetic.scoring import (HELD_OUT_SEED, SCORES, paired_lead, score_model, score_next_to_real,
@@ -101,21 +103,32 @@ class SyncProtocol(NamedTuple):
         return {f"{self.score_prefix}_sync": "sync", f"{self.score_prefix}_sync_above_chance": "sync_above_chance"}
 
 
-#: both streams generated, at the models' own settings (every run), and without audio guidance (w_a = 1; every run):
-#: the second takes away the audio guidance's spurious onsets (below) from the joint samples too
-JOINT_PROTOCOL = SyncProtocol(JOINT_DIRECTION, "both_generated", "both_generated", JOINT_DIRECTION, {})
+#: the paper's audio guidance (Table 5), which the runs' checkpoints do not store (the models' own default before the
+#: demo model's was lowered): the protocols without "w_a =" in their label are at this scale, named so that a run's
+#: scores never depend on the defaults of the towers it started from
+PAPER_AUDIO_GUIDANCE = GenerationSettings.audio_guidance
+#: the demo model's own audio guidance (docs/synthetic.md, "The audio guidance scale and DCA's lead")
+DEMO_AUDIO_GUIDANCE = recipe.DEMO_GENERATION["audio_guidance"]
+#: both streams generated, at the paper's guidance (every run; SCORES are these samples'), at the demo model's audio
+#: guidance and without audio guidance (w_a = 1; every run): the lower two take away the audio guidance's spurious
+#: onsets (below) from the joint samples
+JOINT_PROTOCOL = SyncProtocol(JOINT_DIRECTION, "both_generated", "both_generated", JOINT_DIRECTION,
+                              {"audio_guidance": PAPER_AUDIO_GUIDANCE})
 JOINT_PROTOCOLS = (
     JOINT_PROTOCOL,
+    SyncProtocol(f"{JOINT_DIRECTION}, w_a = {DEMO_AUDIO_GUIDANCE:g}", f"both_generated_wa{DEMO_AUDIO_GUIDANCE:g}",
+                 f"both_generated_wa{DEMO_AUDIO_GUIDANCE:g}", JOINT_DIRECTION, {"audio_guidance": DEMO_AUDIO_GUIDANCE}),
     SyncProtocol(f"{JOINT_DIRECTION}, w_a = 1", "both_generated_unguided", "both_generated_unguided", JOINT_DIRECTION,
                  {"audio_guidance": 1.0}),
 )
 
 
-#: at the models' own guidance (the paper's w_v = 6, w_a = 7), and without audio guidance (w_a = 1): at w_a = 7 these
+#: at the paper's guidance (w_v = 6, w_a = 7), and without audio guidance (w_a = 1): at w_a = 7 these
 #: small towers' audio comes in bursts, 5-6 onsets per clip where the world makes 1.6, which caps every sync score
 #: (docs/synthetic.md, "What the samples look like")
 REAL_PROTOCOLS = (
-    SyncProtocol(REAL_DIRECTION, "next_to_real", "audio_for_real_video", REAL_DIRECTION, {}),
+    SyncProtocol(REAL_DIRECTION, "next_to_real", "audio_for_real_video", REAL_DIRECTION,
+                 {"audio_guidance": PAPER_AUDIO_GUIDANCE}),
     SyncProtocol(f"{REAL_DIRECTION}, w_a = 1", "next_to_real_unguided", "audio_for_real_video_unguided",
                  REAL_DIRECTION, {"audio_guidance": 1.0}),
 )
@@ -221,8 +234,8 @@ def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | Non
 
 def missing_measurements(result: dict, run_settings: recipe.RecipeSettings) -> list[str]:
     """What a finished run's result still lacks, by result key: measurements added to the benchmark after it was
-    scored (the cross-modal gain; the joint samples' sync next to its chance level, at the models' guidance and at
-    w_a = 1; the next-to-real protocols, for runs trained with independent noise levels, the only ones for which a
+    scored (the cross-modal gain; the joint samples' sync next to its chance level, at each of JOINT_PROTOCOLS'
+    guidance scales; the next-to-real protocols, for runs trained with independent noise levels, the only ones for which a
     clean stream next to a noisy one is in distribution)."""
     wanted = ["cross_modal_gain", *(protocol.result_key for protocol in JOINT_PROTOCOLS)]
     if run_settings.bridge_timesteps == "independent":
@@ -264,7 +277,8 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
         trained_s = time.perf_counter() - started
         started = time.perf_counter()
         per_clip, statistics = score_model(BridgeDiTPipeline.from_pretrained(checkpoint), test_records,
-                                           captions=run_settings.captions, seed=HELD_OUT_SEED)
+                                           captions=run_settings.captions, seed=HELD_OUT_SEED,
+                                           **JOINT_PROTOCOL.overrides)
         result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
                   "scores": summarize_scores(per_clip), "per_clip": per_clip,
                   JOINT_PROTOCOL.result_key: {JOINT_DIRECTION: statistics},
@@ -280,7 +294,7 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
     pipe = BridgeDiTPipeline.from_pretrained(checkpoint) if protocols else None
     for protocol in protocols:
         started = time.perf_counter()
-        if protocol.direction == JOINT_DIRECTION:  # without overrides: the very samples the run was scored on
+        if protocol.direction == JOINT_DIRECTION:
             _, statistics = score_model(pipe, test_records, captions=run_settings.captions, seed=HELD_OUT_SEED,
                                         **protocol.overrides)
             result[protocol.result_key] = {JOINT_DIRECTION: statistics}
@@ -412,7 +426,7 @@ def plot(table: dict, references: dict, path: Path) -> None:
     for protocol in (p for p in PROTOCOLS if p is not JOINT_PROTOCOL):  # the joint one is the first panel
         names = tuple(protocol.score_names())
         if all(names[0] in table[v] for v in variants):
-            guidance = "" if protocol.overrides else " (the models' own guidance)"
+            guidance = "" if "w_a =" in protocol.label else f" (w_a = {PAPER_AUDIO_GUIDANCE:g}, the paper's)"
             panels.append((names, f"sync of {protocol.label}{guidance}"))
             legend.update({name: statistic.replace("_", " ") for name, statistic in protocol.score_names().items()})
     panels.append((("colour", "shape", "material"), "text faithfulness (accuracy)"))
@@ -448,16 +462,24 @@ def plot(table: dict, references: dict, path: Path) -> None:
 
 def reference_scores(out: Path, dataset: Path, towers: Path, test_records: list[dict], towers_tag: str = "") -> dict[str, dict]:
     """The held-out clips, the same through the towers' codecs, and the recipe's own DCA model (its longer bridge
-    budget); kept in RECIPE/runs/references[TOWERS_TAG].json (delete it to score them again)."""
+    budget) at the paper's and at the demo model's audio guidance; kept in RECIPE/runs/references[TOWERS_TAG].json,
+    where only what it lacks is scored (delete it to score everything again)."""
     path = out / "runs" / f"references{towers_tag}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    references = {name: summarize_scores(scores)
-                  for name, scores in score_references(BridgeDiTPipeline.from_pretrained(towers), dataset, test_records).items()}
+    references = json.loads(path.read_text()) if path.is_file() else {}
+    wanted = {}  # name -> the generation settings of the demo model's samples
     if (out / "model" / "model_index.json").is_file():
-        demo = BridgeDiTPipeline.from_pretrained(out / "model")
-        per_clip, _ = score_model(demo, test_records, seed=HELD_OUT_SEED)
-        references[f"demo model (dca, {settings_steps(out)} steps)"] = summarize_scores(per_clip)
+        name = f"demo model (dca, {settings_steps(out)} steps)"
+        wanted = {name: JOINT_PROTOCOL.overrides, f"{name}, w_a = {DEMO_AUDIO_GUIDANCE:g}": {"audio_guidance": DEMO_AUDIO_GUIDANCE}}
+    missing = [name for name in wanted if name not in references]
+    if references and not missing:
+        return references
+    if not references:
+        references = {name: summarize_scores(scores) for name, scores in
+                      score_references(BridgeDiTPipeline.from_pretrained(towers), dataset, test_records).items()}
+    demo = BridgeDiTPipeline.from_pretrained(out / "model") if missing else None
+    for name in missing:
+        per_clip, _ = score_model(demo, test_records, seed=HELD_OUT_SEED, **wanted[name])
+        references[name] = summarize_scores(per_clip)
     path.parent.mkdir(parents=True, exist_ok=True)  # with --towers the recipe may never have run a stage here
     write_text_atomic(path, json.dumps(references, indent=2))
     return references

@@ -1,20 +1,23 @@
 """How does DCA's sync lead over "none", with both streams generated, depend on the audio guidance scale w_a?
 (issue #7's goal; docs/synthetic.md, "The audio guidance scale and DCA's lead")
 
-The main table (benchmarks/ablation.py) scores every run's joint samples at the models' own guidance (the paper's
-w_v = 6, w_a = 7) and without audio guidance (w_a = 1). This script takes finished "none" and DCA runs of one
-ablation folder and generates the same held-out samples (the same captions, the same seeds) at other audio guidance
-scales, the video's guidance left at the model's own. At each scale it reports, per variant, the event-level sync
-next to its chance level, the audio onsets and video events detected per clip, and text faithfulness (the named
-colour and shape on screen, the named material's sound in the audio); and DCA's lead over "none": clip by clip
-(`paired_lead`, pooled over seeds) and seed by seed (lead_across_towers' tests over seeds). The runs' own scores at
-the model's guidance (w_a = 7) are read from their results, not generated again.
+The main table (benchmarks/ablation.py) scores every run's joint samples at the paper's guidance (w_v = 6, w_a = 7),
+at the demo model's w_a = 2 and without audio guidance (w_a = 1), sync only. This script takes finished "none" and
+DCA runs of one ablation folder and generates the same held-out samples (the same captions, the same seeds) at other
+audio guidance scales, the video's guidance left at the paper's. At each scale it reports, per variant, the
+event-level sync next to its chance level, the audio onsets and video events detected per clip, and text faithfulness
+(the named colour and shape on screen, the named material's sound in the audio); and DCA's lead over "none": clip by
+clip (`paired_lead`, pooled over seeds) and seed by seed (lead_across_towers' tests over seeds). The runs' own scores
+at the paper's guidance (w_a = 7) are read from their results, not generated again.
 
     python benchmarks/guidance_scan.py --workers 2 \\
             --runs outputs/demo/runs/ablation-1200-lr0.005-independent-tb2-batch8-bf16-towers87e4c0f3
         # the main table's "none" and DCA runs, seeds 0-6, at w_a = 1, 2, 4 (plus each run's own w_a = 7 scores);
         # about 90 s per run and scale on one thread, two runs side by side; writes
         # benchmarks/results/guidance_scan.json
+    python benchmarks/guidance_scan.py --workers 2 --audio-guidance 2 --first-seed 7 --seeds 10 \
+            --results-name guidance_scan-seeds7-9 --runs outputs/demo/runs/ablation-...-towers87e4c0f3
+        # seeds 7-9 alone (trained after w_a = 2 was picked on seeds 0-6: the check fixed before its runs)
 
 Resumable: each run's samples at each scale are scored once and kept in RUNS/VARIANT-seedS/guidance_scan.json.
 """
@@ -32,17 +35,14 @@ import numpy as np
 
 from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
-from bridgedit.generation import GenerationSettings
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic.scoring import HELD_OUT_SEED, SCORES, paired_lead, score_model, summarize_scores
 from bridgedit.training.trainer import LATEST_NAME
 
-from ablation import BASELINE, JOINT_DIRECTION, JOINT_PROTOCOL, PROPOSED, RESULTS, format_runs, parse_runs, run_workers
+from ablation import (BASELINE, JOINT_DIRECTION, JOINT_PROTOCOL, PAPER_AUDIO_GUIDANCE, PROPOSED, RESULTS, format_runs,
+                      parse_runs, run_workers)
 from lead_across_towers import across_seeds, per_seed_leads
 
-#: the paper's audio guidance (Table 5), the pipeline's default, which the demo models keep: every ablation run is
-#: already scored there
-MODEL_GUIDANCE = GenerationSettings.audio_guidance
 SCAN_FILE = "guidance_scan.json"
 VARIANTS = (BASELINE, PROPOSED)
 
@@ -75,7 +75,7 @@ def scan_run(runs: Path, variant: str, seed: int, scales: list[float], test_reco
 def run_at(runs: Path, variant: str, seed: int, scale: float) -> dict:
     """One run's {"per_clip": [...], JOINT_DIRECTION: event statistics} at an audio guidance scale."""
     folder = run_folder(runs, variant, seed)
-    if scale == MODEL_GUIDANCE:
+    if scale == PAPER_AUDIO_GUIDANCE:
         result = json.loads((folder / "scores.json").read_text())
         return {"per_clip": result["per_clip"], JOINT_DIRECTION: result[JOINT_PROTOCOL.result_key][JOINT_DIRECTION]}
     return json.loads((folder / SCAN_FILE).read_text())[f"{scale:g}"]
@@ -107,9 +107,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", required=True, help="a folder of benchmarks/ablation.py's runs, RECIPE/runs/ablation-..."
                         " (its none-seedS and dca-seedS runs finished and scored)")
-    parser.add_argument("--seeds", type=int, default=7, help="seeds 0..N-1 of both variants")
+    parser.add_argument("--seeds", type=int, default=7, help="seeds FIRST..N-1 of both variants")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="leave out the seeds below it (e.g. fresh seeds, apart from those a choice was made on)")
     parser.add_argument("--audio-guidance", default="1,2,4",
-                        help=f"comma-separated scales to generate at (w_a = {MODEL_GUIDANCE:g} is read from the runs)")
+                        help=f"comma-separated scales to generate at (w_a = {PAPER_AUDIO_GUIDANCE:g} is read from the runs)")
     parser.add_argument("--workers", type=int, default=1, help="N one-thread processes side by side")
     parser.add_argument("--results-name", default="guidance_scan", help="write benchmarks/results/NAME.json")
     parser.add_argument("--only", help=argparse.SUPPRESS)  # a worker's share: VARIANT@SEED;VARIANT@SEED...
@@ -118,9 +120,11 @@ def main() -> None:
 
     runs = Path(args.runs)
     recipe_folder = runs.parent.parent  # RECIPE/runs/FOLDER
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.seeds))
+    if not seeds:
+        raise SystemExit(f"--first-seed {args.first_seed} --seeds {args.seeds}: no seeds between them")
     try:
-        scales = sorted({float(scale) for scale in args.audio_guidance.split(",")} - {MODEL_GUIDANCE})
+        scales = sorted({float(scale) for scale in args.audio_guidance.split(",")} - {PAPER_AUDIO_GUIDANCE})
     except ValueError:
         raise SystemExit(f"--audio-guidance {args.audio_guidance!r}: not comma-separated numbers") from None
     unfinished = [f"{variant} seed {seed}" for seed in seeds for variant in VARIANTS
@@ -146,7 +150,7 @@ def main() -> None:
         for variant, seed in pending:
             scan_run(runs, variant, seed, scales, test_records)
 
-    table = tabulate(runs, seeds, [*scales, MODEL_GUIDANCE])
+    table = tabulate(runs, seeds, [*scales, PAPER_AUDIO_GUIDANCE])
     report = {"benchmark": "guidance_scan", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "runs": runs.as_posix(), "seeds": seeds, "test_clips": len(test_records), "audio_guidance": table}
     out = RESULTS / f"{args.results_name}.json"

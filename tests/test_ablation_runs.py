@@ -268,7 +268,7 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
 
 def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path, monkeypatch):
     """Resuming the ablation measures what a finished run lacks: here the joint samples' sync next to its chance level
-    (at the model's settings and at w_a = 1) and the next-to-real score without audio guidance (w_a = 1); nothing is
+    (at the paper's guidance, at the demo model's w_a = 2 and at w_a = 1) and the next-to-real score without audio guidance (w_a = 1); nothing is
     trained again and the scores it has are kept; the result is rewritten in RECIPE/runs and the committed copy."""
     ablation = load_ablation()
     settings = RecipeSettings()
@@ -286,7 +286,7 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
 
     def score_model(pipe, records, *, captions, seed, **overrides):
         joint_calls.append({"captions": captions, "seed": seed, **overrides})
-        sync, above_chance = (0.5, 0.25) if overrides else (0.3, 0.05)
+        sync, above_chance = {7.0: (0.3, 0.05), 2.0: (0.4, 0.15), 1.0: (0.5, 0.25)}[overrides["audio_guidance"]]
         return [{"sync": 0.9}], {"sync": sync, "sync_above_chance": above_chance}
 
     def must_not_run(*args, **kwargs):
@@ -303,11 +303,13 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
 
     assert calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "directions": (ablation.REAL_DIRECTION,),
                       "audio_guidance": 1.0}]
-    assert joint_calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED},  # the same samples as when scored
-                           {"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "audio_guidance": 1.0}]
+    assert joint_calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "audio_guidance": audio_guidance}
+                           for audio_guidance in (7.0, 2.0, 1.0)]  # at 7: the same samples as when scored
+    assert ablation.PAPER_AUDIO_GUIDANCE == 7.0 and ablation.DEMO_AUDIO_GUIDANCE == 2.0
     assert result["scores"] == {"sync": 0.3, "audio_for_real_video_unguided_sync": 0.4,
                                 "audio_for_real_video_unguided_sync_above_chance": 0.2,
                                 "both_generated_sync": 0.3, "both_generated_sync_above_chance": 0.05,
+                                "both_generated_wa2_sync": 0.4, "both_generated_wa2_sync_above_chance": 0.15,
                                 "both_generated_unguided_sync": 0.5, "both_generated_unguided_sync_above_chance": 0.25}
     assert "per_clip" not in result  # the per-clip scores it has are never replaced
     assert result["next_to_real"] == {}  # the guided protocol's result is kept as it was
@@ -340,7 +342,7 @@ def test_a_committed_run_whose_model_is_not_here_is_tabulated_as_it_is(tmp_path,
                                       fingerprint="f" * 64, commit_to=tmp_path / "committed")
 
     assert result == committed
-    assert "lacks both_generated_unguided" in caplog.text and "not here" in caplog.text
+    assert "lacks both_generated_wa2, both_generated_unguided" in caplog.text and "not here" in caplog.text
 
 
 def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, monkeypatch):
@@ -445,15 +447,15 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
     local.write_text(json.dumps({"scores": {}, "cross_modal_gain": {}, "next_to_real": {}}))
     stored = ablation.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=None)
     assert stored is not None
-    # scored before the joint chance level and the unguided protocol existed: only those are missing (runs with
+    # scored before the joint chance level and the w_a = 2 and unguided protocols existed: only those are missing (runs with
     # coupled noise levels have no next-to-real protocols)
     run_settings = ablation.variant_settings(settings, "dca", 1)
     assert ablation.missing_measurements(stored, run_settings) == [
-        "both_generated", "both_generated_unguided", "next_to_real_unguided"]
+        "both_generated", "both_generated_wa2", "both_generated_unguided", "next_to_real_unguided"]
     assert ablation.missing_measurements(stored, replace(run_settings, bridge_timesteps="coupled")) == [
-        "both_generated", "both_generated_unguided"]
+        "both_generated", "both_generated_wa2", "both_generated_unguided"]
     assert ablation.missing_measurements({"scores": {}}, replace(run_settings, bridge_timesteps="coupled")) == [
-        "cross_modal_gain", "both_generated", "both_generated_unguided"]
+        "cross_modal_gain", "both_generated", "both_generated_wa2", "both_generated_unguided"]
 
 
 def test_tower_budget_never_overwrites_results_measured_from_other_towers(tmp_path, monkeypatch):
@@ -633,7 +635,7 @@ def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_s
             scan.scan_run(runs, variant, seed, [1.0, 2.0], [])
     assert sorted(calls) == sorted((run, "hvgc", scan.HELD_OUT_SEED, scale) for run in sync_of for scale in (1.0, 2.0))
 
-    table = scan.tabulate(runs, [0, 1], [2.0, scan.MODEL_GUIDANCE])
+    table = scan.tabulate(runs, [0, 1], [2.0, scan.PAPER_AUDIO_GUIDANCE])
     assert table["2"]["lead_per_seed"]["per_seed"] == pytest.approx({0: 0.075, 1: 0.025})  # halved syncs
     assert table["7"]["lead_per_seed"]["per_seed"] == pytest.approx({0: 0.15, 1: 0.05})  # the runs' own scores
     assert table["7"]["lead_per_clip"]["mean"] == pytest.approx(np.mean([0.3, 0.0, -0.1, 0.2]))
@@ -642,3 +644,36 @@ def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_s
     assert table["2"]["none"]["material"]["mean"] == 0.5
     with pytest.raises(KeyError):  # a scale never scanned is not made up
         scan.tabulate(runs, [0, 1], [4.0])
+
+
+def test_reference_scores_add_only_what_the_kept_file_lacks(tmp_path, monkeypatch):
+    """RECIPE/runs/references.json scored before the demo model's w_a = 2 existed keeps what it has (the real clips, the
+    codec, the demo model at the paper's guidance) and gets only the demo model at w_a = 2, generated at that scale."""
+    ablation = load_ablation()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model_index.json").write_text("{}")
+    (tmp_path / "recipe.json").write_text(json.dumps({"bridge_steps": 1200}))
+    kept = {"real": {"sync": 0.9}, "codec": {"sync": 0.8}, "demo model (dca, 1200 steps)": {"sync": 0.3}}
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "references.json").write_text(json.dumps(kept))
+    calls = []
+
+    def score_model(pipe, records, *, seed, **overrides):
+        calls.append(overrides)
+        return [{"sync": 0.5}], {}
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a kept reference was scored again")
+
+    monkeypatch.setattr(ablation, "score_model", score_model)
+    monkeypatch.setattr(ablation, "score_references", must_not_run)
+    monkeypatch.setattr(ablation, "summarize_scores", lambda per_clip: {"sync": per_clip[0]["sync"]})
+    monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
+
+    references = ablation.reference_scores(tmp_path, tmp_path / "dataset", tmp_path / "towers", [])
+
+    assert calls == [{"audio_guidance": 2.0}]
+    assert references == {**kept, "demo model (dca, 1200 steps), w_a = 2": {"sync": 0.5}}
+    assert json.loads((tmp_path / "runs" / "references.json").read_text()) == references
+    assert ablation.reference_scores(tmp_path, tmp_path / "dataset", tmp_path / "towers", []) == references
+    assert len(calls) == 1  # complete: nothing scored again
