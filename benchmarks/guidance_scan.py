@@ -15,7 +15,7 @@ at the paper's guidance (w_a = 7) are read from their results, not generated aga
         # the main table's "none" and DCA runs, seeds 0-6, at w_a = 1, 2, 4 (plus each run's own w_a = 7 scores);
         # about 90 s per run and scale on one thread, two runs side by side; writes
         # benchmarks/results/guidance_scan.json
-    python benchmarks/guidance_scan.py --workers 2 --audio-guidance 2 --first-seed 7 --seeds 10 \
+    python benchmarks/guidance_scan.py --workers 2 --audio-guidance 2 --first-seed 7 --seeds 10 \\
             --results-name guidance_scan-seeds7-9 --runs outputs/demo/runs/ablation-...-towers87e4c0f3
         # seeds 7-9 alone (trained after w_a = 2 was picked on seeds 0-6: the check fixed before its runs)
 

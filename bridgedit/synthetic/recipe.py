@@ -65,7 +65,7 @@ DEMO_BRIDGE = BridgeConfig(fusion="dca", video_blocks=(1, 3), audio_blocks=(1, 3
                            timestep_embed_dim=32, time_bias=2.0)
 #: audio guidance 2, not the paper's 7: at 7 these small towers' audio guidance places onsets by the text alone, 5 per
 #: clip where the world makes 1.6, and DCA's sync lead over "none" with both streams generated is gone; at 2 it is
-#: there (picked on the ablation's seeds 0-6, confirmed on fresh seeds 7-9: docs/synthetic.md, "The audio guidance
+#: there (picked on the ablation's seeds 0-6, confirmed on fresh seeds 7-13: docs/synthetic.md, "The audio guidance
 #: scale and DCA's lead")
 DEMO_GENERATION = dict(height=64, width=64, num_frames=17, fps=15.0, num_inference_steps=25, audio_guidance=2.0)
 #: a stage's precision -> `bridgedit train`'s train.mixed_precision
