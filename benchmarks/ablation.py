@@ -8,10 +8,11 @@ sync (the world's event-level score and AV-Align) and text faithfulness (colour,
 sync is also set against its chance level (each clip's frames against every other clip's audio) and compared with
 "none"'s of the same seed clip by clip.
 
-    python benchmarks/ablation.py --workers 2 [--recipe outputs/demo]
+    python benchmarks/ablation.py --workers 2 [--recipe outputs/demo] [--extra-protocols]
         # the main table: 7 variants x 3 seeds, 1,200 bridge steps at batch 8 each, the recipe's bridge settings
         # (bf16 autocast, on a CPU with native bf16 or a GPU; --precision fp32 elsewhere); writes
-        # benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`)
+        # benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`); about two hours
+        # here from the recipe's pretrained towers (docs/synthetic.md, "The main table's time")
     python benchmarks/ablation.py --gather-only
         # tabulate the runs finished so far, train nothing
     python benchmarks/ablation.py --seeds 3 --bridge-steps 150 --bridge-batch 16 --bridge-lr 5e-4 --timesteps coupled \
@@ -31,11 +32,14 @@ sync is also set against its chance level (each clip's frames against every othe
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
 The tables made before the recipe trained in bf16 (docs/synthetic.md, every table from the first recipe's towers, and
 those examples above that name no precision) ran in float32: add --precision fp32 to repeat them.
-Every run's joint samples are scored at the paper's guidance (w_v = 6, w_a = 7), at the demo model's audio guidance
-(w_a = 2) and without audio guidance (w_a = 1). Runs trained with each stream's noise level drawn on its own (the
-recipe's setting) are also scored on audio generated for the real held-out video (`score_next_to_real`), at w_a = 7
-and 1. Each protocol comes with every
-variant's per-clip lead over "none" of the same seeds, and DCA's lead over every other variant on the seeds both have.
+By default (DEFAULT_PROTOCOLS) every run's joint samples are scored at the paper's guidance (w_v = 6, w_a = 7; SCORES
+are these samples') and at the demo model's audio guidance (w_a = 2), and runs trained with each stream's noise level
+drawn on its own (the recipe's setting) also on audio generated for the real held-out video without audio guidance
+(`score_next_to_real`, w_a = 1). --extra-protocols adds two more (EXTRA_PROTOCOLS: the joint samples at w_a = 1, audio
+for the real video at w_a = 7; about half an hour more on the table here; the committed table has all five). Each
+protocol comes with every variant's per-clip lead over "none" of the same seeds, and DCA's lead over every other
+variant on the seeds both have. With --workers N each run is one one-thread process, N at a time, the next started as
+soon as one finishes (the runs with bridges first, "none"'s last: the quickest to train).
 
 Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... and skipped
 when re-run; a run scored before a measurement was added to this benchmark gets only that measurement. Each finished
@@ -133,6 +137,14 @@ REAL_PROTOCOLS = (
                  REAL_DIRECTION, {"audio_guidance": 1.0}),
 )
 PROTOCOLS = (*JOINT_PROTOCOLS, *REAL_PROTOCOLS)
+#: scored for every run by default (the table's time, about two hours here, is sized with these three): both streams
+#: generated at the paper's guidance (SCORES: AV-Align, faithfulness) and at the demo model's, where DCA's lead over
+#: "none" is the issue's goal, and audio for the real video without audio guidance, where the kinds that carry the
+#: video into the audio stand apart most clearly
+DEFAULT_PROTOCOLS = (JOINT_PROTOCOL, JOINT_PROTOCOLS[1], REAL_PROTOCOLS[1])
+#: --extra-protocols adds these (about 2.8 minutes more a run, half an hour on the table): both streams generated
+#: without audio guidance, audio for the real video at the paper's guidance
+EXTRA_PROTOCOLS = tuple(protocol for protocol in PROTOCOLS if protocol not in DEFAULT_PROTOCOLS)
 #: the variant every other one's sync is compared with, clip by clip, in each protocol
 BASELINE = "none"
 #: the paper's fusion: its lead over every other variant, clip by clip on the seeds both have, is in the table too
@@ -141,8 +153,8 @@ PROPOSED = "dca"
 PROPOSED_LEAD = f"{PROPOSED}'s lead over it"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
-#: the bridge budget per run by default: the recipe's 1,200 steps at half its batch (16), half its work (12-24 minutes
-#: of training plus 7-9 of scoring per run here, two one-thread runs side by side, --workers 2); 600 steps at batch 8
+#: the bridge budget per run by default: the recipe's 1,200 steps at half its batch (16), half its work (5-10 minutes
+#: of training in bf16 plus about 4 of scoring per run here, two one-thread runs side by side, --workers 2); 600 steps at batch 8
 #: taught DCA's bridges less than half as much, at lr 1e-2 (or also batch 4) less still (docs/synthetic.md, "budget
 #: probes"), and at the paper's settings 150 steps taught no bridge anything
 BRIDGE_STEPS = 1200
@@ -232,14 +244,14 @@ def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | Non
     return None
 
 
-def missing_measurements(result: dict, run_settings: recipe.RecipeSettings) -> list[str]:
-    """What a finished run's result still lacks, by result key: measurements added to the benchmark after it was
-    scored (the cross-modal gain; the joint samples' sync next to its chance level, at each of JOINT_PROTOCOLS'
-    guidance scales; the next-to-real protocols, for runs trained with independent noise levels, the only ones for which a
-    clean stream next to a noisy one is in distribution)."""
-    wanted = ["cross_modal_gain", *(protocol.result_key for protocol in JOINT_PROTOCOLS)]
-    if run_settings.bridge_timesteps == "independent":
-        wanted += [protocol.result_key for protocol in REAL_PROTOCOLS]
+def missing_measurements(result: dict, run_settings: recipe.RecipeSettings,
+                         protocols: tuple[SyncProtocol, ...] = DEFAULT_PROTOCOLS) -> list[str]:
+    """What a finished run's result still lacks, by result key: the cross-modal gain and each of `protocols` (in
+    PROTOCOLS' order) it was not scored with, e.g. those added to the benchmark after it was scored or asked for now
+    (--extra-protocols); the next-to-real protocols only for runs trained with independent noise levels, the only
+    ones for which a clean stream next to a noisy one is in distribution."""
+    wanted = ["cross_modal_gain", *(protocol.result_key for protocol in PROTOCOLS if protocol in protocols and (
+        protocol.direction == JOINT_DIRECTION or run_settings.bridge_timesteps == "independent"))]
     return [key for key in wanted if key not in result]
 
 
@@ -255,9 +267,9 @@ def stored_result(out: Path, settings: recipe.RecipeSettings, variant: str, seed
 
 def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeSettings, variant: str, seed: int,
                 test_records: list[dict], *, fingerprint: str, commit_to: Path | None, towers_tag: str = "",
-                recipe_towers: bool = True) -> dict:
-    """Train, score and measure one run, or reuse its result (`stored_result`), measuring only what it lacks
-    (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to` (None: only RECIPE), under folder
+                recipe_towers: bool = True, protocols: tuple[SyncProtocol, ...] = DEFAULT_PROTOCOLS) -> dict:
+    """Train, score and measure one run, or reuse its result (`stored_result`), measuring only what it lacks of the
+    cross-modal gain and `protocols` (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to` (None: only RECIPE), under folder
     names carrying `towers_tag` (`towers_tag_for`). Runs from towers other than the recipe's (`recipe_towers` False,
     --towers) never stand for the recipe's own bridge stage, and their latents are cached apart from the recipe's; runs
     from the recipe's towers use RECIPE/runs/bridges where they are exactly that stage, even when tagged (towers
@@ -284,7 +296,7 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
                   JOINT_PROTOCOL.result_key: {JOINT_DIRECTION: statistics},
                   "score_seconds": time.perf_counter() - started}
         record_scores(result, JOINT_PROTOCOL)
-    missing = missing_measurements(result, run_settings)
+    missing = missing_measurements(result, run_settings, protocols)
     if missing and not checkpoint.is_dir():  # e.g. a result committed from another machine whose towers match ours
         logger.warning("%s lacks %s, but its trained model (%s) is not here to measure: tabulated without them "
                        "(delete its result, %s, to train it again)", name, ", ".join(missing), checkpoint,
@@ -354,20 +366,39 @@ def worker_arguments(argv: list[str], share: list[tuple[str, int]]) -> list[str]
     return arguments + ["--only", format_runs(share)]
 
 
-def run_workers(pending: list[tuple[str, int]], workers: int, script: str = __file__) -> None:
-    """Train and score the pending runs in `workers` one-thread processes at once, each taking every workers-th run
-    (on 2 CPU cores two one-thread trainings side by side make more steps per second than one two-thread one): each
-    is `script` (this one, or another benchmark with the same --workers / --only arguments) with this command line."""
+def longest_first(pending: list[tuple[str, int]], stored: dict[tuple[str, int], dict | None]) -> list[tuple[str, int]]:
+    """The order to hand runs to the workers in, so that they finish close together: runs to train before runs only
+    to measure (`stored` holds a result for those), and of the runs to train BASELINE's (no bridges: the quickest)
+    last; otherwise as given."""
+    return sorted(pending, key=lambda run: (stored.get(run) is not None, run[0] == BASELINE))
+
+
+def run_workers(pending: list[tuple[str, int]], workers: int, script: str = __file__, poll_seconds: float = 2.0,
+                argv: list[str] | None = None) -> None:
+    """Train and score the pending runs in `workers` one-thread processes at once (on 2 CPU cores two one-thread
+    trainings side by side make more steps per second than one two-thread one), one process per run, each started
+    as soon as a process finishes, in `pending`'s order: each is `script` (this one, or another benchmark with the
+    same --workers / --only arguments) with this command line (or `argv`) and --only RUN. A failed run does not stop
+    the others; the failures are named at the end."""
     import os
     import subprocess
 
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    processes = [subprocess.Popen([sys.executable, script, *worker_arguments(sys.argv[1:], pending[i::workers])],
-                                  env=environment)
-                 for i in range(min(workers, len(pending)))]
-    codes = [process.wait() for process in processes]
-    if any(codes):
-        raise SystemExit(f"a worker failed (exit codes {codes}); finished runs are kept, run the command again to resume")
+    arguments = sys.argv[1:] if argv is None else argv
+    queue, running, failed = list(pending), {}, []
+    while queue or running:
+        while queue and len(running) < workers:
+            run = queue.pop(0)
+            running[run] = subprocess.Popen([sys.executable, script, *worker_arguments(arguments, [run])],
+                                            env=environment)
+        time.sleep(poll_seconds)
+        for run, process in list(running.items()):
+            if (code := process.poll()) is not None:
+                del running[run]
+                if code:
+                    failed.append(f"{format_runs([run])} (exit code {code})")
+    if failed:
+        raise SystemExit(f"runs failed: {', '.join(failed)}; finished runs are kept, run the command again to resume")
 
 
 def settings_steps(out: Path) -> int:
@@ -515,6 +546,10 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
     parser.add_argument("--workers", type=int, default=1,
                         help="train the runs in N one-thread processes side by side (2 on a 2-core machine)")
+    parser.add_argument("--extra-protocols", action="store_true",
+                        help="also score every run both streams generated without audio guidance (w_a = 1) and audio "
+                        "for the real video at the paper's guidance (w_a = 7), as the committed table was: about half an "
+                        "hour more on the table here")
     parser.add_argument("--gather-only", action="store_true",
                         help="train and score nothing: tabulate the runs already finished (the others are listed as not yet run, "
                         "measurements a finished run lacks as not yet measured)")
@@ -557,10 +592,11 @@ def main() -> None:
     towers_tag = towers_tag_for(fingerprint, recipe_towers=recipe_towers, committed_folder=untagged_folder)
     references = reference_scores(out, dataset, towers, test_records, towers_tag)
     runs = [(variant, seed) for seed in range(args.seeds) for variant in variants]
+    protocols = PROTOCOLS if args.extra_protocols else DEFAULT_PROTOCOLS
     if args.only is not None:  # a worker of --workers: train and score its share, then leave the table to the parent
         for variant, seed in parse_runs(args.only):
             run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
-                        commit_to=commit_to, towers_tag=towers_tag, recipe_towers=recipe_towers)
+                        commit_to=commit_to, towers_tag=towers_tag, recipe_towers=recipe_towers, protocols=protocols)
         return
     stored = {run: stored_result(out, settings, *run, fingerprint=fingerprint, commit_to=commit_to, towers_tag=towers_tag)
               for run in runs}
@@ -568,15 +604,16 @@ def main() -> None:
         pending = [run for run in runs if stored[run] is None]
         results = [stored[run] for run in runs if stored[run] is not None]
         unmeasured = {f"{variant} seed {seed}": missing_measurements(stored[(variant, seed)],
-                                                                     variant_settings(settings, variant, seed))
+                                                                     variant_settings(settings, variant, seed), protocols)
                       for variant, seed in runs if stored[(variant, seed)] is not None}
     else:
-        pending = [run for run in runs
-                   if stored[run] is None or missing_measurements(stored[run], variant_settings(settings, *run))]
+        pending = [run for run in runs if stored[run] is None
+                   or missing_measurements(stored[run], variant_settings(settings, *run), protocols)]
         if args.workers > 1 and len(pending) > 1:
-            run_workers(pending, args.workers)
+            run_workers(longest_first(pending, stored), args.workers)
         results = [run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
-                               commit_to=commit_to, towers_tag=towers_tag, recipe_towers=recipe_towers)
+                               commit_to=commit_to, towers_tag=towers_tag, recipe_towers=recipe_towers,
+                               protocols=protocols)
                    for variant, seed in runs]
         unmeasured = {}
     table = aggregate(results)

@@ -299,7 +299,8 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
     monkeypatch.setattr(ablation.recipe, "train_bridges", must_not_run)
 
     result = ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "dca", 0, [],
-                                  fingerprint="f" * 64, commit_to=tmp_path / "committed")
+                                  fingerprint="f" * 64, commit_to=tmp_path / "committed",
+                                  protocols=ablation.PROTOCOLS)  # --extra-protocols
 
     assert calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "directions": (ablation.REAL_DIRECTION,),
                       "audio_guidance": 1.0}]
@@ -315,7 +316,55 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
     assert result["next_to_real"] == {}  # the guided protocol's result is kept as it was
     for written in (tmp_path / "runs" / name / "scores.json", tmp_path / "committed" / f"{name}.json"):
         assert json.loads(written.read_text()) == result
+    assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0), ablation.PROTOCOLS)
+
+
+def test_by_default_a_run_is_scored_three_ways_and_extra_protocols_add_the_other_two(tmp_path, monkeypatch):
+    """A new run is scored with DEFAULT_PROTOCOLS only (both streams generated at w_a = 7 and 2, audio for the real
+    video at w_a = 1); asked again with --extra-protocols, it gets the other two and nothing else."""
+    ablation = load_ablation()
+    settings = RecipeSettings()
+    calls = []
+
+    def score_model(pipe, records, *, captions, seed, **overrides):
+        calls.append(("joint", overrides["audio_guidance"]))
+        return [dict.fromkeys(ablation.SCORES, 0.5)], {"sync": 0.5, "sync_above_chance": 0.1}
+
+    def score_next_to_real(pipe, dataset, records, *, captions, seed, directions, **overrides):
+        calls.append(("real", overrides["audio_guidance"]))
+        return {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}}
+
+    def train_bridges(out, dataset, towers, run_settings, *, name, cache):
+        calls.append(("train", name))
+        checkpoint = checkpoint_folder(out / "runs" / name, run_settings.bridge_steps)
+        checkpoint.mkdir(parents=True)
+        return checkpoint
+
+    gain = {stream: {"mean_relative_gain": 0.1} for stream in ("audio", "video")}
+    monkeypatch.setattr(ablation, "score_model", score_model)
+    monkeypatch.setattr(ablation, "score_next_to_real", score_next_to_real)
+    monkeypatch.setattr(ablation, "cross_modal_gain_on_cache", lambda *args, **kwargs: gain)
+    monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
+    monkeypatch.setattr(ablation.recipe, "train_bridges", train_bridges)
+
+    def run(protocols):
+        return ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "dca", 0, [],
+                                    fingerprint="f" * 64, commit_to=None, protocols=protocols)
+
+    assert ablation.DEFAULT_PROTOCOLS == tuple(p for p in ablation.PROTOCOLS if p.result_key in (
+        "both_generated", "both_generated_wa2", "next_to_real_unguided"))
+    result = run(ablation.DEFAULT_PROTOCOLS)
+    assert calls == [("train", ablation.run_name("dca", 0, settings)), ("joint", 7.0), ("joint", 2.0), ("real", 1.0)]
     assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0))
+    assert {"both_generated_unguided", "next_to_real"}.isdisjoint(result)
+    calls.clear()
+    result = run(ablation.PROTOCOLS)
+    assert calls == [("joint", 1.0), ("real", 7.0)]  # only what the default left out; nothing trained again
+    assert result["scores"]["audio_for_real_video_sync"] == 0.4
+    assert result["scores"]["audio_gain_pct"] == pytest.approx(10.0)  # measured once, with the first scoring
+    calls.clear()
+    run(ablation.PROTOCOLS)
+    assert calls == []
 
 
 def test_a_committed_run_whose_model_is_not_here_is_tabulated_as_it_is(tmp_path, monkeypatch, caplog):
@@ -342,7 +391,7 @@ def test_a_committed_run_whose_model_is_not_here_is_tabulated_as_it_is(tmp_path,
                                       fingerprint="f" * 64, commit_to=tmp_path / "committed")
 
     assert result == committed
-    assert "lacks both_generated_wa2, both_generated_unguided" in caplog.text and "not here" in caplog.text
+    assert "lacks both_generated_wa2, but" in caplog.text and "not here" in caplog.text  # of DEFAULT_PROTOCOLS
 
 
 def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, monkeypatch):
@@ -450,12 +499,68 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
     # scored before the joint chance level and the w_a = 2 and unguided protocols existed: only those are missing (runs with
     # coupled noise levels have no next-to-real protocols)
     run_settings = ablation.variant_settings(settings, "dca", 1)
-    assert ablation.missing_measurements(stored, run_settings) == [
+    coupled = replace(run_settings, bridge_timesteps="coupled")
+    assert ablation.missing_measurements(stored, run_settings, ablation.PROTOCOLS) == [
         "both_generated", "both_generated_wa2", "both_generated_unguided", "next_to_real_unguided"]
-    assert ablation.missing_measurements(stored, replace(run_settings, bridge_timesteps="coupled")) == [
+    assert ablation.missing_measurements(stored, coupled, ablation.PROTOCOLS) == [
         "both_generated", "both_generated_wa2", "both_generated_unguided"]
-    assert ablation.missing_measurements({"scores": {}}, replace(run_settings, bridge_timesteps="coupled")) == [
+    assert ablation.missing_measurements({"scores": {}}, coupled, ablation.PROTOCOLS) == [
         "cross_modal_gain", "both_generated", "both_generated_wa2", "both_generated_unguided"]
+    # by default the unguided joint protocol is not asked for
+    assert ablation.missing_measurements(stored, run_settings) == [
+        "both_generated", "both_generated_wa2", "next_to_real_unguided"]
+    assert ablation.missing_measurements({"scores": {}}, coupled) == [
+        "cross_modal_gain", "both_generated", "both_generated_wa2"]
+
+
+FAKE_WORKER = """
+import json, os, sys, time
+from pathlib import Path
+folder, run = Path(sys.argv[1]), sys.argv[sys.argv.index("--only") + 1]
+(folder / "running" / run).touch()
+concurrent = len(list((folder / "running").iterdir()))
+with open(folder / "log.jsonl", "a") as log:
+    log.write(json.dumps({"run": run, "concurrent": concurrent, "threads": os.environ["OMP_NUM_THREADS"],
+                          "argv": sys.argv[2:]}) + "\\n")
+if run == "long@0":  # finishes only once the last short run has finished, beside it
+    deadline = time.monotonic() + 60
+    while not (folder / "done" / "s4@0").exists():
+        if time.monotonic() > deadline:
+            sys.exit(3)
+        time.sleep(0.02)
+(folder / "running" / run).unlink()
+(folder / "done" / run).touch()
+sys.exit(5 if run == "bad@0" else 0)
+"""
+
+
+def test_workers_take_the_next_run_as_soon_as_one_finishes_and_name_failed_runs(tmp_path):
+    """--workers: one one-thread process per run, at most N at once, each started as soon as one finishes: here the
+    first run can finish only after the last one has, which splitting the runs into fixed shares would never allow.
+    A failed run does not stop the others and is named at the end."""
+    ablation = load_ablation()
+    script = tmp_path / "worker.py"
+    script.write_text(FAKE_WORKER)
+    for folder in ("running", "done"):
+        (tmp_path / folder).mkdir()
+    runs = [("long", 0), ("s1", 0), ("s2", 0), ("s3", 0), ("s4", 0)]
+    ablation.run_workers(runs, 2, script=str(script), poll_seconds=0.05, argv=[str(tmp_path), "--seeds", "3"])
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert sorted(entry["run"] for entry in log) == ["long@0", "s1@0", "s2@0", "s3@0", "s4@0"]
+    assert all(entry["concurrent"] <= 2 and entry["threads"] == "1" for entry in log)
+    assert all(entry["argv"] == ["--seeds", "3", "--only", entry["run"]] for entry in log)
+    assert sorted(path.name for path in (tmp_path / "done").iterdir()) == sorted(entry["run"] for entry in log)
+
+    with pytest.raises(SystemExit, match=r"runs failed: bad@0 \(exit code 5\); finished runs are kept"):
+        ablation.run_workers([("bad", 0), ("s5", 0)], 2, script=str(script), poll_seconds=0.05, argv=[str(tmp_path)])
+    assert (tmp_path / "done" / "s5@0").exists()
+
+
+def test_runs_to_train_go_first_and_the_baselines_last_of_them():
+    ablation = load_ablation()
+    pending = [("none", 0), ("dca", 0), ("v2a", 0), ("none", 1), ("dca", 1)]
+    stored = {("dca", 0): {"scores": {}}}  # trained: only a measurement is missing
+    assert ablation.longest_first(pending, stored) == [("v2a", 0), ("dca", 1), ("none", 0), ("none", 1), ("dca", 0)]
 
 
 def test_tower_budget_never_overwrites_results_measured_from_other_towers(tmp_path, monkeypatch):
