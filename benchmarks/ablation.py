@@ -154,9 +154,9 @@ PROPOSED_LEAD = f"{PROPOSED}'s lead over it"
 FUSIONS = ("none", "additive", "v2a", "a2v", "full_attention", "dca")
 SHARED = "dca (shared caption)"
 #: the bridge budget per run by default: the recipe's 1,200 steps at half its batch (16), half its work (5-10 minutes
-#: of training in bf16 plus about 4 of scoring per run here, two one-thread runs side by side, --workers 2); 600 steps at batch 8
-#: taught DCA's bridges less than half as much, at lr 1e-2 (or also batch 4) less still (docs/synthetic.md, "budget
-#: probes"), and at the paper's settings 150 steps taught no bridge anything
+#: of training in bf16 plus about 4 of scoring per run here, two one-thread runs side by side, --workers 2); 600 steps
+#: at batch 8 taught DCA's bridges less than half as much, at lr 1e-2 (or also batch 4) less still (docs/synthetic.md,
+#: "budget probes"), and at the paper's settings 150 steps taught no bridge anything
 BRIDGE_STEPS = 1200
 BRIDGE_BATCH = 8
 VARIANTS = FUSIONS + (SHARED,)
@@ -269,11 +269,11 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
                 test_records: list[dict], *, fingerprint: str, commit_to: Path | None, towers_tag: str = "",
                 recipe_towers: bool = True, protocols: tuple[SyncProtocol, ...] = DEFAULT_PROTOCOLS) -> dict:
     """Train, score and measure one run, or reuse its result (`stored_result`), measuring only what it lacks of the
-    cross-modal gain and `protocols` (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to` (None: only RECIPE), under folder
-    names carrying `towers_tag` (`towers_tag_for`). Runs from towers other than the recipe's (`recipe_towers` False,
-    --towers) never stand for the recipe's own bridge stage, and their latents are cached apart from the recipe's; runs
-    from the recipe's towers use RECIPE/runs/bridges where they are exactly that stage, even when tagged (towers
-    made on another machine than the committed runs')."""
+    cross-modal gain and `protocols` (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to`
+    (None: only RECIPE), under folder names carrying `towers_tag` (`towers_tag_for`). Runs from towers other than the
+    recipe's (`recipe_towers` False, --towers) never stand for the recipe's own bridge stage, and their latents are
+    cached apart from the recipe's; runs from the recipe's towers use RECIPE/runs/bridges where they are exactly that
+    stage, even when tagged (towers made on another machine than the committed runs')."""
     name = run_name(variant, seed, settings, towers_tag)
     scores_path = out / "runs" / name / "scores.json"
     committed_path = None if commit_to is None else commit_to / f"{name}.json"
