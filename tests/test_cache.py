@@ -13,7 +13,7 @@ from bridgedit import tiny
 from bridgedit.cli.main import main
 from bridgedit.conditioning import audio_conditions, pad_states, video_conditions
 from bridgedit.config import ConfigError
-from bridgedit.data.cache import cache_dataset, load_cache_info, load_cached_clip
+from bridgedit.data.cache import INFO_NAME, cache_dataset, load_cache_info, load_cached_clip
 from bridgedit.synthetic import make_dataset
 
 from test_generate_cli import _free_port
@@ -74,6 +74,34 @@ def test_resume_and_settings_check(setup, tmp_path, capsys):
     assert "encoded 1 clip(s)" in capsys.readouterr().out
     assert main(args[:-1] + ["16"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_the_same_model_folder_named_another_way_reuses_the_cache(setup, tmp_path, monkeypatch):
+    """A cache made with a model folder named relative to one working directory is the same model's when the folder
+    is named absolutely (the recipe's relative --out against the ablation's absolute --recipe), and when named
+    relative to another directory; another folder's is refused. Caches made before the absolute naming, which
+    recorded the relative path, are compared from the working directory."""
+    root, pipe = setup
+    cache = tmp_path / "cache"
+    monkeypatch.chdir(root)
+    assert cache_dataset(pipe, "dataset", cache, model="model", max_sequence_length=TEXT_TOKENS, progress=False) == 4
+    assert load_cache_info(cache)["model"] == str((root / "model").resolve())
+    (cache / "clips" / "clip00001.safetensors").unlink()
+    monkeypatch.chdir(root / "dataset")
+    assert cache_dataset(pipe, root / "dataset", cache, model="../model", max_sequence_length=TEXT_TOKENS,
+                         progress=False) == 1
+    assert cache_dataset(pipe, root / "dataset", cache, model=root / "model", max_sequence_length=TEXT_TOKENS,
+                         progress=False) == 0
+    other = tmp_path / "other-model"
+    other.mkdir()
+    with pytest.raises(ConfigError, match="made with other settings"):
+        cache_dataset(pipe, root / "dataset", cache, model=other, max_sequence_length=TEXT_TOKENS, progress=False)
+
+    info = json.loads((cache / INFO_NAME).read_text())
+    (cache / INFO_NAME).write_text(json.dumps({**info, "model": "model"}))  # as an older bridgedit wrote it
+    monkeypatch.chdir(root)
+    assert cache_dataset(pipe, root / "dataset", cache, model=root / "model", max_sequence_length=TEXT_TOKENS,
+                         progress=False) == 0
 
 
 def test_clips_the_model_cannot_take_are_named(setup, tmp_path):

@@ -82,9 +82,15 @@ def encode_audio(pipe, audio: np.ndarray) -> torch.Tensor:
     return vae.encode(waveform).latent_dist.mode()[0].float().cpu()
 
 
-def cache_info(pipe, model: str, max_sequence_length: int) -> dict[str, Any]:
+def model_identity(model: str | Path) -> str:
+    """How a cache names the model it was made with: a local folder by its absolute path (the same folder named
+    relative to another working directory, or absolutely, is the same model), anything else (a hub id) as given."""
+    return str(Path(model).resolve()) if Path(model).exists() else str(model)
+
+
+def cache_info(pipe, model: str | Path, max_sequence_length: int) -> dict[str, Any]:
     return {
-        "format": FORMAT, "model": str(model), "video_max_tokens": max_sequence_length,
+        "format": FORMAT, "model": model_identity(model), "video_max_tokens": max_sequence_length,
         "audio_max_tokens": int(pipe.audio_pipe.tokenizer.model_max_length), "sample_rate": pipe.sample_rate,
     }
 
@@ -138,6 +144,8 @@ def cache_dataset(pipe, dataset: str | Path, out: str | Path, *, model: str, sta
         (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
         if (out / INFO_NAME).is_file():
             previous = json.loads((out / INFO_NAME).read_text())
+            # a cache made before models were named by absolute path: its relative path, from this directory
+            previous["model"] = model_identity(previous["model"])
             if previous != info:
                 raise ConfigError(f"{out} holds a cache made with other settings ({previous}); use a new --out folder")
         else:
