@@ -117,6 +117,24 @@ def test_recipe_stage_timings_add_up_over_resumes():
     assert timings["towers_s"] >= first + 0.01
 
 
+def test_a_recipe_resumed_in_another_environment_keeps_the_first_and_names_what_differs(tmp_path, monkeypatch, caplog):
+    from bridgedit.synthetic import recipe
+
+    first = recipe.record_environment(tmp_path)
+    assert json.loads((tmp_path / "environment.json").read_text()) == first
+    assert set(first["packages"]) == set(recipe.ENVIRONMENT_PACKAGES) and first["threads"] == torch.get_num_threads()
+    with caplog.at_level("WARNING"):
+        assert recipe.record_environment(tmp_path) == first
+    assert not caplog.records  # the same environment: nothing to say
+    other = {**first, "threads": first["threads"] + 1, "packages": {**first["packages"], "av": "0.1"}}
+    monkeypatch.setattr(recipe, "environment", lambda: other)
+    with caplog.at_level("WARNING"):
+        assert recipe.record_environment(tmp_path) == first
+    assert f"av {first['packages']['av']} -> 0.1" in caplog.text
+    assert f"threads {first['threads']} -> {first['threads'] + 1}" in caplog.text
+    assert json.loads((tmp_path / "environment.json").read_text()) == first  # the run's first environment is kept
+
+
 def test_recipe_precision_from_the_command_line_reaches_both_stages_and_bf16_falls_back_or_is_refused_where_it_is_not_native(
         tmp_path, monkeypatch, capsys):
     from bridgedit.cli.main import main
@@ -165,13 +183,14 @@ def test_a_recipe_folder_made_with_other_settings_is_refused_before_any_work(tmp
 def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     from bridgedit.cli.main import main
     from bridgedit.pipeline import BridgeDiTPipeline
-    from bridgedit.synthetic.recipe import DEMO_GENERATION
+    from bridgedit.synthetic.recipe import DEMO_GENERATION, environment
 
     out = tmp_path / "demo"
     assert main(["synthetic", "recipe", "--out", str(out), "--scale", "1000"]) == 0
     assert f"model: {out / 'model'}" in capsys.readouterr().out
     timings = json.loads((out / "timings.json").read_text())
     assert timings["total_s"] == sum(timings[stage] for stage in ("world_s", "codecs_and_towers_s", "bridges_s"))
+    assert json.loads((out / "environment.json").read_text()) == environment()
     pipe = BridgeDiTPipeline.from_pretrained(out / "model")
     assert pipe.model.config.bridge.fusion == "dca" and pipe.model.config.trainable.policy == "bridges+last_blocks"
     assert isinstance(pipe.video_pipe.vae, PatchVideoCodec)

@@ -245,6 +245,42 @@ def _timed(timings: dict[str, float], key: str, done: bool, stage):
     return result
 
 
+#: the packages whose builds decide a recipe run's weights (PyAV's FFmpeg encodes and decodes the world's video)
+ENVIRONMENT_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "av", "numpy", "scipy", "soundfile")
+
+
+def environment() -> dict[str, Any]:
+    """What, besides the seed and the settings, a recipe run's weights depend on: package versions, the CPU and the
+    thread count (matrix products sum in a thread-dependent order)."""
+    import importlib.metadata
+    import platform
+
+    return {"python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
+            "threads": torch.get_num_threads(),
+            "packages": {name: importlib.metadata.version(name) for name in ENVIRONMENT_PACKAGES}}
+
+
+def record_environment(out: Path) -> dict[str, Any]:
+    """Write OUT/environment.json when a recipe run starts; a run resumed in another environment keeps the first
+    one's and warns, naming what differs (its later stages may not repeat the same weights)."""
+    path = out / "environment.json"
+    current = environment()
+    if not path.is_file():
+        write_text_atomic(path, json.dumps(current, indent=2))
+        return current
+    recorded = json.loads(path.read_text())
+
+    def flat(entry: dict[str, Any]) -> dict[str, Any]:  # the packages' versions beside the rest
+        return {**{key: value for key, value in entry.items() if key != "packages"}, **entry.get("packages", {})}
+
+    was, now = flat(recorded), flat(current)
+    differing = {key: (value, now.get(key)) for key, value in was.items() if now.get(key) != value}
+    if differing:
+        logger.warning("%s was started in another environment (%s): the stages run now may not repeat that run's "
+                       "weights bit for bit", out, ", ".join(f"{key} {was} -> {now}" for key, (was, now) in differing.items()))
+    return recorded
+
+
 def check_same_settings(out: Path, settings: RecipeSettings) -> None:
     """Refuse to resume a recipe folder made with other settings (e.g. by an older bridgedit, whose defaults differ):
     its finished stages would be reused, its unfinished runs continued under another schedule."""
@@ -272,6 +308,7 @@ def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> 
     if _stage_done(model):
         return model
     write_text_atomic(out / "recipe.json", json.dumps(settings.to_dict(), indent=2))
+    record_environment(out)
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
 
@@ -309,7 +346,7 @@ def install(model: str | Path, target: Path = BUNDLED_MODEL, dtype: torch.dtype 
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     pipe.save_pretrained(staging, copy_towers=True)
-    for provenance in ("recipe.json", "timings.json"):  # how the model was made, when it came from run_recipe
+    for provenance in ("recipe.json", "timings.json", "environment.json"):  # how the model was made (run_recipe)
         if (model.parent / provenance).is_file():
             shutil.copy(model.parent / provenance, staging / provenance)
     shutil.rmtree(target, ignore_errors=True)
