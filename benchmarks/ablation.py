@@ -11,7 +11,7 @@ sync is also set against its chance level (each clip's frames against every othe
     python benchmarks/ablation.py --workers 2 [--recipe outputs/demo] [--extra-protocols]
         # the main table: 7 variants x 3 seeds, 1,200 bridge steps at batch 8 each, the recipe's bridge settings
         # (bf16 autocast, on a CPU with native bf16 or a GPU; --precision fp32 elsewhere); writes
-        # benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`); about two hours
+        # benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`); about 2.25 hours
         # here from the recipe's pretrained towers (docs/synthetic.md, "The main table's time")
     python benchmarks/ablation.py --gather-only
         # tabulate the runs finished so far, train nothing
@@ -137,7 +137,7 @@ REAL_PROTOCOLS = (
                  REAL_DIRECTION, {"audio_guidance": 1.0}),
 )
 PROTOCOLS = (*JOINT_PROTOCOLS, *REAL_PROTOCOLS)
-#: scored for every run by default (the table's time, about two hours here, is sized with these three): both streams
+#: scored for every run by default (the table's time, about 2.25 hours here, is sized with these three): both streams
 #: generated at the paper's guidance (SCORES: AV-Align, faithfulness) and at the demo model's, where DCA's lead over
 #: "none" is the issue's goal, and audio for the real video without audio guidance, where the kinds that carry the
 #: video into the audio stand apart most clearly
