@@ -276,8 +276,9 @@ def record_environment(out: Path) -> dict[str, Any]:
     was, now = flat(recorded), flat(current)
     differing = {key: (value, now.get(key)) for key, value in was.items() if now.get(key) != value}
     if differing:
+        changes = ", ".join(f"{key} {before} -> {after}" for key, (before, after) in differing.items())
         logger.warning("%s was started in another environment (%s): the stages run now may not repeat that run's "
-                       "weights bit for bit", out, ", ".join(f"{key} {was} -> {now}" for key, (was, now) in differing.items()))
+                       "weights bit for bit", out, changes)
     return recorded
 
 
