@@ -11,7 +11,7 @@ sync is also set against its chance level (each clip's frames against every othe
     python benchmarks/ablation.py --workers 2 [--recipe outputs/demo] [--extra-protocols]
         # the main table: 7 variants x 3 seeds, 1,200 bridge steps at batch 8 each, the recipe's bridge settings
         # (bf16 autocast, on a CPU with native bf16 or a GPU; --precision fp32 elsewhere); writes
-        # benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`); about 2.25 hours
+        # benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`); about two hours
         # here from the recipe's pretrained towers (docs/synthetic.md, "The main table's time")
     python benchmarks/ablation.py --gather-only
         # tabulate the runs finished so far, train nothing
@@ -32,16 +32,19 @@ sync is also set against its chance level (each clip's frames against every othe
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
 The tables made before the recipe trained in bf16 (docs/synthetic.md, every table from the first recipe's towers, and
 those examples above that name no precision) ran in float32: add --precision fp32 to repeat them.
-By default (DEFAULT_PROTOCOLS) every run's joint samples are scored at the paper's guidance (w_v = 6, w_a = 7; SCORES
-are these samples') and at the demo model's audio guidance (w_a = 2), and runs trained with each stream's noise level
-drawn on its own (the recipe's setting) also on audio generated for the real held-out video without audio guidance
-(`score_next_to_real`, w_a = 1). --extra-protocols adds two more (EXTRA_PROTOCOLS: the joint samples at w_a = 1, audio
-for the real video at w_a = 7; about half an hour more on the table here; the committed table has all five). Each
-protocol comes with every variant's per-clip lead over "none" of the same seeds, and DCA's lead over every other
-variant on the seeds both have. With --workers N each run is one one-thread process, N at a time, the next started as
-soon as one finishes (the runs with bridges first, "none"'s last: the quickest to train).
+By default (DEFAULT_PROTOCOLS) every run's joint samples are scored at the demo model's own guidance (w_v = 6,
+w_a = 2, what `bridgedit generate` uses; SCORES are these samples', SCORES_PROTOCOL), and runs trained with each
+stream's noise level drawn on its own (the recipe's setting) also on audio generated for the real held-out video
+without audio guidance (`score_next_to_real`, w_a = 1). --extra-protocols adds three more (EXTRA_PROTOCOLS: the joint
+samples at the paper's w_a = 7 and at w_a = 1, audio for the real video at w_a = 7; about 40 minutes more on the table
+here). Runs scored before SCORES moved to the demo model's guidance measured them at the paper's; resuming such a run
+scores its w_a = 2 samples in full and keeps the paper's per-clip scores under that protocol. Each protocol comes with
+every variant's per-clip lead over "none" of the same seeds, and DCA's lead over every other variant on the seeds both
+have. With --workers N each run is one one-thread process, N at a time, the next started as soon as one finishes (the
+runs with bridges first, "none"'s last: the quickest to train).
 
-Resumable: finished runs and their scores are kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... and skipped
+Resumable: each run's result is kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... as soon as it is trained and
+after each measurement (an interrupted run loses only the measurement under way), and what a run has is skipped
 when re-run; a run scored before a measurement was added to this benchmark gets only that measurement. Each finished
 run's result is also written to benchmarks/results/ablation-runs/ (committed: a few KB per run) with a fingerprint of
 the pretrained towers it started from, so that on another machine or in a later session whose recipe reproduces the
@@ -113,18 +116,22 @@ class SyncProtocol(NamedTuple):
 PAPER_AUDIO_GUIDANCE = GenerationSettings.audio_guidance
 #: the demo model's own audio guidance (docs/synthetic.md, "The audio guidance scale and DCA's lead")
 DEMO_AUDIO_GUIDANCE = recipe.DEMO_GENERATION["audio_guidance"]
-#: both streams generated, at the paper's guidance (every run; SCORES are these samples'), at the demo model's audio
-#: guidance and without audio guidance (w_a = 1; every run): the lower two take away the audio guidance's spurious
-#: onsets (below) from the joint samples
-JOINT_PROTOCOL = SyncProtocol(JOINT_DIRECTION, "both_generated", "both_generated", JOINT_DIRECTION,
-                              {"audio_guidance": PAPER_AUDIO_GUIDANCE})
+#: both streams generated, at the paper's guidance, at the demo model's audio guidance and without audio guidance
+#: (w_a = 1): the lower two take away the audio guidance's spurious onsets (below) from the joint samples. Each joint
+#: protocol's result keeps its samples' per-clip SCORES too ("per_clip")
+PAPER_JOINT_PROTOCOL = SyncProtocol(JOINT_DIRECTION, "both_generated", "both_generated", JOINT_DIRECTION,
+                                    {"audio_guidance": PAPER_AUDIO_GUIDANCE})
 JOINT_PROTOCOLS = (
-    JOINT_PROTOCOL,
+    PAPER_JOINT_PROTOCOL,
     SyncProtocol(f"{JOINT_DIRECTION}, w_a = {DEMO_AUDIO_GUIDANCE:g}", f"both_generated_wa{DEMO_AUDIO_GUIDANCE:g}",
                  f"both_generated_wa{DEMO_AUDIO_GUIDANCE:g}", JOINT_DIRECTION, {"audio_guidance": DEMO_AUDIO_GUIDANCE}),
     SyncProtocol(f"{JOINT_DIRECTION}, w_a = 1", "both_generated_unguided", "both_generated_unguided", JOINT_DIRECTION,
                  {"audio_guidance": 1.0}),
 )
+#: the joint samples a run's SCORES (the table's sync, AV-Align and faithfulness columns) are measured on: the demo
+#: model's own guidance, the one `bridgedit generate` uses. Runs scored before (the committed tables from towers
+#: 87e4c0f3 and earlier) have no "scores_protocol" and measured them at the paper's (`scores_protocol`)
+SCORES_PROTOCOL = JOINT_PROTOCOLS[1]
 
 
 #: at the paper's guidance (w_v = 6, w_a = 7), and without audio guidance (w_a = 1): at w_a = 7 these
@@ -137,13 +144,13 @@ REAL_PROTOCOLS = (
                  REAL_DIRECTION, {"audio_guidance": 1.0}),
 )
 PROTOCOLS = (*JOINT_PROTOCOLS, *REAL_PROTOCOLS)
-#: scored for every run by default (the table's time, about 2.25 hours here, is sized with these three): both streams
-#: generated at the paper's guidance (SCORES: AV-Align, faithfulness) and at the demo model's, where DCA's lead over
-#: "none" is the issue's goal, and audio for the real video without audio guidance, where the kinds that carry the
-#: video into the audio stand apart most clearly
-DEFAULT_PROTOCOLS = (JOINT_PROTOCOL, JOINT_PROTOCOLS[1], REAL_PROTOCOLS[1])
-#: --extra-protocols adds these (about 2.8 minutes more a run, half an hour on the table): both streams generated
-#: without audio guidance, audio for the real video at the paper's guidance
+#: scored for every run by default (the table's time, about two hours here, is sized with these two): both streams
+#: generated at the demo model's guidance (SCORES_PROTOCOL: SCORES, and DCA's lead over "none", the issue's goal) and
+#: audio for the real video without audio guidance, where the kinds that carry the video into the audio stand apart
+#: most clearly
+DEFAULT_PROTOCOLS = (SCORES_PROTOCOL, REAL_PROTOCOLS[1])
+#: --extra-protocols adds these (about 4 minutes more a run, 40 on the table): both streams generated at the paper's
+#: guidance (w_a = 7) and without audio guidance, audio for the real video at the paper's guidance
 EXTRA_PROTOCOLS = tuple(protocol for protocol in PROTOCOLS if protocol not in DEFAULT_PROTOCOLS)
 #: the variant every other one's sync is compared with, clip by clip, in each protocol
 BASELINE = "none"
@@ -244,15 +251,31 @@ def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | Non
     return None
 
 
+def scores_protocol(result: dict) -> str:
+    """The result key of the joint protocol whose samples a run's SCORES were measured on (runs scored before
+    SCORES_PROTOCOL was the demo model's guidance did not name it: theirs were the paper's)."""
+    return result.get("scores_protocol", PAPER_JOINT_PROTOCOL.result_key)
+
+
+def per_clip_scores(result: dict, protocol: SyncProtocol) -> list[dict] | None:
+    """A run's per-clip SCORES on a joint protocol's samples, if kept: in the protocol's result, or, in a run scored
+    before each joint protocol kept its own, the paper's at the top level."""
+    if "per_clip" in result.get(protocol.result_key, {}):
+        return result[protocol.result_key]["per_clip"]
+    return result.get("per_clip") if scores_protocol(result) == protocol.result_key else None
+
+
 def missing_measurements(result: dict, run_settings: recipe.RecipeSettings,
                          protocols: tuple[SyncProtocol, ...] = DEFAULT_PROTOCOLS) -> list[str]:
     """What a finished run's result still lacks, by result key: the cross-modal gain and each of `protocols` (in
     PROTOCOLS' order) it was not scored with, e.g. those added to the benchmark after it was scored or asked for now
     (--extra-protocols); the next-to-real protocols only for runs trained with independent noise levels, the only
-    ones for which a clean stream next to a noisy one is in distribution."""
+    ones for which a clean stream next to a noisy one is in distribution. SCORES_PROTOCOL counts as missing until the
+    run's SCORES were measured on its samples (`scores_protocol`), i.e. in runs scored before it was their protocol."""
     wanted = ["cross_modal_gain", *(protocol.result_key for protocol in PROTOCOLS if protocol in protocols and (
         protocol.direction == JOINT_DIRECTION or run_settings.bridge_timesteps == "independent"))]
-    return [key for key in wanted if key not in result]
+    return [key for key in wanted if key not in result
+            or (key == SCORES_PROTOCOL.result_key and scores_protocol(result) != key)]
 
 
 def stored_result(out: Path, settings: recipe.RecipeSettings, variant: str, seed: int, *, fingerprint: str,
@@ -283,19 +306,23 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
     checkpoint = checkpoint_folder(out / "runs" / training_name, run_settings.bridge_steps)
     result = stored_result(out, settings, variant, seed, fingerprint=fingerprint, commit_to=commit_to,
                            towers_tag=towers_tag)
+
+    def save() -> None:  # after training and after each measurement: an interrupted run loses only the one under way
+        result.setdefault("towers_fingerprint", fingerprint)
+        if result["towers_fingerprint"] != fingerprint:
+            raise SystemExit(f"{scores_path} was trained from other pretrained towers than {towers}; delete it to rerun")
+        scores_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(scores_path, json.dumps(result, indent=2))
+        if committed_path is not None:
+            committed_path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(committed_path, json.dumps(result, indent=2) + "\n")
+
     if result is None:
         started = time.perf_counter()
         checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=training_name, cache=cache)
-        trained_s = time.perf_counter() - started
-        started = time.perf_counter()
-        per_clip, statistics = score_model(BridgeDiTPipeline.from_pretrained(checkpoint), test_records,
-                                           captions=run_settings.captions, seed=HELD_OUT_SEED,
-                                           **JOINT_PROTOCOL.overrides)
-        result = {"variant": variant, "seed": seed, "train_seconds": trained_s, "clips": len(per_clip),
-                  "scores": summarize_scores(per_clip), "per_clip": per_clip,
-                  JOINT_PROTOCOL.result_key: {JOINT_DIRECTION: statistics},
-                  "score_seconds": time.perf_counter() - started}
-        record_scores(result, JOINT_PROTOCOL)
+        result = {"variant": variant, "seed": seed, "train_seconds": time.perf_counter() - started,
+                  "clips": len(test_records), "scores": {}}
+        save()
     missing = missing_measurements(result, run_settings, protocols)
     if missing and not checkpoint.is_dir():  # e.g. a result committed from another machine whose towers match ours
         logger.warning("%s lacks %s, but its trained model (%s) is not here to measure: tabulated without them "
@@ -307,29 +334,35 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
     for protocol in protocols:
         started = time.perf_counter()
         if protocol.direction == JOINT_DIRECTION:
-            _, statistics = score_model(pipe, test_records, captions=run_settings.captions, seed=HELD_OUT_SEED,
-                                        **protocol.overrides)
-            result[protocol.result_key] = {JOINT_DIRECTION: statistics}
+            per_clip, statistics = score_model(pipe, test_records, captions=run_settings.captions, seed=HELD_OUT_SEED,
+                                               **protocol.overrides)
+            result[protocol.result_key] = {JOINT_DIRECTION: statistics, "per_clip": per_clip}
+            if protocol is SCORES_PROTOCOL:
+                record_per_clip_scores(result, per_clip)
         else:
             result[protocol.result_key] = score_next_to_real(pipe, dataset, test_records, captions=run_settings.captions,
                                                              seed=HELD_OUT_SEED, directions=(REAL_DIRECTION,),
                                                              **protocol.overrides)
         result[f"{protocol.result_key}_seconds"] = time.perf_counter() - started
         record_scores(result, protocol)
+        save()
     if "cross_modal_gain" in missing:  # runs scored before the gain was measured get it now
         result["cross_modal_gain"] = cross_modal_gain_on_cache(checkpoint, dataset, cache,
                                                                captions=run_settings.captions)
         for stream in ("audio", "video"):
             result["scores"][f"{stream}_gain_pct"] = 100 * result["cross_modal_gain"][stream]["mean_relative_gain"]
-    result.setdefault("towers_fingerprint", fingerprint)
-    if result["towers_fingerprint"] != fingerprint:
-        raise SystemExit(f"{scores_path} was trained from other pretrained towers than {towers}; delete it to rerun")
-    scores_path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(scores_path, json.dumps(result, indent=2))
-    if committed_path is not None:
-        committed_path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(committed_path, json.dumps(result, indent=2) + "\n")
+    save()
     return result
+
+
+def record_per_clip_scores(result: dict, per_clip: list[dict]) -> None:
+    """Make SCORES_PROTOCOL's per-clip scores the run's SCORES. A run scored before kept the paper's samples' at the
+    top level: they move into that protocol's result (`per_clip_scores`), so that nothing measured is lost."""
+    earlier = result.pop("per_clip", None)
+    if earlier is not None and scores_protocol(result) != SCORES_PROTOCOL.result_key:
+        result.setdefault(scores_protocol(result), {}).setdefault("per_clip", earlier)
+    result["scores"].update(summarize_scores(per_clip))
+    result["scores_protocol"] = SCORES_PROTOCOL.result_key
 
 
 def record_scores(result: dict, protocol: SyncProtocol) -> None:
@@ -407,17 +440,21 @@ def settings_steps(out: Path) -> int:
 
 
 def aggregate(results: list[dict]) -> dict:
-    """Per variant: mean, std and per-seed values of every score its runs have (SCORES, GAINS, and each sync protocol's
-    where every run has them), and, per sync protocol, the paired lead over BASELINE's runs of the same seeds and
+    """Per variant: mean, std and per-seed values of every score all its runs have (SCORES, where every run measured
+    them on the same protocol's samples; GAINS; each sync protocol's), and, per sync protocol, the paired lead over BASELINE's runs of the same seeds and
     PROPOSED's paired lead over the variant's runs (PROPOSED_LEAD)."""
     table = {}
+    if len({scores_protocol(r) for r in results}) > 1:  # SCORES from different samples are never averaged together
+        logger.warning("the runs' SCORES were measured on different samples (%s): left out of the table",
+                       ", ".join(sorted({scores_protocol(r) for r in results})))
+        results = [{**r, "scores": {k: v for k, v in r["scores"].items() if k not in SCORES}} for r in results]
     by_variant = {variant: sorted((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
                   for variant in VARIANTS}
     for variant, runs in by_variant.items():
         if not runs:
             continue
         protocol_scores = tuple(name for protocol in PROTOCOLS for name in protocol.score_names())
-        names = SCORES + GAINS + tuple(n for n in protocol_scores if all(n in r["scores"] for r in runs))
+        names = tuple(n for n in SCORES + GAINS + protocol_scores if all(n in r["scores"] for r in runs))
         table[variant] = {"seeds": [r["seed"] for r in runs], **{
             name: {"mean": float(np.mean([r["scores"][name] for r in runs])),
                    "std": float(np.std([r["scores"][name] for r in runs])),
@@ -443,24 +480,36 @@ def leads_over(runs: list[dict], other_by_seed: dict[int, dict]) -> dict[str, di
     return leads
 
 
-def plot(table: dict, references: dict, path: Path) -> None:
+def guidance_label(protocol: SyncProtocol) -> str:
+    """A protocol's label with its audio guidance named."""
+    return protocol.label if "w_a =" in protocol.label else f"{protocol.label} (w_a = {PAPER_AUDIO_GUIDANCE:g}, the paper's)"
+
+
+def plot(table: dict, references: dict, path: Path, scores_protocol_of_table: str = SCORES_PROTOCOL.result_key) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     variants = list(table)
-    above_chance = tuple(JOINT_PROTOCOL.score_names())[1]
-    joint = ("sync", "av_align") + ((above_chance,) if all(above_chance in table[v] for v in variants) else ())
-    panels = [(joint, "synchrony, both streams generated")]
-    legend = {above_chance: "sync above chance"}  # score name -> its label in the plot
-    for protocol in (p for p in PROTOCOLS if p is not JOINT_PROTOCOL):  # the joint one is the first panel
+
+    def has(names: tuple[str, ...]) -> bool:
+        return all(name in table[v] for v in variants for name in names)
+
+    panels, legend = [], {}  # (score names, title); score name -> its label in the plot
+    scored_on = next(p for p in JOINT_PROTOCOLS if p.result_key == scores_protocol_of_table)
+    above_chance = tuple(scored_on.score_names())[1]
+    joint = tuple(name for name in ("sync", "av_align", above_chance) if has((name,)))
+    if joint:
+        panels.append((joint, f"synchrony, {guidance_label(scored_on)}"))
+        legend[above_chance] = "sync above chance"
+    for protocol in (p for p in PROTOCOLS if p is not scored_on):  # the one SCORES are measured on is the first panel
         names = tuple(protocol.score_names())
-        if all(names[0] in table[v] for v in variants):
-            guidance = "" if "w_a =" in protocol.label else f" (w_a = {PAPER_AUDIO_GUIDANCE:g}, the paper's)"
-            panels.append((names, f"sync of {protocol.label}{guidance}"))
+        if has(names[:1]):
+            panels.append((names, f"sync of {guidance_label(protocol)}"))
             legend.update({name: statistic.replace("_", " ") for name, statistic in protocol.score_names().items()})
-    panels.append((("colour", "shape", "material"), "text faithfulness (accuracy)"))
+    if has(("colour", "shape", "material")):
+        panels.append((("colour", "shape", "material"), f"text faithfulness (accuracy), {guidance_label(scored_on)}"))
     columns = 2 if len(panels) == 4 else min(3, len(panels))
     rows = -(-len(panels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
@@ -500,7 +549,7 @@ def reference_scores(out: Path, dataset: Path, towers: Path, test_records: list[
     wanted = {}  # name -> the generation settings of the demo model's samples
     if (out / "model" / "model_index.json").is_file():
         name = f"demo model (dca, {settings_steps(out)} steps)"
-        wanted = {name: JOINT_PROTOCOL.overrides, f"{name}, w_a = {DEMO_AUDIO_GUIDANCE:g}": {"audio_guidance": DEMO_AUDIO_GUIDANCE}}
+        wanted = {name: PAPER_JOINT_PROTOCOL.overrides, f"{name}, w_a = {DEMO_AUDIO_GUIDANCE:g}": {"audio_guidance": DEMO_AUDIO_GUIDANCE}}
     missing = [name for name in wanted if name not in references]
     if references and not missing:
         return references
@@ -617,12 +666,15 @@ def main() -> None:
                    for variant, seed in runs]
         unmeasured = {}
     table = aggregate(results)
+    scored_on = {scores_protocol(r) for r in results}
+    scored_on = scored_on.pop() if len(scored_on) == 1 else None  # None: SCORES left out (`aggregate`)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {
         "benchmark": "ablation", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
         "recipe": settings.to_dict(), "towers": towers.as_posix(), "towers_fingerprint": fingerprint, "test_clips": len(test_records),
         "seeds": args.seeds,
+        "scores_protocol": None if scored_on is None else next(p.label for p in JOINT_PROTOCOLS if p.result_key == scored_on),
         "seconds_this_run": time.perf_counter() - started, "variants": table,
         "not_yet_run": [f"{variant} seed {seed}" for variant, seed in pending] if args.gather_only else [],
         "not_yet_measured": {run: keys for run, keys in unmeasured.items() if keys},  # --gather-only: left out
@@ -630,9 +682,11 @@ def main() -> None:
     }
     json_path, png_path = RESULTS / f"{args.results_name}.json", RESULTS / f"{args.results_name}.png"
     write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
-    print(f"{'variant':<22}" + "".join(f"{name:>18}" for name in SCORES + GAINS))
+    columns = [n for n in SCORES + GAINS if all(n in row for row in table.values())]
+    print(f"SCORES on the samples of: {summary['scores_protocol']}")
+    print(f"{'variant':<22}" + "".join(f"{name:>18}" for name in columns))
     for variant, row in table.items():
-        print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in SCORES + GAINS))
+        print(f"{variant:<22}" + "".join(f"{row[n]['mean']:>11.3f} ± {row[n]['std']:.3f}" for n in columns))
     for name, row in references.items():
         print(f"{'(' + name + ')':<22}" + "".join(f"{row[n]:>11.3f}        " for n in SCORES))
     for protocol in PROTOCOLS:  # sync next to its chance level and the lead over BASELINE, where scored
@@ -647,7 +701,7 @@ def main() -> None:
                                   f"(p = {lead['p_value']:.2g})  ")
                 print(f"{variant:<22}{protocol.label:<36}{cells}")
     try:
-        plot(table, references, png_path)
+        plot(table, references, png_path, scored_on or SCORES_PROTOCOL.result_key)
         print(f"wrote {json_path} and {png_path}")
     except ImportError:
         print(f"wrote {json_path} (no plot: pip install -e .[bench] for matplotlib)")

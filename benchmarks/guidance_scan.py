@@ -1,18 +1,19 @@
 """How does DCA's sync lead over "none", with both streams generated, depend on the audio guidance scale w_a?
 (issue #7's goal; docs/synthetic.md, "The audio guidance scale and DCA's lead")
 
-The main table (benchmarks/ablation.py) scores every run's joint samples at the paper's guidance (w_v = 6, w_a = 7),
-at the demo model's w_a = 2 and without audio guidance (w_a = 1), sync only. This script takes finished "none" and
-DCA runs of one ablation folder and generates the same held-out samples (the same captions, the same seeds) at other
-audio guidance scales, the video's guidance left at the paper's. At each scale it reports, per variant, the
-event-level sync next to its chance level, the audio onsets and video events detected per clip, and text faithfulness
-(the named colour and shape on screen, the named material's sound in the audio); and DCA's lead over "none": clip by
-clip (`paired_lead`, pooled over seeds) and seed by seed (lead_across_towers' tests over seeds). The runs' own scores
-at the paper's guidance (w_a = 7) are read from their results, not generated again.
+The main table (benchmarks/ablation.py) scores every run's joint samples at the demo model's w_a = 2 (and, with
+--extra-protocols or in its earlier runs, at the paper's w_a = 7 and without audio guidance, w_a = 1). This script
+takes finished "none" and DCA runs of one ablation folder and generates the same held-out samples (the same captions,
+the same seeds) at other audio guidance scales, the video's guidance left at the paper's. At each scale it reports, per
+variant, the event-level sync next to its chance level, the audio onsets and video events detected per clip, and text
+faithfulness (the named colour and shape on screen, the named material's sound in the audio); and DCA's lead over
+"none": clip by clip (`paired_lead`, pooled over seeds) and seed by seed (lead_across_towers' tests over seeds). The
+paper's w_a = 7 is always in the table. A run's samples the ablation scored with their per-clip scores are read from
+its result, not generated again.
 
     python benchmarks/guidance_scan.py --workers 2 \\
             --runs outputs/demo/runs/ablation-1200-lr0.005-independent-tb2-batch8-bf16-towers87e4c0f3
-        # the main table's "none" and DCA runs, seeds 0-6, at w_a = 1, 2, 4 (plus each run's own w_a = 7 scores);
+        # the first main table's "none" and DCA runs, seeds 0-6, at w_a = 1, 2, 4 (plus each run's own w_a = 7 scores);
         # about 90 s per run and scale on one thread, two runs side by side; writes
         # benchmarks/results/guidance_scan.json
     python benchmarks/guidance_scan.py --workers 2 --audio-guidance 2 --first-seed 7 --seeds 10 \\
@@ -39,8 +40,8 @@ from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic.scoring import HELD_OUT_SEED, SCORES, paired_lead, score_model, summarize_scores
 from bridgedit.training.trainer import LATEST_NAME
 
-from ablation import (BASELINE, JOINT_DIRECTION, JOINT_PROTOCOL, PAPER_AUDIO_GUIDANCE, PROPOSED, RESULTS, format_runs,
-                      parse_runs, run_workers)
+from ablation import (BASELINE, JOINT_DIRECTION, JOINT_PROTOCOLS, PAPER_AUDIO_GUIDANCE, PROPOSED, RESULTS, format_runs,
+                      parse_runs, per_clip_scores, run_workers)
 from lead_across_towers import across_seeds, per_seed_leads
 
 SCAN_FILE = "guidance_scan.json"
@@ -51,14 +52,26 @@ def run_folder(runs: Path, variant: str, seed: int) -> Path:
     return runs / f"{variant}-seed{seed}"
 
 
+def scored_by_ablation(folder: Path, scale: float) -> dict | None:
+    """A run's joint samples at an audio guidance scale as the ablation scored them ({"per_clip": [...], JOINT_DIRECTION:
+    event statistics}), if it did, with their per-clip scores."""
+    result = json.loads((folder / "scores.json").read_text())
+    for protocol in JOINT_PROTOCOLS:
+        if protocol.overrides["audio_guidance"] == scale and protocol.result_key in result:
+            if (per_clip := per_clip_scores(result, protocol)) is not None:
+                return {"per_clip": per_clip, JOINT_DIRECTION: result[protocol.result_key][JOINT_DIRECTION]}
+    return None
+
+
 def scan_run(runs: Path, variant: str, seed: int, scales: list[float], test_records: list[dict]) -> None:
-    """Generate and score one run's held-out samples at each audio guidance scale it has not been scored at yet."""
+    """Generate and score one run's held-out samples at each audio guidance scale it has not been scored at yet (by
+    this script or by the ablation)."""
     folder = run_folder(runs, variant, seed)
     path = folder / SCAN_FILE
     scanned = json.loads(path.read_text()) if path.is_file() else {}
     pipe = None
     for scale in scales:
-        if f"{scale:g}" in scanned:
+        if f"{scale:g}" in scanned or scored_by_ablation(folder, scale) is not None:
             continue
         if pipe is None:
             pipe = BridgeDiTPipeline.from_pretrained(folder / (folder / LATEST_NAME).read_text().strip())
@@ -75,10 +88,7 @@ def scan_run(runs: Path, variant: str, seed: int, scales: list[float], test_reco
 def run_at(runs: Path, variant: str, seed: int, scale: float) -> dict:
     """One run's {"per_clip": [...], JOINT_DIRECTION: event statistics} at an audio guidance scale."""
     folder = run_folder(runs, variant, seed)
-    if scale == PAPER_AUDIO_GUIDANCE:
-        result = json.loads((folder / "scores.json").read_text())
-        return {"per_clip": result["per_clip"], JOINT_DIRECTION: result[JOINT_PROTOCOL.result_key][JOINT_DIRECTION]}
-    return json.loads((folder / SCAN_FILE).read_text())[f"{scale:g}"]
+    return scored_by_ablation(folder, scale) or json.loads((folder / SCAN_FILE).read_text())[f"{scale:g}"]
 
 
 def tabulate(runs: Path, seeds: list[int], scales: list[float]) -> dict:
@@ -111,7 +121,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0,
                         help="leave out the seeds below it (e.g. fresh seeds, apart from those a choice was made on)")
     parser.add_argument("--audio-guidance", default="1,2,4",
-                        help=f"comma-separated scales to generate at (w_a = {PAPER_AUDIO_GUIDANCE:g} is read from the runs)")
+                        help=f"comma-separated scales to generate at, besides the paper's w_a = {PAPER_AUDIO_GUIDANCE:g} (the "
+                        "scales the ablation scored a run at are read from its result)")
     parser.add_argument("--workers", type=int, default=1, help="N one-thread processes side by side")
     parser.add_argument("--results-name", default="guidance_scan", help="write benchmarks/results/NAME.json")
     parser.add_argument("--only", help=argparse.SUPPRESS)  # a worker's share: VARIANT@SEED;VARIANT@SEED...
@@ -124,7 +135,7 @@ def main() -> None:
     if not seeds:
         raise SystemExit(f"--first-seed {args.first_seed} --seeds {args.seeds}: no seeds between them")
     try:
-        scales = sorted({float(scale) for scale in args.audio_guidance.split(",")} - {PAPER_AUDIO_GUIDANCE})
+        scales = sorted({float(scale) for scale in args.audio_guidance.split(",")} | {PAPER_AUDIO_GUIDANCE})
     except ValueError:
         raise SystemExit(f"--audio-guidance {args.audio_guidance!r}: not comma-separated numbers") from None
     unfinished = [f"{variant} seed {seed}" for seed in seeds for variant in VARIANTS
@@ -150,7 +161,7 @@ def main() -> None:
         for variant, seed in pending:
             scan_run(runs, variant, seed, scales, test_records)
 
-    table = tabulate(runs, seeds, [*scales, PAPER_AUDIO_GUIDANCE])
+    table = tabulate(runs, seeds, scales)
     report = {"benchmark": "guidance_scan", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "runs": runs.as_posix(), "seeds": seeds, "test_clips": len(test_records), "audio_guidance": table}
     out = RESULTS / f"{args.results_name}.json"

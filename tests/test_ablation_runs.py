@@ -221,7 +221,7 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
     ablation = load_ablation()
     direction = ablation.REAL_DIRECTION
     guided, unguided = ablation.REAL_PROTOCOLS
-    joint = ablation.JOINT_PROTOCOL
+    joint = ablation.PAPER_JOINT_PROTOCOL
 
     def statistics(sync, direction=direction):
         return {direction: {"sync_per_clip": sync, "sync_chance_per_clip": [0.1] * len(sync),
@@ -287,7 +287,7 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
     def score_model(pipe, records, *, captions, seed, **overrides):
         joint_calls.append({"captions": captions, "seed": seed, **overrides})
         sync, above_chance = {7.0: (0.3, 0.05), 2.0: (0.4, 0.15), 1.0: (0.5, 0.25)}[overrides["audio_guidance"]]
-        return [{"sync": 0.9}], {"sync": sync, "sync_above_chance": above_chance}
+        return [dict.fromkeys(ablation.SCORES, sync)], {"sync": sync, "sync_above_chance": above_chance}
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished run was trained or scored again")
@@ -307,21 +307,25 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
     assert joint_calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "audio_guidance": audio_guidance}
                            for audio_guidance in (7.0, 2.0, 1.0)]  # at 7: the same samples as when scored
     assert ablation.PAPER_AUDIO_GUIDANCE == 7.0 and ablation.DEMO_AUDIO_GUIDANCE == 2.0
-    assert result["scores"] == {"sync": 0.3, "audio_for_real_video_unguided_sync": 0.4,
+    assert result["scores"] == {**dict.fromkeys(ablation.SCORES, 0.4),  # SCORES now those of the w_a = 2 samples
+                                "audio_for_real_video_unguided_sync": 0.4,
                                 "audio_for_real_video_unguided_sync_above_chance": 0.2,
                                 "both_generated_sync": 0.3, "both_generated_sync_above_chance": 0.05,
                                 "both_generated_wa2_sync": 0.4, "both_generated_wa2_sync_above_chance": 0.15,
                                 "both_generated_unguided_sync": 0.5, "both_generated_unguided_sync_above_chance": 0.25}
-    assert "per_clip" not in result  # the per-clip scores it has are never replaced
+    assert result["scores_protocol"] == "both_generated_wa2"
+    for protocol, sync in zip(ablation.JOINT_PROTOCOLS, (0.3, 0.4, 0.5)):  # each joint protocol keeps its own
+        assert ablation.per_clip_scores(result, protocol) == [dict.fromkeys(ablation.SCORES, sync)]
     assert result["next_to_real"] == {}  # the guided protocol's result is kept as it was
     for written in (tmp_path / "runs" / name / "scores.json", tmp_path / "committed" / f"{name}.json"):
         assert json.loads(written.read_text()) == result
     assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0), ablation.PROTOCOLS)
 
 
-def test_by_default_a_run_is_scored_three_ways_and_extra_protocols_add_the_other_two(tmp_path, monkeypatch):
-    """A new run is scored with DEFAULT_PROTOCOLS only (both streams generated at w_a = 7 and 2, audio for the real
-    video at w_a = 1); asked again with --extra-protocols, it gets the other two and nothing else."""
+def test_by_default_a_run_is_scored_two_ways_and_extra_protocols_add_the_other_three(tmp_path, monkeypatch):
+    """A new run is scored with DEFAULT_PROTOCOLS only (both streams generated at the demo model's w_a = 2, where its
+    SCORES are measured; audio for the real video at w_a = 1); asked again with --extra-protocols, it gets the other
+    three and nothing else."""
     ablation = load_ablation()
     settings = RecipeSettings()
     calls = []
@@ -352,14 +356,15 @@ def test_by_default_a_run_is_scored_three_ways_and_extra_protocols_add_the_other
                                     fingerprint="f" * 64, commit_to=None, protocols=protocols)
 
     assert ablation.DEFAULT_PROTOCOLS == tuple(p for p in ablation.PROTOCOLS if p.result_key in (
-        "both_generated", "both_generated_wa2", "next_to_real_unguided"))
+        "both_generated_wa2", "next_to_real_unguided"))
     result = run(ablation.DEFAULT_PROTOCOLS)
-    assert calls == [("train", ablation.run_name("dca", 0, settings)), ("joint", 7.0), ("joint", 2.0), ("real", 1.0)]
+    assert calls == [("train", ablation.run_name("dca", 0, settings)), ("joint", 2.0), ("real", 1.0)]
     assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0))
-    assert {"both_generated_unguided", "next_to_real"}.isdisjoint(result)
+    assert {"both_generated", "both_generated_unguided", "next_to_real"}.isdisjoint(result)
+    assert result["scores_protocol"] == "both_generated_wa2" and result["scores"]["av_align"] == 0.5
     calls.clear()
     result = run(ablation.PROTOCOLS)
-    assert calls == [("joint", 1.0), ("real", 7.0)]  # only what the default left out; nothing trained again
+    assert calls == [("joint", 7.0), ("joint", 1.0), ("real", 7.0)]  # only what the default left out; nothing trained again
     assert result["scores"]["audio_for_real_video_sync"] == 0.4
     assert result["scores"]["audio_gain_pct"] == pytest.approx(10.0)  # measured once, with the first scoring
     calls.clear()
@@ -506,11 +511,13 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
         "both_generated", "both_generated_wa2", "both_generated_unguided"]
     assert ablation.missing_measurements({"scores": {}}, coupled, ablation.PROTOCOLS) == [
         "cross_modal_gain", "both_generated", "both_generated_wa2", "both_generated_unguided"]
-    # by default the unguided joint protocol is not asked for
-    assert ablation.missing_measurements(stored, run_settings) == [
-        "both_generated", "both_generated_wa2", "next_to_real_unguided"]
-    assert ablation.missing_measurements({"scores": {}}, coupled) == [
-        "cross_modal_gain", "both_generated", "both_generated_wa2"]
+    # by default neither the paper's nor the unguided joint protocol is asked for
+    assert ablation.missing_measurements(stored, run_settings) == ["both_generated_wa2", "next_to_real_unguided"]
+    assert ablation.missing_measurements({"scores": {}}, coupled) == ["cross_modal_gain", "both_generated_wa2"]
+    # w_a = 2 scored for its sync alone, before SCORES were measured on its samples: still missing, until they are
+    sync_only = {**stored, "both_generated_wa2": {}, "next_to_real_unguided": {}}
+    assert ablation.missing_measurements(sync_only, run_settings) == ["both_generated_wa2"]
+    assert ablation.missing_measurements({**sync_only, "scores_protocol": "both_generated_wa2"}, run_settings) == []
 
 
 FAKE_WORKER = """
@@ -671,7 +678,7 @@ def test_ablation_table_has_dcas_lead_over_every_other_variant_on_the_seeds_both
     from bridgedit.synthetic.scoring import paired_lead
 
     ablation = load_ablation()
-    joint = ablation.JOINT_PROTOCOL
+    joint = ablation.PAPER_JOINT_PROTOCOL
 
     def run(variant, seed, sync):
         statistics = {joint.direction: {"sync_per_clip": sync, "sync_chance_per_clip": [0.1] * len(sync),
@@ -782,3 +789,131 @@ def test_reference_scores_add_only_what_the_kept_file_lacks(tmp_path, monkeypatc
     assert json.loads((tmp_path / "runs" / "references.json").read_text()) == references
     assert ablation.reference_scores(tmp_path, tmp_path / "dataset", tmp_path / "towers", []) == references
     assert len(calls) == 1  # complete: nothing scored again
+
+
+def test_a_run_scored_at_the_papers_guidance_gets_its_scores_from_the_demo_models_samples(tmp_path, monkeypatch):
+    """A run scored before SCORES moved to the demo model's guidance (its SCORES and per-clip scores from the w_a = 7
+    samples, its w_a = 2 samples scored for sync alone) is scored once more at w_a = 2, in full: its SCORES become
+    those samples', the w_a = 7 per-clip scores stay under their protocol, nothing is trained; a second pass does
+    nothing."""
+    ablation = load_ablation()
+    settings = RecipeSettings()
+    name = ablation.run_name("v2a", 1, settings)
+    paper_per_clip = [dict.fromkeys(ablation.SCORES, 0.1)]
+    stored = {"variant": "v2a", "seed": 1, "scores": {**dict.fromkeys(ablation.SCORES, 0.1), "audio_gain_pct": 3.0},
+              "per_clip": paper_per_clip, "cross_modal_gain": {}, "next_to_real_unguided": {},
+              "both_generated": {ablation.JOINT_DIRECTION: {"sync": 0.1, "sync_above_chance": 0.0}},
+              "both_generated_wa2": {ablation.JOINT_DIRECTION: {"sync": 0.2, "sync_above_chance": 0.05}},
+              "towers_fingerprint": "f" * 64}
+    (tmp_path / "runs" / name).mkdir(parents=True)
+    (tmp_path / "runs" / name / "scores.json").write_text(json.dumps(stored))
+    checkpoint_folder(tmp_path / "runs" / name, settings.bridge_steps).mkdir()
+    calls = []
+
+    def score_model(pipe, records, *, captions, seed, **overrides):
+        calls.append(overrides["audio_guidance"])
+        return [dict.fromkeys(ablation.SCORES, 0.2)], {"sync": 0.2, "sync_above_chance": 0.05}
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("trained or measured again")
+
+    monkeypatch.setattr(ablation, "score_model", score_model)
+    for function in ("score_next_to_real", "cross_modal_gain_on_cache"):
+        monkeypatch.setattr(ablation, function, must_not_run)
+    monkeypatch.setattr(ablation.recipe, "train_bridges", must_not_run)
+    monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
+
+    def run():
+        return ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "v2a", 1, [],
+                                    fingerprint="f" * 64, commit_to=None)
+
+    result = run()
+    assert calls == [2.0]
+    assert {name: result["scores"][name] for name in ablation.SCORES} == dict.fromkeys(ablation.SCORES, 0.2)
+    assert result["scores"]["audio_gain_pct"] == 3.0 and result["scores"]["both_generated_wa2_sync"] == 0.2
+    assert ablation.scores_protocol(result) == "both_generated_wa2" and "per_clip" not in result
+    assert ablation.per_clip_scores(result, ablation.PAPER_JOINT_PROTOCOL) == paper_per_clip
+    assert ablation.per_clip_scores(result, ablation.SCORES_PROTOCOL) == [dict.fromkeys(ablation.SCORES, 0.2)]
+    assert json.loads((tmp_path / "runs" / name / "scores.json").read_text()) == result
+    run()
+    assert calls == [2.0]
+
+
+def test_a_run_interrupted_while_scored_is_not_trained_again(tmp_path, monkeypatch):
+    """A run's result is kept as soon as it is trained and after each measurement: scoring that fails midway leaves
+    the training (and its time) and what was measured; the next pass measures only the rest."""
+    ablation = load_ablation()
+    settings = RecipeSettings()
+    trained, scored = [], []
+
+    def train_bridges(out, dataset, towers, run_settings, *, name, cache):
+        trained.append(name)
+        checkpoint = checkpoint_folder(out / "runs" / name, run_settings.bridge_steps)
+        checkpoint.mkdir(parents=True)
+        return checkpoint
+
+    def score_model(pipe, records, *, captions, seed, **overrides):
+        scored.append("joint")
+        return [dict.fromkeys(ablation.SCORES, 0.5)], {"sync": 0.5, "sync_above_chance": 0.1}
+
+    def score_next_to_real_fails(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ablation.recipe, "train_bridges", train_bridges)
+    monkeypatch.setattr(ablation, "score_model", score_model)
+    monkeypatch.setattr(ablation, "score_next_to_real", score_next_to_real_fails)
+    monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
+
+    def run():
+        return ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "none", 0, [],
+                                    fingerprint="f" * 64, commit_to=None)
+
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    kept = ablation.stored_result(tmp_path, settings, "none", 0, fingerprint="f" * 64, commit_to=None)
+    assert "train_seconds" in kept and kept["scores"]["sync"] == 0.5 and "next_to_real_unguided" not in kept
+    monkeypatch.setattr(ablation, "score_next_to_real", lambda *args, **kwargs: {
+        ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}})
+    monkeypatch.setattr(ablation, "cross_modal_gain_on_cache", lambda *args, **kwargs: {
+        stream: {"mean_relative_gain": 0.0} for stream in ("audio", "video")})
+    result = run()
+    assert trained == [ablation.run_name("none", 0, settings)] and scored == ["joint"]
+    assert result["train_seconds"] == kept["train_seconds"] and result["scores"]["audio_for_real_video_unguided_sync"] == 0.4
+
+
+def test_the_table_never_averages_scores_measured_on_different_samples(caplog):
+    """Runs whose SCORES come from different protocols' samples (some scored at the paper's guidance before SCORES
+    moved to the demo model's) leave SCORES out of the table; the sync protocols all runs have stay."""
+    ablation = load_ablation()
+    statistics = {ablation.JOINT_DIRECTION: {"sync_per_clip": [0.5], "sync_chance_per_clip": [0.1], "sync": 0.5,
+                                             "sync_above_chance": 0.4}}
+
+    def run(seed, scored_on=None):
+        result = {"variant": "dca", "seed": seed, "scores": dict.fromkeys(ablation.SCORES + ablation.GAINS, 0.5),
+                  "both_generated_wa2": statistics}
+        ablation.record_scores(result, ablation.SCORES_PROTOCOL)
+        return result if scored_on is None else {**result, "scores_protocol": scored_on}
+
+    same = ablation.aggregate([run(0, "both_generated_wa2"), run(1, "both_generated_wa2")])["dca"]
+    assert "av_align" in same and "both_generated_wa2_sync" in same
+    with caplog.at_level("WARNING"):
+        mixed = ablation.aggregate([run(0), run(1, "both_generated_wa2")])["dca"]
+    assert not set(ablation.SCORES) & set(mixed) and "both_generated_wa2_sync" in mixed and "audio_gain_pct" in mixed
+    assert "different samples" in caplog.text
+
+
+def test_guidance_scan_reads_the_samples_the_ablation_scored_in_full(tmp_path, monkeypatch):
+    """A run the ablation scored at w_a = 2 with its per-clip scores is read from its result at that scale; one whose
+    w_a = 2 samples were scored for sync alone is not (the scan generates them)."""
+    monkeypatch.syspath_prepend(str(ABLATION.parent))
+    scan = load_benchmark(ABLATION.parent / "guidance_scan.py")
+    per_clip = [{"sync": 0.3, "av_align": 0.2, "colour": 1.0, "shape": 0.0, "material": 1.0}]
+    statistics = {"sync": 0.3}
+    (tmp_path / "scores.json").write_text(json.dumps({"both_generated_wa2": {scan.JOINT_DIRECTION: statistics,
+                                                                             "per_clip": per_clip},
+                                                      "scores_protocol": "both_generated_wa2"}))
+    assert scan.scored_by_ablation(tmp_path, 2.0) == {"per_clip": per_clip, scan.JOINT_DIRECTION: statistics}
+    assert scan.scored_by_ablation(tmp_path, 7.0) is None
+    (tmp_path / "scores.json").write_text(json.dumps({"both_generated_wa2": {scan.JOINT_DIRECTION: statistics},
+                                                      "per_clip": per_clip}))  # the w_a = 7 samples' per-clip scores
+    assert scan.scored_by_ablation(tmp_path, 2.0) is None
