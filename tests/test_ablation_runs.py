@@ -917,3 +917,25 @@ def test_guidance_scan_reads_the_samples_the_ablation_scored_in_full(tmp_path, m
     (tmp_path / "scores.json").write_text(json.dumps({"both_generated_wa2": {scan.JOINT_DIRECTION: statistics},
                                                       "per_clip": per_clip}))  # the w_a = 7 samples' per-clip scores
     assert scan.scored_by_ablation(tmp_path, 2.0) is None
+
+
+def test_ablation_time_hands_runs_to_the_first_free_worker_and_charges_each_its_recorded_seconds(monkeypatch):
+    """benchmarks/ablation_time.py: the table's time is when the last run finishes, the runs handed in the ablation's
+    order to the first free worker; each run costs its training, the scoring of the protocols asked for (the paper's
+    joint samples timed as "score_seconds" in runs scored before each protocol had its own time) and the overhead."""
+    monkeypatch.syspath_prepend(str(ABLATION.parent))
+    timing = load_benchmark(ABLATION.parent / "ablation_time.py")
+    assert timing.makespan([4, 1, 1, 1, 1], 2) == 4  # the short runs fill the second worker while the long one runs
+    assert timing.makespan([1, 1, 1, 1, 4], 2) == 6  # a long run last leaves one worker idle at the end
+    legacy = {"variant": "dca", "seed": 0, "train_seconds": 100.0, "score_seconds": 30.0,
+              "both_generated_wa2_seconds": 20.0}
+    assert timing.protocol_seconds(legacy, "both_generated") == 30.0
+    assert timing.protocol_seconds(legacy, "both_generated_wa2") == 20.0
+    with pytest.raises(KeyError, match="no time recorded for next_to_real"):
+        timing.protocol_seconds(legacy, "next_to_real")
+    rescored = {**legacy, "scores_protocol": "both_generated_wa2"}  # its score_seconds were still the paper's samples'
+    with pytest.raises(KeyError):
+        timing.protocol_seconds(rescored, "both_generated")
+    results = {("none", 0): {**legacy, "variant": "none", "train_seconds": 50.0}, ("dca", 0): legacy}
+    # "none" last: the other run first, each charged training + the w_a = 2 scoring + 5 s
+    assert timing.run_costs(results, ["both_generated_wa2"], 5.0) == [125.0, 75.0]
