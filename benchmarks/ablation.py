@@ -251,10 +251,13 @@ def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | Non
     return None
 
 
-def scores_protocol(result: dict) -> str:
+def scores_protocol(result: dict) -> str | None:
     """The result key of the joint protocol whose samples a run's SCORES were measured on (runs scored before
-    SCORES_PROTOCOL was the demo model's guidance did not name it: theirs were the paper's)."""
-    return result.get("scores_protocol", PAPER_JOINT_PROTOCOL.result_key)
+    SCORES_PROTOCOL was the demo model's guidance did not name it: theirs were the paper's); None for a run trained
+    but not yet scored so."""
+    if "scores_protocol" in result:
+        return result["scores_protocol"]
+    return PAPER_JOINT_PROTOCOL.result_key if "per_clip" in result else None
 
 
 def per_clip_scores(result: dict, protocol: SyncProtocol) -> list[dict] | None:
@@ -360,9 +363,9 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
 def record_per_clip_scores(result: dict, per_clip: list[dict]) -> None:
     """Make SCORES_PROTOCOL's per-clip scores the run's SCORES. A run scored before kept the paper's samples' at the
     top level: they move into that protocol's result (`per_clip_scores`), so that nothing measured is lost."""
-    earlier = result.pop("per_clip", None)
-    if earlier is not None and scores_protocol(result) != SCORES_PROTOCOL.result_key:
-        result.setdefault(scores_protocol(result), {}).setdefault("per_clip", earlier)
+    earlier_protocol, earlier = scores_protocol(result), result.pop("per_clip", None)
+    if earlier is not None and earlier_protocol != SCORES_PROTOCOL.result_key:
+        result.setdefault(earlier_protocol, {}).setdefault("per_clip", earlier)
     result["scores"].update(summarize_scores(per_clip))
     result["scores_protocol"] = SCORES_PROTOCOL.result_key
 
@@ -443,12 +446,13 @@ def settings_steps(out: Path) -> int:
 
 def aggregate(results: list[dict]) -> dict:
     """Per variant: mean, std and per-seed values of every score all its runs have (SCORES, where every run measured
-    them on the same protocol's samples; GAINS; each sync protocol's), and, per sync protocol, the paired lead over BASELINE's runs of the same seeds and
-    PROPOSED's paired lead over the variant's runs (PROPOSED_LEAD)."""
+    them on the same protocol's samples; GAINS; each sync protocol's), and, per sync protocol, the paired lead over
+    BASELINE's runs of the same seeds and PROPOSED's paired lead over the variant's runs (PROPOSED_LEAD)."""
     table = {}
-    if len({scores_protocol(r) for r in results}) > 1:  # SCORES from different samples are never averaged together
+    scored_on = {scores_protocol(r) for r in results} - {None}
+    if len(scored_on) > 1:  # SCORES from different samples are never averaged together
         logger.warning("the runs' SCORES were measured on different samples (%s): left out of the table",
-                       ", ".join(sorted({scores_protocol(r) for r in results})))
+                       ", ".join(sorted(scored_on)))
         results = [{**r, "scores": {k: v for k, v in r["scores"].items() if k not in SCORES}} for r in results]
     by_variant = {variant: sorted((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
                   for variant in VARIANTS}
@@ -669,7 +673,7 @@ def main() -> None:
         unmeasured = {}
     table = aggregate(results)
     scored_on = {scores_protocol(r) for r in results}
-    scored_on = scored_on.pop() if len(scored_on) == 1 else None  # None: SCORES left out (`aggregate`)
+    scored_on = scored_on.pop() if len(scored_on) == 1 else None  # None: SCORES not in the table (`aggregate`)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {
         "benchmark": "ablation", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
