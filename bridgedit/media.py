@@ -17,12 +17,12 @@ from .atomic import atomic_path
 
 #: AAC adds a 1024-sample priming delay; at 32 kHz and above that is shorter than one frame at 30 fps.
 MIN_AAC_RATE = 32_000
+FALLBACK_AAC_RATE = 44_100
 #: libx264 settings besides the quality: macroblock-tree rate control off. With it on, the same frames encoded again
 #: can come out different (PyAV 18's x264 here: 13 different files from 6 synthetic-world clips encoded 12 times each,
 #: with one encoder thread as with many; none with it off), so a dataset, a recipe or a generation made twice from a
 #: seed would differ. It costs some bits at the same quality (about 15-20 % on those clips).
 X264_PARAMS = "mbtree=0"
-FALLBACK_AAC_RATE = 44_100
 
 
 def aac_sample_rate(sample_rate: int) -> int:
