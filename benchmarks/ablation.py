@@ -449,7 +449,7 @@ def aggregate(results: list[dict]) -> dict:
     them on the same protocol's samples; GAINS; each sync protocol's), and, per sync protocol, the paired lead over
     BASELINE's runs of the same seeds and PROPOSED's paired lead over the variant's runs (PROPOSED_LEAD)."""
     table = {}
-    scored_on = {scores_protocol(r) for r in results} - {None}
+    scored_on = {scores_protocol(r) for r in results} - {None}  # runs not yet scored name none
     if len(scored_on) > 1:  # SCORES from different samples are never averaged together
         logger.warning("the runs' SCORES were measured on different samples (%s): left out of the table",
                        ", ".join(sorted(scored_on)))
@@ -672,7 +672,7 @@ def main() -> None:
                    for variant, seed in runs]
         unmeasured = {}
     table = aggregate(results)
-    scored_on = {scores_protocol(r) for r in results}
+    scored_on = {scores_protocol(r) for r in results} - {None}  # as `aggregate` counts them
     scored_on = scored_on.pop() if len(scored_on) == 1 else None  # None: SCORES not in the table (`aggregate`)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {
