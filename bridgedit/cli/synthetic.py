@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
 
     recipe_defaults = RecipeSettings()
     recipe = actions.add_parser(
-        "recipe", help="train the demo model from nothing: world, codecs, towers, then DCA bridges (46 min measured on 2 free cores with native bf16)",
+        "recipe", help="train the demo model from nothing: world, codecs, towers, then DCA bridges (46-50 min measured on 2 free cores with native bf16)",
         description="The paper's recipe at toy scale, one command: make the world, train tiny codecs, pretrain a "
         "text-to-video and a text-to-audio tower separately, then freeze all but their last blocks and train DCA "
         "bridges. Resumable: re-run the same command after an interruption. The model lands in OUT/model.",
