@@ -57,7 +57,7 @@ TOWER_SETS = (
     TowerSet(LONGER_TOWERS, "7x e1be7433, bf16 (from fde2857d)", f"{_FOLDER}-bf16-towerse1be7433"),
     TowerSet(RECIPE_TOWERS, "64e0c57a (tower_budget.py --from-init, from fde2857d's random towers)",
              f"{_FOLDER}-bf16-towers64e0c57a"),
-    TowerSet(RECIPE_TOWERS, "87e4c0f3 (the timed recipe: the main table, the bundled model)", f"{_FOLDER}-bf16-towers87e4c0f3"),
+    TowerSet(RECIPE_TOWERS, "87e4c0f3 (the timed recipe before the x264 fix: the main table)", f"{_FOLDER}-bf16-towers87e4c0f3"),
 )
 
 
