@@ -24,6 +24,20 @@ DEFAULT_VIDEO_BRIDGE_BLOCKS = (3, 7, 11, 15)
 DEFAULT_AUDIO_BRIDGE_BLOCKS = (2, 5, 8, 11)
 
 
+#: the choices of BridgeConfig's string options, first the default (bridgedit's first models)
+BRIDGE_CHOICES = {
+    "condition": ("joint", "tower"),
+    "additive": ("time_aligned", "global_mean"),
+    "stream_width": ("bridge", "tower"),
+    "init": ("dit", "release"),
+    "full_attention_scale": ("standard", "release"),
+}
+
+#: the authors' released bridge (../shared/official-release.md), as BridgeConfig options over Table 5's placement
+RELEASED_BRIDGE = dict(condition="tower", rotary=True, audio_global_token=True, additive="global_mean",
+                       stream_width="tower", init="release", full_attention_scale="release")
+
+
 class ConfigError(ValueError):
     """A configuration that cannot describe a valid model; the message names the field and the fix."""
 
@@ -46,6 +60,27 @@ class BridgeConfig:
     # frames) get -slope_h * |t_q - t_k|, slope_h = time_bias / 2**h for head h; 0 = off. Lets an untrained bridge
     # already read the other stream at the same moment (see docs/synthetic.md, "Why DCA does not beat none here")
     time_bias: float = 0.0
+    # --- the authors' released architecture (../shared/official-release.md); the defaults are bridgedit's first
+    # models, which every model saved before these fields existed means ---
+    # what a stream's adaLN reads: "joint" = one embedding of both timesteps (summed sinusoid MLPs) for every stream;
+    # "tower" = each stream its own tower's time embedding (Wan's temb, Stable Audio's timestep_proj(time_proj(t)))
+    condition: str = "joint"
+    # 1-D rotary position embedding over each stream's flattened token index on q and k inside bridge attention
+    rotary: bool = False
+    # whether the audio stream given to the bridges includes Stable Audio's prepended global (duration + time) token
+    audio_global_token: bool = False
+    # additive fusion: "time_aligned" (each frame's mean, resampled in time) or "global_mean" (the other stream's mean
+    # over all its tokens, projected, gated and added to every token: the release's; its block has no pre-mix norm)
+    additive: str = "time_aligned"
+    # what a stream's norms, MLP and modulation run at: "bridge" = `width`, with linear adapters from and to the tower
+    # width; "tower" = the tower's own width, attention projecting it to `width` channels and back (the release)
+    stream_width: str = "bridge"
+    # fresh bridges: "dit" = xavier linears, zero biases, zero modulation (adaLN-Zero); "release" = xavier q/k/v, zero
+    # output projections and biases, zero MLP output, PyTorch's default for the rest. Both start as the identity
+    init: str = "dit"
+    # attention logits of full attention: "standard" = q.k / sqrt(head_dim); "release" = q.k / head_dim, as the
+    # released full-attention weights were trained (q scaled once by hand and once more by flash attention)
+    full_attention_scale: str = "standard"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "video_blocks", tuple(int(i) for i in self.video_blocks))
@@ -60,6 +95,13 @@ class BridgeConfig:
             raise ConfigError("bridge.timestep_embed_dim and bridge.mlp_ratio must be positive")
         if self.time_bias < 0:
             raise ConfigError(f"bridge.time_bias={self.time_bias} must be >= 0 (a logit penalty per latent frame; 0 = off)")
+        for name, choices in BRIDGE_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"bridge.{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(choices)}")
+        if self.audio_global_token and (self.time_encoding or self.time_bias or
+                                        (self.fusion == "additive" and self.additive == "time_aligned")):
+            raise ConfigError("bridge.audio_global_token gives the bridges a token with no time: it cannot be combined "
+                              "with time_encoding, time_bias or time-aligned additive fusion")
         if self.fusion == "none":
             return
         if len(self.video_blocks) != len(self.audio_blocks):
@@ -99,37 +141,53 @@ class BridgeConfig:
 # Freezing policy
 # ----------------------------------------------------------------------------------------------------
 
-#: "bridges+last_blocks": Table 5 (bridges and the last N blocks of each tower);
+#: "bridges+last_blocks": Table 5 (bridges and the last N blocks of each tower); "bridges+first_blocks": the authors'
+#: release (bridges and the FIRST N blocks of each tower: `train_layer_config.from_shallow`);
 #: "bridges": the bridges alone; "towers": everything (for pretraining small towers).
-TRAINABLE_POLICIES = ("bridges+last_blocks", "bridges", "towers")
+TRAINABLE_POLICIES = ("bridges+last_blocks", "bridges+first_blocks", "bridges", "towers")
 
 
 @dataclass(frozen=True)
 class TrainableConfig:
     policy: str = "bridges+last_blocks"
-    video_last_blocks: int = 5
+    video_last_blocks: int = 5  # with "bridges+last_blocks"
     audio_last_blocks: int = 5
+    video_first_blocks: int = 5  # with "bridges+first_blocks"
+    audio_first_blocks: int = 5
 
     def __post_init__(self) -> None:
         if self.policy not in TRAINABLE_POLICIES:
             raise ConfigError(
                 f"trainable.policy={self.policy!r} is unknown; choose one of {', '.join(TRAINABLE_POLICIES)}"
             )
-        if self.video_last_blocks < 0 or self.audio_last_blocks < 0:
-            raise ConfigError("trainable.video_last_blocks and trainable.audio_last_blocks must be >= 0")
+        if min(self.video_last_blocks, self.audio_last_blocks, self.video_first_blocks, self.audio_first_blocks) < 0:
+            raise ConfigError("trainable block counts (video/audio_last_blocks, video/audio_first_blocks) must be >= 0")
+
+    def tower_blocks(self, tower: str, num_blocks: int) -> range:
+        """The indices of the "video" or "audio" tower's blocks this policy trains (all of them for "towers")."""
+        if self.policy == "towers":
+            return range(num_blocks)
+        if self.policy == "bridges+last_blocks":
+            last = self.video_last_blocks if tower == "video" else self.audio_last_blocks
+            return range(max(0, num_blocks - last), num_blocks)
+        if self.policy == "bridges+first_blocks":
+            first = self.video_first_blocks if tower == "video" else self.audio_first_blocks
+            return range(min(first, num_blocks))
+        return range(0)
 
     def trains_tower(self, tower: str) -> bool:
         """Whether this policy trains any weights of the "video" or "audio" tower (a checkpoint then holds them)."""
         if self.policy == "towers":
             return True
-        if self.policy == "bridges":
-            return False
-        return (self.video_last_blocks if tower == "video" else self.audio_last_blocks) > 0
+        return len(self.tower_blocks(tower, 10**9)) > 0
 
 
 # ----------------------------------------------------------------------------------------------------
 # Lengths
 # ----------------------------------------------------------------------------------------------------
+
+
+AUDIO_LENGTH_ROUNDINGS = ("ceil", "floor")
 
 
 @dataclass(frozen=True)
@@ -142,6 +200,9 @@ class ClipSpec:
     fps: float = 15.0
     audio_sample_rate: int = 44_100
     audio_seconds: float | None = None  # default: num_frames / fps (5.4 s)
+    # audio latent frames for `seconds`: "ceil" covers the whole clip (bridgedit's first models: 117 at 5.4 s);
+    # "floor" is the release's int() (116 at 5.4 s, 5.39 s of audio)
+    audio_length_rounding: str = "ceil"
 
     @property
     def seconds(self) -> float:
@@ -192,8 +253,10 @@ class SequenceLengths:
         latent_width = clip.width // strides.video_spatial
         p_t, p_h, p_w = strides.video_patch
         grid = (latent_frames // p_t, latent_height // p_h, latent_width // p_w)
-        # the audio latent covers the whole clip; the decoded waveform is cropped to `clip.seconds`
-        audio_latent_length = math.ceil(clip.seconds * clip.audio_sample_rate / strides.audio_hop)
+        # the audio latent covers the whole clip ("ceil"; the decoded waveform is cropped to `clip.seconds`) or its
+        # whole latent frames only ("floor", the release)
+        rounding = math.ceil if clip.audio_length_rounding == "ceil" else math.floor
+        audio_latent_length = rounding(clip.seconds * clip.audio_sample_rate / strides.audio_hop)
         return cls(
             latent_frames=latent_frames,
             latent_height=latent_height,
@@ -215,6 +278,12 @@ def check_clip(clip: ClipSpec, strides: CodecStrides) -> None:
         raise ConfigError(f"num_frames must be {k}k+1 (e.g. {k * 20 + 1}); got {clip.num_frames}")
     if clip.fps <= 0 or clip.audio_sample_rate <= 0 or clip.seconds <= 0:
         raise ConfigError("fps, audio_sample_rate and audio_seconds must be positive")
+    if clip.audio_length_rounding not in AUDIO_LENGTH_ROUNDINGS:
+        raise ConfigError(f"audio_length_rounding={clip.audio_length_rounding!r} is unknown; choose one of "
+                          f"{', '.join(AUDIO_LENGTH_ROUNDINGS)}")
+    if clip.audio_length_rounding == "floor" and clip.seconds * clip.audio_sample_rate < strides.audio_hop:
+        raise ConfigError(f"{clip.seconds:g} s of audio is shorter than one audio latent frame "
+                          f"({strides.audio_hop} samples); use audio_length_rounding='ceil'")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -62,7 +62,8 @@ class BridgeDiT(nn.Module):
         self.audio_tower = StableAudioTower(audio_transformer)
         self.config.bridge.check_against_towers(self.video_tower.num_blocks, self.audio_tower.num_blocks)
         self.bridges = BridgeStack(
-            self.config.bridge, video_width=self.video_tower.width, audio_width=self.audio_tower.width
+            self.config.bridge, video_width=self.video_tower.width, audio_width=self.audio_tower.width,
+            video_condition_dim=self.video_tower.time_embedding_dim, audio_condition_dim=self.audio_tower.time_embedding_dim,
         )
         self.apply_trainable_policy()
 
@@ -76,13 +77,10 @@ class BridgeDiT(nn.Module):
         modules: dict[str, nn.Module] = {"bridges": self.bridges}
         if policy.policy == "towers":
             modules.update(video_tower=self.video_tower, audio_tower=self.audio_tower)
-        elif policy.policy == "bridges+last_blocks":
-            for prefix, tower, last in (
-                ("video_tower", self.video_tower, policy.video_last_blocks),
-                ("audio_tower", self.audio_tower, policy.audio_last_blocks),
-            ):
-                for index in range(max(0, tower.num_blocks - last), tower.num_blocks):
-                    modules[f"{prefix}.blocks.{index}"] = tower.blocks[index]
+        else:
+            for name, tower in (("video", self.video_tower), ("audio", self.audio_tower)):
+                for index in policy.tower_blocks(name, tower.num_blocks):
+                    modules[f"{name}_tower.blocks.{index}"] = tower.blocks[index]
         return modules
 
     def apply_trainable_policy(self) -> None:
@@ -143,9 +141,11 @@ class BridgeDiT(nn.Module):
 
         bridges_trainable = _requires_grad(self.bridges)
         with _GradFrontier(grad_enabled, video_frontier.started or audio_frontier.started).context(bridges_trainable):
-            condition = self.bridges.condition(t_video, t_audio)  # (B, C) or None
+            # (video streams' condition, audio streams') or None
+            condition = self.bridges.condition(t_video, t_audio, video.time_embedding, audio.time_embedding)
 
         bridge = self.config.bridge
+        with_global = bridge.audio_global_token  # the bridges read Stable Audio's global token too
         next_video = next_audio = 0
         for index in range(bridge.num_bridges):
             next_video = self._run_blocks(self.video_tower, video, next_video, bridge.video_blocks[index] + 1)
@@ -153,10 +153,10 @@ class BridgeDiT(nn.Module):
             frontier = _GradFrontier(grad_enabled, video_frontier.started or audio_frontier.started)
             with frontier.context(_requires_grad(self.bridges.blocks[index])):
                 video_tokens, audio_tokens = self.bridges.run(
-                    index, video.bridge_tokens, audio.bridge_tokens, condition, video.grid
+                    index, video.bridge_tokens, audio.bridged(with_global), condition, video.grid
                 )
             video.replace_bridge_tokens(video_tokens)
-            audio.replace_bridge_tokens(audio_tokens)
+            audio.replace_bridged(audio_tokens, with_global)
             video_frontier.started = audio_frontier.started = frontier.started
         self._run_blocks(self.video_tower, video, next_video, self.video_tower.num_blocks)
         self._run_blocks(self.audio_tower, audio, next_audio, self.audio_tower.num_blocks)

@@ -13,7 +13,9 @@ import torch
 from diffusers import StableAudioDiTModel, WanTransformer3DModel
 
 from . import tiny
-from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths, TrainableConfig
+from .config import (
+    RELEASED_BRIDGE, BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths, TrainableConfig,
+)
 
 WAN_T2V_1_3B = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 STABLE_AUDIO_OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
@@ -57,18 +59,29 @@ _STABLE_AUDIO_OPEN = dict(
     global_states_input_dim=1536, cross_attention_input_dim=768,
 )
 
+_REAL_SIZE = dict(
+    video_repo=WAN_T2V_1_3B,
+    audio_repo=STABLE_AUDIO_OPEN_1_0,
+    video_transformer=_WAN_1_3B,
+    audio_transformer=_STABLE_AUDIO_OPEN,
+    wan_vae={"temperal_downsample": [False, True, True]},
+    oobleck_vae={"downsampling_ratios": [2, 4, 4, 8, 8], "sampling_rate": 44_100},
+    video_text_tokens=512,
+    audio_text_tokens=128,
+)
+
 PRESETS: dict[str, Preset] = {
+    # the authors' released architecture (../shared/official-release.md): Table 5's placement, width and heads,
+    # its bridge options, the first five blocks of each tower trainable, 116 audio latent frames at 5.4 s
     "wan2.1-t2v-1.3b+stable-audio-open-1.0": Preset(
         name="wan2.1-t2v-1.3b+stable-audio-open-1.0",
-        video_repo=WAN_T2V_1_3B,
-        audio_repo=STABLE_AUDIO_OPEN_1_0,
-        video_transformer=_WAN_1_3B,
-        audio_transformer=_STABLE_AUDIO_OPEN,
-        wan_vae={"temperal_downsample": [False, True, True]},
-        oobleck_vae={"downsampling_ratios": [2, 4, 4, 8, 8], "sampling_rate": 44_100},
-        video_text_tokens=512,
-        audio_text_tokens=128,
+        **_REAL_SIZE,
+        clip=ClipSpec(audio_length_rounding="floor"),
+        model=ModelConfig(bridge=BridgeConfig(**RELEASED_BRIDGE), trainable=TrainableConfig(policy="bridges+first_blocks")),
     ),
+    # the paper's Table 5 as bridgedit's first real-size models built it: one joint timestep embedding, audio tokens
+    # without the global token, the last five blocks trainable, 117 audio latent frames
+    "wan2.1-t2v-1.3b+stable-audio-open-1.0-table5": Preset(name="wan2.1-t2v-1.3b+stable-audio-open-1.0-table5", **_REAL_SIZE),
     # the tiny components of `bridgedit.tiny`, for trying things in seconds on a CPU
     "tiny": Preset(
         name="tiny",

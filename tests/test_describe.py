@@ -10,12 +10,18 @@ from bridgedit.describe import describe
 from bridgedit.presets import PRESETS, get_preset
 from bridgedit.config import ConfigError
 
-REAL = "wan2.1-t2v-1.3b+stable-audio-open-1.0"
+REAL = "wan2.1-t2v-1.3b+stable-audio-open-1.0"  # the authors' released architecture
+TABLE5 = "wan2.1-t2v-1.3b+stable-audio-open-1.0-table5"  # bridgedit's first real-size architecture
 
 
 @pytest.fixture(scope="module")
 def real_dca():
     return describe(get_preset(REAL), fusion="dca")
+
+
+@pytest.fixture(scope="module")
+def table5_dca():
+    return describe(get_preset(TABLE5), fusion="dca")
 
 
 def test_tower_parameters_match_the_public_models(real_dca):
@@ -24,12 +30,14 @@ def test_tower_parameters_match_the_public_models(real_dca):
     assert round(real_dca.parameters["audio_tower"] / 1e6, 1) == 1056.9
 
 
-def test_token_counts_at_default_sizes(real_dca):
-    assert real_dca.lengths.video_tokens == 21 * 30 * 52
-    assert real_dca.lengths.audio_tokens == 117
+def test_token_counts_at_default_sizes(real_dca, table5_dca):
+    assert real_dca.lengths.video_tokens == table5_dca.lengths.video_tokens == 21 * 30 * 52
+    assert real_dca.lengths.audio_tokens == 116  # the release: int(5.4 * 44100 / 2048)
+    assert table5_dca.lengths.audio_tokens == 117  # bridgedit's first models: the whole clip
 
 
-def test_trainable_parameters_are_bridges_plus_last_five_blocks(real_dca):
+@pytest.mark.parametrize("architecture", ["release", "table5"])
+def test_trainable_parameters_are_bridges_plus_five_blocks(real_dca, table5_dca, architecture):
     # one Wan 1.3B block and one Stable Audio DiT block, counted from their published shapes
     d, ffn = 1536, 8960
     wan_block = (
@@ -46,12 +54,15 @@ def test_trainable_parameters_are_bridges_plus_last_five_blocks(real_dca):
         + d * d + 2 * cross * kv_heads * head_dim + d * d  # cross-attention q, k/v from 768, out
         + (d * 2 * 4 * d + 2 * 4 * d) + (4 * d * d + d)  # SwiGLU feed-forward
     )
-    params = real_dca.parameters
-    assert params["trainable"] == params["bridges"] + 5 * wan_block + 5 * sa_block
+    params = (real_dca if architecture == "release" else table5_dca).parameters
+    assert params["trainable"] == params["bridges"] + 5 * wan_block + 5 * sa_block  # the first five or the last five
 
 
-def test_dca_bridge_flops_match_a_hand_count(real_dca):
-    """2 FLOPs per multiply-add of every matmul in the four DCA blocks and their timestep embedding."""
+@pytest.mark.parametrize("architecture", ["release", "table5"])
+def test_dca_bridge_flops_match_a_hand_count(real_dca, table5_dca, architecture):
+    """2 FLOPs per multiply-add of every matmul in the four DCA blocks and (Table 5) their timestep embedding. The
+    release's audio stream is its 116 tokens plus Stable Audio's global token; its adaLN reads the towers' own
+    time embeddings (no embedding of its own); rotary positions are elementwise (not counted)."""
     nv, na, d, c = 32_760, 117, 1536, 1536
     per_block = (
         2 * 2 * c * 6 * d  # adaLN modulation, both streams
@@ -60,8 +71,11 @@ def test_dca_bridge_flops_match_a_hand_count(real_dca):
         + 2 * 2 * (nv * na * d) * 2  # Q K^T and A V, both directions
         + 2 * 2 * (nv + na) * d * 4 * d  # the MLPs
     )
-    timestep_embedding = 2 * 2 * (256 * c + c * c)
-    assert real_dca.flops["bridges"] == 4 * per_block + timestep_embedding
+    if architecture == "release":
+        assert real_dca.flops["bridges"] == 4 * per_block
+    else:
+        timestep_embedding = 2 * 2 * (256 * c + c * c)
+        assert table5_dca.flops["bridges"] == 4 * per_block + timestep_embedding
 
 
 def test_dca_meets_the_flops_goal(real_dca):

@@ -30,6 +30,7 @@ class TowerState:
     block_inputs: tuple[Any, ...]
     grid: tuple[int, ...]
     prefix_tokens: int = 0
+    time_embedding: torch.Tensor | None = None  # (B, D_t): the tower's own embedding of its timestep
     extras: dict[str, Any] = field(default_factory=dict)  # what finalize() needs (shapes, embeddings)
 
     @property
@@ -42,6 +43,16 @@ class TowerState:
             self.hidden_states = tokens
         else:
             self.hidden_states = torch.cat([self.hidden_states[:, : self.prefix_tokens], tokens], dim=1)
+
+    def bridged(self, with_prefix: bool) -> torch.Tensor:
+        """What a bridge reads: the bridged tokens, or (`with_prefix`) every token, prefix included."""
+        return self.hidden_states if with_prefix else self.bridge_tokens
+
+    def replace_bridged(self, tokens: torch.Tensor, with_prefix: bool) -> None:
+        if with_prefix:
+            self.hidden_states = tokens
+        else:
+            self.replace_bridge_tokens(tokens)
 
 
 class Tower(nn.Module, ABC):
@@ -78,6 +89,12 @@ class Tower(nn.Module, ABC):
     @abstractmethod
     def width(self) -> int:
         """Channels of the hidden states (and of the bridged tokens)."""
+
+    @property
+    def time_embedding_dim(self) -> int:
+        """Channels of the tower's own time embedding (`TowerState.time_embedding`): the width, for Wan's temb and
+        Stable Audio's timestep projection alike."""
+        return self.width
 
     @abstractmethod
     def prepare(self, latents: torch.Tensor, timestep: torch.Tensor, conditions: Any) -> TowerState:

@@ -1,8 +1,8 @@
 """Audio tower over diffusers' StableAudioDiTModel (Stable Audio Open 1.0, v-prediction, cosine schedule).
 
 Dims: B batch, C latent channels, T audio latent frames, D width, L text(+duration) tokens.
-The DiT prepends one global token (duration embedding + timestep embedding) to the T audio tokens;
-bridges never see it (`prefix_tokens=1`). The glue below mirrors `StableAudioDiTModel.forward`
+The DiT prepends one global token (duration embedding + timestep embedding) to the T audio tokens
+(`prefix_tokens=1`); bridges see it only with `BridgeConfig.audio_global_token` (the authors' release). The glue below mirrors `StableAudioDiTModel.forward`
 (diffusers 0.42); `tests/test_towers.py` checks it against that forward() with `torch.equal`.
 """
 
@@ -72,6 +72,7 @@ class StableAudioTower(Tower):
             block_inputs=(None, cross_attention_states, conditions.text_mask, rotary_embedding),
             grid=(num_tokens,),
             prefix_tokens=1,
+            time_embedding=time_states,  # (B, D): what the release's audio-stream adaLN reads
         )
 
     def finalize(self, state: TowerState) -> torch.Tensor:

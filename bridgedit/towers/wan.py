@@ -53,6 +53,7 @@ class WanVideoTower(Tower):
             hidden_states=hidden_states,
             block_inputs=(text_states, timestep_proj, rotary_emb),
             grid=grid,
+            time_embedding=temb,  # (B, D): what the release's video-stream adaLN reads
             extras={"temb": temb, "batch_size": batch_size},
         )
 
