@@ -298,3 +298,41 @@ def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_float32(data, monkeypat
     assert precision == "no"
     assert "float32 instead of bf16: this CPU has no native bf16" in caplog.text
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def test_official_config_file_is_the_release_recipe():
+    from bridgedit.config import RELEASED_BRIDGE
+
+    config = TrainConfig.from_yaml(CONFIGS / "bridgedit-official.yaml")
+    model = config.model.model_config()
+    assert all(getattr(model.bridge, key) == value for key, value in RELEASED_BRIDGE.items())
+    assert (model.bridge.video_blocks, model.bridge.audio_blocks) == ((3, 7, 11, 15), (2, 5, 8, 11))
+    assert model.trainable.policy == "bridges+first_blocks"
+    assert (model.trainable.video_first_blocks, model.trainable.audio_first_blocks) == (5, 5)
+    assert (config.optim.lr, config.optim.weight_decay, config.optim.betas) == (5e-5, 1e-3, (0.9, 0.95))
+    assert (config.optim.schedule, config.optim.warmup_steps, config.optim.max_grad_norm) == ("constant", 1000, None)
+    assert config.train.caption_dropout == {"video": 0.0, "audio": 0.0}
+    assert config.train.timesteps["distribution"] == "sobol" and config.train.timesteps["coupling"] == "integer"
+
+
+def test_release_timestep_sampling():
+    """Sobol points and the release's integer video timestep long(999 t), the same for the same generator."""
+    settings = {"distribution": "sobol", "coupling": "integer"}
+    t_video, t_audio = sample_timesteps(64, settings, torch.Generator().manual_seed(0))
+    again, _ = sample_timesteps(64, settings, torch.Generator().manual_seed(0))
+    assert torch.equal(t_video, again) and torch.equal(t_video, torch.floor(999 * t_audio))
+    assert t_video.max() <= 998 and 0 <= t_audio.min() and t_audio.max() < 1
+    # a scrambled Sobol sequence fills [0, 1) evenly: each eighth holds 64 / 8 points
+    assert torch.histc(t_audio, bins=8, min=0, max=1).tolist() == [8.0] * 8
+
+
+def test_constant_lr_schedule_after_warmup(data):
+    """optim.schedule constant: the release's LambdaLR, step / warmup during the warm-up, then the base lr."""
+    config = _config(data, "constant")
+    trainer = Trainer(replace(config, optim=replace(config.optim, schedule="constant")), progress=False)
+    lrs = []
+    for _ in range(5):
+        lrs.append(trainer.scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    assert lrs == pytest.approx([0.0, 5e-4, 1e-3, 1e-3, 1e-3])  # lr 1e-3, 2 warm-up steps, no decay

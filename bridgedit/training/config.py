@@ -9,7 +9,7 @@
                 cache: PATH                    # default DATASET/cache
                 synthetic: {clips, seed, ...}  # optional: make the dataset first if it does not exist
                 split, captions (hvgc | shared), allow_missing_captions
-    optim:      lr, weight_decay, betas, warmup_steps, min_lr, max_grad_norm
+    optim:      lr, weight_decay, betas, warmup_steps, min_lr, max_grad_norm, schedule (cosine | constant)
     train:      steps, batch_size, grad_accum, mixed_precision, gradient_checkpointing, seed, frozen_dtype,
                 caption_dropout {video, audio}, timesteps {distribution, coupling, logit_mean, logit_std}
     checkpoint: dir, every
@@ -26,8 +26,12 @@ import yaml
 
 from ..config import BridgeConfig, ConfigError, ModelConfig, TrainableConfig
 
-TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal")
-COUPLINGS = ("coupled", "independent")
+#: "sobol": a scrambled Sobol sequence, one point a sample (the authors' release)
+TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal", "sobol")
+#: "integer": t_V = floor(999 t_A), the release's `long(t * 999)` video timestep (noise level t_V / 1000)
+COUPLINGS = ("coupled", "independent", "integer")
+#: after the linear warm-up: "cosine" decay to min_lr (Table 5) or "constant" (the release's LambdaLR)
+LR_SCHEDULES = ("cosine", "constant")
 CAPTION_MODES = ("hvgc", "shared")
 PRECISIONS = ("no", "bf16", "fp16")
 
@@ -81,12 +85,17 @@ class OptimSection:  # Table 5
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 1000
     min_lr: float = 1e-6
-    max_grad_norm: float = 1.0
+    max_grad_norm: float | None = 1.0  # None: no clipping (the release's Lightning default)
+    schedule: str = "cosine"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr or len(self.betas) != 2:
             raise ConfigError("optim: need lr > 0, 0 <= min_lr <= lr and two betas")
+        if self.schedule not in LR_SCHEDULES:
+            raise ConfigError(f"optim.schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError("optim.max_grad_norm must be positive, or null for no clipping")
 
 
 @dataclass(frozen=True)

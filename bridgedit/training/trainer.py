@@ -27,7 +27,9 @@ from ..config import ConfigError
 from ..cpu_attention import MatmulAttention
 from ..data.cache import cache_dataset, load_cache_info
 from ..data.dataset import CachedBatch, CachedClips
-from ..diffusion.objectives import audio_target, couple_timesteps, noise_audio, noise_video, video_target
+from ..diffusion.objectives import (
+    VIDEO_TIMESTEP_SCALE, audio_target, couple_timesteps, noise_audio, noise_video, video_target,
+)
 from ..pipeline import BridgeDiTPipeline
 from ..towers import AudioConditions
 from .config import TrainConfig
@@ -77,15 +79,24 @@ def step_generator(seed: int, step: int, micro: int, process: int) -> torch.Gene
 
 
 def sample_timesteps(batch_size: int, settings: dict[str, Any], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(t_video in [0, 1000], t_audio in [0, 1]); coupled: t_V = 1000 t_A (§3.1)."""
+    """(t_video in [0, 1000], t_audio in [0, 1]); coupled: t_V = 1000 t_A (§3.1); integer: t_V = floor(999 t_A), the
+    release's integer video timestep; independent: each drawn on its own.
+
+    "sobol" draws a scrambled Sobol point per sample (the release), the sequence scrambled by a seed from `generator`:
+    like the other distributions a function of the step's generator alone, so a resumed run draws the same."""
 
     def draw() -> torch.Tensor:
         if settings["distribution"] == "logit_normal":
             normal = torch.randn(batch_size, generator=generator) * settings["logit_std"] + settings["logit_mean"]
             return torch.sigmoid(normal)
+        if settings["distribution"] == "sobol":
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            return torch.quasirandom.SobolEngine(1, scramble=True, seed=seed).draw(batch_size)[:, 0]
         return torch.rand(batch_size, generator=generator)
 
     t_audio = draw()
+    if settings["coupling"] == "integer":
+        return torch.floor(t_audio * (VIDEO_TIMESTEP_SCALE - 1)), t_audio
     t_video = couple_timesteps(t_audio) if settings["coupling"] == "coupled" else couple_timesteps(draw())
     return t_video, t_audio
 
@@ -232,11 +243,14 @@ class Trainer:
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         optim = config.optim
         self.optimizer = torch.optim.AdamW(self.parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
-        from transformers import get_cosine_with_min_lr_schedule_with_warmup
+        from transformers import get_constant_schedule_with_warmup, get_cosine_with_min_lr_schedule_with_warmup
 
-        self.scheduler = get_cosine_with_min_lr_schedule_with_warmup(
-            self.optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=train.steps, min_lr=optim.min_lr
-        )
+        if optim.schedule == "constant":  # the release: linear warm-up, then the base lr
+            self.scheduler = get_constant_schedule_with_warmup(self.optimizer, num_warmup_steps=optim.warmup_steps)
+        else:  # Table 5: linear warm-up, then cosine decay to min_lr
+            self.scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+                self.optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=train.steps, min_lr=optim.min_lr
+            )
         # bf16 attention as matrix products on a CPU (2x PyTorch's fused kernel there); other calls pass through. Not
         # under gradient checkpointing: its recomputation in backward runs outside the mode, with the fused kernel,
         # whose saved tensors differ from the forward's (torch.utils.checkpoint refuses)
@@ -312,7 +326,8 @@ class Trainer:
                     accelerator.backward(loss / train.grad_accum)
                 for key, value in values.items():
                     parts[key] += value / train.grad_accum
-            grad_norm = accelerator.clip_grad_norm_(self.parameters, self.config.optim.max_grad_norm)
+            max_norm = self.config.optim.max_grad_norm
+            grad_norm = accelerator.clip_grad_norm_(self.parameters, math.inf if max_norm is None else max_norm)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
