@@ -54,13 +54,18 @@ class GenerationSettings:
     audio_guidance: float = 7.0
     schedule: str = "coupled"
     sampler: str = "euler"
+    max_sequence_length: int = 512  # UMT5 tokens of Wan's text states (the release generates with 1,024)
+    audio_length_rounding: str = "ceil"  # "floor": the release's 116 audio latent frames at 5.4 s
+    negative_video_prompt: str | None = None  # used where a prompt brings none (a converted release model's)
+    negative_audio_prompt: str | None = None
     write_wav: bool = False
     offload_text_encoders: bool = False
 
     def check(self) -> None:
         """Fail before any model loads: sizes Wan cannot take, non-positive steps."""
         check_clip(ClipSpec(height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps,
-                            audio_seconds=self.audio_seconds), CodecStrides())
+                            audio_seconds=self.audio_seconds, audio_length_rounding=self.audio_length_rounding),
+                   CodecStrides())
         if self.num_inference_steps < 1:
             raise ConfigError(f"steps must be a positive integer; got {self.num_inference_steps}")
 
@@ -70,7 +75,16 @@ class GenerationSettings:
             audio_seconds=self.audio_seconds, num_inference_steps=self.num_inference_steps,
             video_guidance=self.video_guidance, audio_guidance=self.audio_guidance, schedule=self.schedule,
             sampler=self.sampler, offload_text_encoders=self.offload_text_encoders,
+            max_sequence_length=self.max_sequence_length, audio_length_rounding=self.audio_length_rounding,
         )
+
+    def prompts(self, item: PromptItem) -> dict[str, str | None]:
+        """The item's prompts, with the settings' negative prompts where the item has none."""
+        prompts = item.prompts()
+        for key in ("negative_video_prompt", "negative_audio_prompt"):
+            if prompts[key] is None:
+                prompts[key] = getattr(self, key)
+        return prompts
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -194,7 +208,8 @@ def generate_to_file(pipe, item: PromptItem, out_path: Path, settings: Generatio
     """Generate one sounding video and write it (plus a .wav when asked). Returns a record of what was written."""
     device = pipe.device
     generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
-    output = pipe(**item.prompts(), **settings.call_kwargs(), generator=generator, progress=progress, output_type="np")
+    output = pipe(**settings.prompts(item), **settings.call_kwargs(), generator=generator, progress=progress,
+                  output_type="np")
     write_sounding_video(out_path, output.video[0], output.fps, output.audio[0], output.sample_rate)
     record = {"id": item.id, "video": str(out_path), "seed": seed, "fps": output.fps,
               "sample_rate": output.sample_rate, "frames": int(output.video.shape[1]),

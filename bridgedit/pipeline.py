@@ -182,19 +182,17 @@ class BridgeDiTPipeline:
         `model_state`: the BridgeDiT's full state dict when gathered elsewhere (sharded training)."""
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        index: dict[str, Any] = {"_class_name": type(self).__name__, "_bridgedit_version": __version__, "bridge": "bridge"}
+        towers = {}
         for name, pipe, source in (("video", self.video_pipe, self.video_source), ("audio", self.audio_pipe, self.audio_source)):
             if copy_towers or (copy_towers is None and source is None):
                 pipe.save_pretrained(folder / name, safe_serialization=True)
-                index[name] = name
+                towers[name] = name
             else:
                 if source is None:
                     raise ConfigError(f"the {name} tower has no source to refer to; save it with copy_towers=True")
-                index[name] = source
-        if self.generation_defaults:
-            index["generation_defaults"] = self.generation_defaults
+                towers[name] = source
         save_bridge(self.model, folder / "bridge", model_state)
-        write_text_atomic(folder / INDEX_NAME, json.dumps(index, indent=2))
+        write_model_index(folder, **towers, generation_defaults=self.generation_defaults)
         return folder
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> BridgeDiTPipeline:
@@ -306,12 +304,15 @@ class BridgeDiTPipeline:
         progress: bool = True,
         max_sequence_length: int = 512,
         offload_text_encoders: bool = False,
+        audio_length_rounding: str = "ceil",
     ) -> BridgeDiTOutput:
         """Generate sounding videos. `prompt` alone is a shared caption for both towers (Table 3's T_V = T_A).
 
         `sampler` ("euler" or "heun") applies to the coupled schedule. Initial latents are unit Gaussian
         noise of shape (B, C, F', H', W') and (B, C_a, T); when `audio_latents` is given, its length sets
-        the audio latent length.
+        the audio latent length, else `audio_length_rounding` ("ceil": the whole clip; "floor": whole latent
+        frames, as the authors' release: 116 at 5.4 s). `max_sequence_length`: the UMT5 tokens Wan's text states
+        are padded to (the release generates with 1,024 and trains with 512).
 
         `given_video_latents` (normalised Wan latents, as the cache stores them, batched) generates audio for
         that video; `given_audio_latents` (Oobleck latents) generates video for that audio: the given stream is
@@ -321,8 +322,8 @@ class BridgeDiTPipeline:
         trained with each stream's noise level drawn on its own (`timesteps: independent`).
         """
         video_prompts, audio_prompts = self._resolve_prompts(video_prompt, audio_prompt, prompt)
-        clip = ClipSpec(height=height, width=width, num_frames=num_frames, fps=fps,
-                        audio_sample_rate=self.sample_rate, audio_seconds=audio_seconds)
+        clip = ClipSpec(height=height, width=width, num_frames=num_frames, fps=fps, audio_sample_rate=self.sample_rate,
+                        audio_seconds=audio_seconds, audio_length_rounding=audio_length_rounding)
         lengths = SequenceLengths.compute(clip, self.strides)
         self._check_call(num_inference_steps, schedule, sampler, output_type)
         if given_video_latents is not None and given_audio_latents is not None:
@@ -456,6 +457,19 @@ class BridgeDiTPipeline:
 # ----------------------------------------------------------------------------------------------------
 # Loading helpers
 # ----------------------------------------------------------------------------------------------------
+
+
+def write_model_index(folder: Path, *, video: str, audio: str, generation_defaults: dict[str, Any] | None = None,
+                      extra: dict[str, Any] | None = None) -> None:
+    """The folder's model_index.json: each tower a subfolder name, a hub id or a path; the bridge checkpoint's folder;
+    the model's own generation defaults."""
+    index: dict[str, Any] = {"_class_name": BridgeDiTPipeline.__name__, "_bridgedit_version": __version__,
+                             "bridge": "bridge", "video": video, "audio": audio}
+    if generation_defaults:
+        index["generation_defaults"] = generation_defaults
+    index.update(extra or {})
+    write_text_atomic(folder / INDEX_NAME, json.dumps(index, indent=2))
+
 
 
 def _pipeline_source(pipe) -> str | None:

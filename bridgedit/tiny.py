@@ -182,3 +182,93 @@ def bridgedit_pipeline(*, seed: int = 0, num_layers: int = 4):
         wan_pipeline(num_layers=num_layers, seed=seed), stable_audio_pipeline(num_layers=num_layers, seed=seed + 1),
         config, generation_defaults=dict(height=64, width=64, num_frames=17, num_inference_steps=8),
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# A stand-in for the authors' released checkpoints (offline, seconds)
+# ----------------------------------------------------------------------------------------------------
+
+#: the stand-in's shape: 6-block towers, bridges after video blocks 1, 3 and audio blocks 0, 2, attention 32 wide
+#: in 2 heads, the first 2 blocks of each tower trained (the release: 4 bridges, 1536 wide, 12 heads, 5 blocks)
+STANDIN_DEPTH = 6
+STANDIN_VIDEO_POINTS, STANDIN_AUDIO_POINTS = (1, 3), (0, 2)
+STANDIN_WIDTH, STANDIN_HEADS, STANDIN_TRAINED_BLOCKS = 32, 2, 2
+
+
+def _release_linear(state: dict, name: str, fan_in: int, fan_out: int, generator: torch.Generator, scale: float):
+    state[f"{name}.weight"] = scale * torch.randn(fan_out, fan_in, generator=generator)
+    state[f"{name}.bias"] = scale * torch.randn(fan_out, generator=generator)
+
+
+def release_bridge_state(fusion: str, video_width: int, audio_width: int, width: int, generator: torch.Generator,
+                         mlp_ratio: int = 4) -> dict[str, torch.Tensor]:
+    """One bridge block's state_dict with the release's key names (1 = video, 2 = audio), random and non-zero."""
+    state: dict[str, torch.Tensor] = {}
+    chunks = 4 if fusion == "additive" else 6
+    for stream, stream_width in ((1, video_width), (2, audio_width)):
+        _release_linear(state, f"adaln_modulation_{stream}.1", stream_width, chunks * stream_width, generator, 0.1)
+        _release_linear(state, f"mlp_{stream}.fc1", stream_width, mlp_ratio * stream_width, generator, 0.1)
+        _release_linear(state, f"mlp_{stream}.fc2", mlp_ratio * stream_width, stream_width, generator, 0.1)
+    if fusion == "additive":
+        _release_linear(state, "video_to_audio_proj", video_width, audio_width, generator, 0.1)
+        _release_linear(state, "audio_to_video_proj", audio_width, video_width, generator, 0.1)
+        return state
+    for stream, stream_width in ((1, video_width), (2, audio_width)):
+        for projection in "qkv":
+            _release_linear(state, f"attn.{projection}_proj_{stream}", stream_width, width, generator, 0.1)
+        _release_linear(state, f"attn.o_proj_{stream}", width, stream_width, generator, 0.1)
+    return state
+
+
+def release_checkpoint(video_transformer: WanTransformer3DModel, audio_transformer: StableAudioDiTModel, *,
+                       fusion: str = "dca", seed: int = 0) -> dict:
+    """A checkpoint in the release's layout for these towers (as its `on_save_checkpoint` writes one): their first
+    STANDIN_TRAINED_BLOCKS blocks, changed, under diffusers' names, then the bridges' own state_dict under `N.`."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for prefix, model in (("blocks", video_transformer), ("transformer_blocks", audio_transformer)):
+        for index in range(STANDIN_TRAINED_BLOCKS):
+            for key, value in getattr(model, prefix)[index].state_dict().items():
+                state[f"{prefix}.{index}.{key}"] = value + 0.05 * torch.randn(value.shape, generator=generator)
+    video_width = video_transformer.config.num_attention_heads * video_transformer.config.attention_head_dim
+    for index in range(len(STANDIN_VIDEO_POINTS)):
+        bridge = release_bridge_state(fusion, video_width, audio_transformer.inner_dim, STANDIN_WIDTH, generator)
+        state.update({f"{index}.{key}": value for key, value in bridge.items()})
+    return {"state_dict": state, "epoch": 20, "global_step": 3318, "pytorch-lightning_version": "2.5.0"}
+
+
+def write_release_standin(folder, *, fusion: str = "dca", seed: int = 0) -> dict[str, str]:
+    """Tiny towers saved as WanPipeline / StableAudioPipeline folders and a release-layout checkpoint for them:
+    what `bridgedit convert-official` reads, offline. Returns the paths written."""
+    from pathlib import Path
+
+    from .official import RELEASE_FUSION_NAMES
+
+    folder = Path(folder)
+    video, audio = wan_pipeline(num_layers=STANDIN_DEPTH, seed=seed), stable_audio_pipeline(num_layers=STANDIN_DEPTH,
+                                                                                           seed=seed + 1)
+    video.save_pretrained(folder / "wan")
+    audio.save_pretrained(folder / "stable-audio")
+    checkpoint = folder / f"{RELEASE_FUSION_NAMES[fusion]}.ckpt"
+    torch.save(release_checkpoint(video.transformer, audio.transformer, fusion=fusion, seed=seed), checkpoint)
+    return {"video": str(folder / "wan"), "audio": str(folder / "stable-audio"), "checkpoint": str(checkpoint)}
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bridgedit.tiny", description="Write tiny offline stand-ins.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    standin = commands.add_parser("release-standin", help="tiny towers and a checkpoint in the authors' release layout")
+    standin.add_argument("out", metavar="DIR")
+    standin.add_argument("--fusion", default="dca", choices=("dca", "full_attention", "v2a", "a2v", "additive"))
+    standin.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    paths = write_release_standin(args.out, fusion=args.fusion, seed=args.seed)
+    print(f"wrote {paths['checkpoint']} (release layout, {args.fusion}) and the towers {paths['video']}, "
+          f"{paths['audio']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

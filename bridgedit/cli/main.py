@@ -10,9 +10,9 @@ from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..evaluation.extractors import ExtractorUnavailable
 from ..media import MediaError
-from . import cache, caption, convert_weights, describe, evaluate, generate, prepare, synthetic, train
+from . import cache, caption, convert_official, convert_weights, describe, evaluate, generate, prepare, synthetic, train
 
-SUBCOMMANDS = (describe, prepare, caption, cache, train, generate, evaluate, convert_weights, synthetic)
+SUBCOMMANDS = (describe, prepare, caption, cache, train, generate, evaluate, convert_official, convert_weights, synthetic)
 
 
 def build_parser() -> argparse.ArgumentParser:
