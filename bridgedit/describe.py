@@ -28,6 +28,7 @@ class Description:
     video_repo: str
     audio_repo: str
     clip: dict[str, Any]
+    bridge: dict[str, Any]  # the BridgeConfig described
     lengths: SequenceLengths
     parameters: dict[str, int]
     flops: dict[str, int]
@@ -90,6 +91,7 @@ def describe(preset: Preset, fusion: str | None = None) -> Description:
         video_repo=preset.video_repo,
         audio_repo=preset.audio_repo,
         clip=asdict(preset.clip) | {"seconds": preset.clip.seconds},
+        bridge=asdict(model_config.bridge),
         lengths=lengths,
         parameters=model.parameter_counts(),
         flops=flops,
@@ -113,7 +115,8 @@ def format_description(desc: Description) -> str:
         f"audio {clip['seconds']:g} s at {clip['audio_sample_rate']} Hz",
         f"tokens   video {lengths.video_tokens:,} = {' x '.join(map(str, lengths.video_grid))} "
         f"(latent {lengths.latent_frames} x {lengths.latent_height} x {lengths.latent_width})",
-        f"         audio {lengths.audio_tokens:,} (+1 global/time token)",
+        f"         audio {lengths.audio_tokens:,} (+1 global/time token"
+        f"{', which the bridges read too' if desc.bridge['audio_global_token'] else ''})",
         "",
         "parameters",
         f"  video tower   {millions(params['video_tower']):>12}",

@@ -57,8 +57,8 @@ RELEASE_GENERATION_DEFAULTS = {
     "negative_audio_prompt": RELEASE_NEGATIVE_AUDIO_PROMPT,
 }
 
-_DEEPSPEED_PREFIXES = {"video_diffusion.": "blocks", "audio_diffusion.": "transformer_blocks",
-                       "dual_dit_blocks.": "bridges"}
+#: a DeepSpeed checkpoint's prefixes of the video tower, the audio tower and the bridges (`load_ckpt_deepspeed`)
+_DEEPSPEED_PREFIXES = ("video_diffusion.", "audio_diffusion.", "dual_dit_blocks.")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -268,8 +268,8 @@ def test_native_sampling_with_negative_prompts_equals_the_schedulers_in_lockstep
         video = video_scheduler.step(null_video + w_video * (cond_video - null_video), t_video, video).prev_sample
         audio = audio_scheduler.step(null_audio + w_audio * (cond_audio - null_audio), t_audio, audio,
                                      generator=generator).prev_sample
-    assert (out.video - video).abs().max() <= 1e-4
-    assert (out.audio - audio).abs().max() <= 1e-4
+    assert (out.video - video).abs().max() <= 1e-5
+    assert (out.audio - audio).abs().max() <= 1e-5
 
 
 # ----------------------------------------------------------------------------------------------------

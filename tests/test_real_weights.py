@@ -1,7 +1,8 @@
 """Checks against the public weights, for machines that have them on disk; skipped (and reported) elsewhere.
 
 Set BRIDGEDIT_WAN=<folder of Wan-AI/Wan2.1-T2V-1.3B-Diffusers> and
-BRIDGEDIT_STABLE_AUDIO=<folder of stabilityai/stable-audio-open-1.0>.
+BRIDGEDIT_STABLE_AUDIO=<folder of stabilityai/stable-audio-open-1.0>; for the authors' released checkpoints also
+BRIDGEDIT_RELEASE_CKPT=<a .ckpt of Guan123/BridgeDiT, e.g. vgg-ss/bicross-1.3B/epoch=20-step=3318.ckpt>.
 """
 
 import os
@@ -51,3 +52,29 @@ def test_generates_with_the_real_towers(tmp_path):
     assert out.video.shape == (1, 17, 160, 160, 3) and out.audio.shape == (1, 2, round(17 / 15 * 44_100))
     pipe.save_pretrained(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["bridge", "model_index.json"]
+
+
+RELEASE_CKPT = os.environ.get("BRIDGEDIT_RELEASE_CKPT")
+
+
+@requires_weights
+@pytest.mark.skipif(not (RELEASE_CKPT and Path(RELEASE_CKPT).is_file()),
+                    reason="no released checkpoint on disk (set BRIDGEDIT_RELEASE_CKPT to a Guan123/BridgeDiT .ckpt)")
+def test_released_checkpoint_converts_and_generates(tmp_path):
+    """The real release: every key of the checkpoint maps onto the released architecture over the public towers,
+    and the converted folder generates a (short) sounding clip with the release's sampling settings."""
+    from bridgedit.official import convert_official
+    from bridgedit.pipeline import BridgeDiTPipeline
+
+    conversion = convert_official(RELEASE_CKPT, tmp_path / "model", video_model=WAN, audio_model=STABLE_AUDIO)
+    assert conversion.config.bridge.num_bridges == 4 and conversion.config.bridge.width == 1536
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    pipe = BridgeDiTPipeline.from_pretrained(tmp_path / "model", dtype=dtype).to(device)
+    defaults = pipe.generation_defaults
+    out = pipe("a dog barks by a pool", "a dog barking", height=160, width=160, num_frames=17, num_inference_steps=2,
+               schedule=defaults["schedule"], audio_length_rounding=defaults["audio_length_rounding"],
+               negative_video_prompt=defaults["negative_video_prompt"],
+               negative_audio_prompt=defaults["negative_audio_prompt"],
+               generator=torch.Generator(device).manual_seed(0), progress=False)
+    assert out.video.shape == (1, 17, 160, 160, 3) and torch.isfinite(torch.from_numpy(out.audio)).all()
