@@ -372,6 +372,8 @@ def convert_official(
         raise CheckpointError(f"{source} holds no bridge blocks (keys N.attn... / N.mlp_1...)")
     chosen = keys.fusion(fusion)
     widths = bridge_widths(keys, chosen, source)
+    # a local tower folder is referenced by its absolute path, so the model loads from any working directory
+    video_model, audio_model = (str(Path(ref).resolve()) if Path(ref).is_dir() else ref for ref in (video_model, audio_model))
     video_config, audio_config = _tower_configs(video_model, audio_model)
     depths = {"video": video_config["num_layers"], "audio": audio_config["num_layers"]}
     blocks = {"video": sorted(keys.video_blocks), "audio": sorted(keys.audio_blocks)}

@@ -272,3 +272,90 @@ def test_a_strong_time_bias_makes_each_audio_token_read_its_own_frame():
 def test_time_bias_must_not_be_negative():
     with pytest.raises(ConfigError, match="time_bias"):
         BridgeConfig(time_bias=-1.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The authors' released options (their equality with the release: tests/test_official.py)
+# ----------------------------------------------------------------------------------------------------
+
+
+def _released_stack(fusion, video_width=24, audio_width=20, seed=0):
+    from bridgedit.config import RELEASED_BRIDGE
+
+    torch.manual_seed(seed)
+    config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
+                          **RELEASED_BRIDGE)
+    return BridgeStack(config, video_width=video_width, audio_width=audio_width, video_condition_dim=COND + 1,
+                       audio_condition_dim=COND + 2)
+
+
+def _tower_conditions(seed=2):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, COND + 1, generator=g), torch.randn(2, COND + 2, generator=g)
+
+
+@pytest.mark.parametrize("fusion", [f for f in FUSION_KINDS if f != "none"])
+def test_a_fresh_released_bridge_is_the_identity(fusion):
+    """The release's initialisation (xavier q/k/v, zero output projections and MLP outputs, default modulation):
+    the gates are open from the start, yet a fresh bridge returns its input exactly."""
+    stack = _released_stack(fusion)
+    block = stack.blocks[0]
+    assert block.video.modulation.linear.weight.abs().sum() > 0  # not adaLN-Zero: the gates are not zero
+    assert block.video.width == 24 and block.audio.width == 20  # streams at the towers' widths, no adapters
+    video, audio, _ = _tokens(video_width=24, audio_width=20)
+    got_video, got_audio = stack.run(0, video, audio, _tower_conditions(), GRID)
+    assert torch.equal(got_video, video) and torch.equal(got_audio, audio)
+
+
+def _open_outputs(stack, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in stack.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.copy_(0.3 * torch.randn(module.weight.shape, generator=g))
+
+
+def test_released_streams_read_their_own_towers_time_embedding():
+    stack = _released_stack("dca")
+    _open_outputs(stack)
+    video, audio, _ = _tokens(video_width=24, audio_width=20)
+    video_condition, audio_condition = _tower_conditions()
+    base = stack.run(0, video, audio, (video_condition, audio_condition), GRID)
+    other_audio = stack.run(0, video, audio, (video_condition, audio_condition * 0.5), GRID)
+    # the audio condition modulates the audio stream; the video stream sees it only through what it reads of audio
+    assert not torch.allclose(base[1], other_audio[1])
+    assert stack.timestep_embedding is None  # no embedding of the bridges' own
+
+
+@pytest.mark.parametrize("fusion", ["dca", "full_attention", "v2a", "a2v"])
+def test_rotary_positions_make_attention_see_token_order(fusion):
+    """Without positions attention is blind to the order of the keys; with the release's rotary tables, reversing
+    the video tokens changes what the audio stream reads."""
+    stack = _released_stack(fusion)
+    _open_outputs(stack)
+    video, audio, _ = _tokens(video_width=24, audio_width=20)
+    conditions = _tower_conditions()
+    _, audio_update = stack.run(0, video, audio, conditions, GRID)
+    _, audio_update_reversed = stack.run(0, video.flip(1), audio, conditions, GRID)
+    if fusion == "a2v":  # the audio stream self-attends and never reads video
+        assert torch.allclose(audio_update, audio_update_reversed)
+    else:
+        assert not torch.allclose(audio_update, audio_update_reversed, atol=1e-4)
+
+
+def test_global_mean_additive_adds_one_vector_per_stream():
+    stack = _released_stack("additive")
+    _open_outputs(stack)
+    mixer = stack.blocks[0].mixer
+    video, audio, _ = _tokens(video_width=24, audio_width=20)
+    to_video, to_audio = mixer(video, audio, GRID)
+    assert to_video.shape == (2, 1, 24) and to_audio.shape == (2, 1, 20)
+    torch.testing.assert_close(to_video[:, 0], _linear(audio.mean(1), mixer.audio_to_video))
+    assert stack.blocks[0].video.modulation.chunks == 4  # gate of the mix, then shift, scale, gate of the MLP
+
+
+def test_release_options_are_checked():
+    with pytest.raises(ConfigError, match="bridge.condition='both' is unknown"):
+        BridgeConfig(condition="both")
+    with pytest.raises(ConfigError, match="audio_global_token .* cannot be combined"):
+        BridgeConfig(audio_global_token=True, time_bias=1.0)

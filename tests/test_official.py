@@ -487,3 +487,12 @@ def test_readme_release_section_runs_offline_as_written(tmp_path):
     for command in _commands(online):
         argv = shlex.split(command)[1:]
         parser.parse_args(argv)
+
+
+def test_a_hub_checkpoint_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["convert-official", "Guan123/BridgeDiT:vgg-ss/bicross-1.3B/epoch=20-step=3318.ckpt",
+                 "--out", str(tmp_path / "model")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot download Guan123/BridgeDiT:vgg-ss" in err and "HF_HUB_OFFLINE" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "model").exists()
