@@ -92,19 +92,25 @@ def compare_vggish(source: Path) -> dict:
     ours.load_state_dict(reference.state_dict())
     rng = np.random.default_rng(0)
     seconds = np.arange(3 * 16_000) / 16_000
-    waves = {"noise": rng.standard_normal(len(seconds)) * 0.3,
-             "tones": 0.5 * np.sin(2 * np.pi * 440 * seconds) + 0.2 * np.sin(2 * np.pi * 3000 * seconds)}
+    waves = {
+        "noise": rng.standard_normal(len(seconds)) * 0.3,
+        "tones": 0.5 * np.sin(2 * np.pi * 440 * seconds) + 0.2 * np.sin(2 * np.pi * 3000 * seconds),
+    }
     result = {}
     for label, wave in waves.items():
         expected = examples_of(wave, 16_000, return_tensor=False)
-        result[f"log_mel_{label}"] = {"examples": list(expected.shape),
-                                      **max_difference(torch.from_numpy(log_mel_examples(wave)), torch.from_numpy(expected))}
+        result[f"log_mel_{label}"] = {
+            "examples": list(expected.shape),
+            **max_difference(torch.from_numpy(log_mel_examples(wave)), torch.from_numpy(expected)),
+        }
     batch = torch.from_numpy(examples_of(waves["noise"], 16_000, return_tensor=False)).float()[:, None]
     with torch.no_grad():
         expected = reference.embeddings[:-1](reference.features(batch).permute(0, 2, 3, 1).flatten(1))
         whole = reference(batch)  # with torchvggish's final ReLU: ours before it, passed through one, must agree
-        result["network"] = {**max_difference(ours(batch), expected),
-                             "after_relu": max_difference(torch.relu(ours(batch)), whole)}
+        result["network"] = {
+            **max_difference(ours(batch), expected),
+            "after_relu": max_difference(torch.relu(ours(batch)), whole),
+        }
     return result
 
 
@@ -116,9 +122,17 @@ def compare_imagebind(source: Path) -> dict:
         def forward(self, x):
             return x
 
-    stub_modules(**{"timm": {}, "timm.layers": {"DropPath": DropPath, "trunc_normal_": torch.nn.init.trunc_normal_},
-                    "iopath": {}, "iopath.common": {}, "iopath.common.file_io": {"g_pathmgr": None}, "ftfy": {},
-                    "regex": {}})
+    stub_modules(
+        **{
+            "timm": {},
+            "timm.layers": {"DropPath": DropPath, "trunc_normal_": torch.nn.init.trunc_normal_},
+            "iopath": {},
+            "iopath.common": {},
+            "iopath.common.file_io": {"g_pathmgr": None},
+            "ftfy": {},
+            "regex": {},
+        }
+    )
     models = source / "models"
     load_module("imagebind.models.helpers", models / "helpers.py", package_path=source)
     sys.modules["imagebind.models"] = types.ModuleType("imagebind.models")
@@ -126,15 +140,37 @@ def compare_imagebind(source: Path) -> dict:
     for part in ("helpers", "transformer", "multimodal_preprocessors"):
         load_module(f"imagebind.models.{part}", models / f"{part}.py")
     reference_model = load_module("imagebind.models.imagebind_model", models / "imagebind_model.py")
-    small = dict(vision_embed_dim=64, vision_num_blocks=2, vision_num_heads=4, audio_embed_dim=48, audio_num_blocks=2,
-                 audio_num_heads=4, out_embed_dim=16, text_embed_dim=32, text_num_blocks=1, text_num_heads=2,
-                 depth_embed_dim=32, depth_num_blocks=1, depth_num_heads=2, thermal_embed_dim=32, thermal_num_blocks=1,
-                 thermal_num_heads=2, imu_embed_dim=32, imu_num_blocks=1, imu_num_heads=2)
+    small = dict(
+        vision_embed_dim=64,
+        vision_num_blocks=2,
+        vision_num_heads=4,
+        audio_embed_dim=48,
+        audio_num_blocks=2,
+        audio_num_heads=4,
+        out_embed_dim=16,
+        text_embed_dim=32,
+        text_num_blocks=1,
+        text_num_heads=2,
+        depth_embed_dim=32,
+        depth_num_blocks=1,
+        depth_num_heads=2,
+        thermal_embed_dim=32,
+        thermal_num_blocks=1,
+        thermal_num_heads=2,
+        imu_embed_dim=32,
+        imu_num_blocks=1,
+        imu_num_heads=2,
+    )
     reference = reference_model.ImageBindModel(**small).eval()
     randomise(reference)
     ours = ImageBindAudioVisual(EncoderSize(64, 2, 4), EncoderSize(48, 2, 4), 16).eval()
-    ours.load_state_dict({k: v for k, v in reference.state_dict().items()
-                          if k.split(".")[1] in ("vision", "audio") and not k.startswith("modality_postprocessors")})
+    ours.load_state_dict(
+        {
+            k: v
+            for k, v in reference.state_dict().items()
+            if k.split(".")[1] in ("vision", "audio") and not k.startswith("modality_postprocessors")
+        }
+    )
     torch.manual_seed(0)
     video, audio = torch.randn(2, 15, 3, 2, 224, 224), torch.randn(2, 3, 1, 128, 204)
     with torch.no_grad():
@@ -142,10 +178,12 @@ def compare_imagebind(source: Path) -> dict:
         ours_video = torch.stack([ours.embed("vision", views).mean(dim=0) for views in video])
         ours_audio = torch.stack([ours.embed("audio", views).mean(dim=0) for views in audio])
     cosine = torch.nn.functional.cosine_similarity
-    return {"vision": max_difference(ours_video, expected["vision"]),
-            # the reference scales audio embeddings by a fixed 20 (a logit scale); the cosine ignores it
-            "audio": max_difference(ours_audio, expected["audio"] / 20),
-            "ib_va_cosine": max_difference(cosine(ours_video, ours_audio), cosine(expected["vision"], expected["audio"]))}
+    return {
+        "vision": max_difference(ours_video, expected["vision"]),
+        # the reference scales audio embeddings by a fixed 20 (a logit scale); the cosine ignores it
+        "audio": max_difference(ours_audio, expected["audio"] / 20),
+        "ib_va_cosine": max_difference(cosine(ours_video, ours_audio), cosine(expected["vision"], expected["audio"])),
+    }
 
 
 def main() -> None:

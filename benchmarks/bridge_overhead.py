@@ -107,11 +107,24 @@ def main() -> None:
     out = RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine()
-    out.write_text(json.dumps({
-        "benchmark": "bridge_overhead", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "device": device_name, "dtype": str(dtype), "torch": torch.__version__, "preset": args.preset,
-        "batch": b, "video_tokens": lengths.video_tokens, "audio_tokens": lengths.audio_tokens, "fusions": results,
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "bridge_overhead",
+                "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+                "device": device_name,
+                "dtype": str(dtype),
+                "torch": torch.__version__,
+                "preset": args.preset,
+                "batch": b,
+                "video_tokens": lengths.video_tokens,
+                "audio_tokens": lengths.audio_tokens,
+                "fusions": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"{device_name}, {dtype}, batch {b}, {lengths.video_tokens} video + {lengths.audio_tokens} audio tokens")
     print(f"{'fusion':<16}{'ms':>10}{'x none':>9}{'peak GiB':>10}")
     for fusion, record in results.items():

@@ -30,7 +30,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-
 from bridge_overhead import cast_like_from_pretrained  # this folder's script (run from anywhere as a file)
 
 from bridgedit import tiny
@@ -50,8 +49,10 @@ SIZES = {
     "cpu": dict(height=160, width=288, num_frames=17, steps=2, text_layers=2),
 }
 
-VIDEO_PROMPT = ("In a serene backyard, a German Shepherd leaps from a stone path beside a pool, its paws striking the "
-                "tiles as the plants sway.")
+VIDEO_PROMPT = (
+    "In a serene backyard, a German Shepherd leaps from a stone path beside a pool, its paws striking the "
+    "tiles as the plants sway."
+)
 AUDIO_PROMPT = "Alert barks of a dog and the soft rustle of leaves."
 
 
@@ -61,17 +62,41 @@ def text_encoders(layers: int | None):
     from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
     vocab = len(tiny.tokenizer()) if layers else None
-    umt5 = UMT5Config(vocab_size=vocab or 256_384, d_model=4096, d_kv=64, d_ff=10_240, num_layers=layers or 24,
-                      num_heads=64, relative_attention_num_buckets=32, feed_forward_proj="gated-gelu", dropout_rate=0.0)
-    t5 = T5Config(vocab_size=vocab or 32_128, d_model=768, d_kv=64, d_ff=3072, num_layers=layers or 12, num_heads=12,
-                  feed_forward_proj="relu", dropout_rate=0.0)
+    umt5 = UMT5Config(
+        vocab_size=vocab or 256_384,
+        d_model=4096,
+        d_kv=64,
+        d_ff=10_240,
+        num_layers=layers or 24,
+        num_heads=64,
+        relative_attention_num_buckets=32,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+    )
+    t5 = T5Config(
+        vocab_size=vocab or 32_128,
+        d_model=768,
+        d_kv=64,
+        d_ff=3072,
+        num_layers=layers or 12,
+        num_heads=12,
+        feed_forward_proj="relu",
+        dropout_rate=0.0,
+    )
     return UMT5EncoderModel(umt5).eval(), T5EncoderModel(t5).eval()
 
 
 def build_pipeline(size: dict, fusion: str, device: torch.device, dtype: torch.dtype):
     """The released architecture at real size, random weights, as a BridgeDiTPipeline."""
-    from diffusers import (AutoencoderKLWan, AutoencoderOobleck, StableAudioDiTModel, StableAudioPipeline,
-                           StableAudioProjectionModel, WanPipeline, WanTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLWan,
+        AutoencoderOobleck,
+        StableAudioDiTModel,
+        StableAudioPipeline,
+        StableAudioProjectionModel,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
 
     from bridgedit.pipeline import BridgeDiTPipeline
 
@@ -80,19 +105,27 @@ def build_pipeline(size: dict, fusion: str, device: torch.device, dtype: torch.d
     with torch.device(device):
         umt5, t5 = text_encoders(size["text_layers"])
         # the class defaults of both VAEs are Wan 2.1's and Stable Audio Open's published configs
-        video_pipe = WanPipeline(tokenizer=tiny.tokenizer(max_length=512), text_encoder=umt5, vae=AutoencoderKLWan(),
-                                 transformer=WanTransformer3DModel(**preset.video_transformer),
-                                 scheduler=tiny.wan_scheduler())
+        video_pipe = WanPipeline(
+            tokenizer=tiny.tokenizer(max_length=512),
+            text_encoder=umt5,
+            vae=AutoencoderKLWan(),
+            transformer=WanTransformer3DModel(**preset.video_transformer),
+            scheduler=tiny.wan_scheduler(),
+        )
         audio_pipe = StableAudioPipeline(
-            tokenizer=tiny.tokenizer(max_length=128), text_encoder=t5,
-            projection_model=StableAudioProjectionModel(text_encoder_dim=768, conditioning_dim=768, min_value=0,
-                                                        max_value=512),
-            vae=AutoencoderOobleck(), transformer=StableAudioDiTModel(**preset.audio_transformer),
+            tokenizer=tiny.tokenizer(max_length=128),
+            text_encoder=t5,
+            projection_model=StableAudioProjectionModel(
+                text_encoder_dim=768, conditioning_dim=768, min_value=0, max_value=512
+            ),
+            vae=AutoencoderOobleck(),
+            transformer=StableAudioDiTModel(**preset.audio_transformer),
             scheduler=tiny.stable_audio_scheduler(),
         )
         config = ModelConfig(bridge=replace(preset.model.bridge, fusion=fusion), trainable=preset.model.trainable)
-        pipe = BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, config,
-                                            generation_defaults=RELEASE_GENERATION_DEFAULTS)
+        pipe = BridgeDiTPipeline.from_pipes(
+            video_pipe, audio_pipe, config, generation_defaults=RELEASE_GENERATION_DEFAULTS
+        )
     if dtype != torch.float32:  # as from_pretrained(dtype=...) loads them: diffusers' fp32 modules kept in float32
         for pipeline in (pipe.video_pipe, pipe.audio_pipe):
             for component in pipeline.components.values():
@@ -172,44 +205,83 @@ def main() -> None:
     pipe.decode_video = timer.wrap("video_decode", pipe.decode_video)
     pipe.decode_audio = timer.wrap("audio_decode", pipe.decode_audio)
     timer.hook_modules("bridges", pipe.model.bridges.blocks)
-    settings = {**RELEASE_GENERATION_DEFAULTS, "height": size["height"], "width": size["width"],
-                "num_frames": size["num_frames"], "num_inference_steps": steps}
-    call = {key: settings[key] for key in ("height", "width", "num_frames", "fps", "num_inference_steps", "schedule",
-                                           "max_sequence_length", "audio_length_rounding", "negative_video_prompt",
-                                           "negative_audio_prompt")}
+    settings = {
+        **RELEASE_GENERATION_DEFAULTS,
+        "height": size["height"],
+        "width": size["width"],
+        "num_frames": size["num_frames"],
+        "num_inference_steps": steps,
+    }
+    call = {
+        key: settings[key]
+        for key in (
+            "height",
+            "width",
+            "num_frames",
+            "fps",
+            "num_inference_steps",
+            "schedule",
+            "max_sequence_length",
+            "audio_length_rounding",
+            "negative_video_prompt",
+            "negative_audio_prompt",
+        )
+    }
     call.update(video_guidance=settings["video_guidance"], audio_guidance=settings["audio_guidance"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     total = timer.wrap("generate", pipe)
     output = total(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator(device).manual_seed(0), progress=True, **call)
     with tempfile.TemporaryDirectory() as folder:
-        timer.wrap("mux", write_sounding_video)(Path(folder) / "clip.mp4", output.video[0], output.fps,
-                                                output.audio[0], output.sample_rate)
+        timer.wrap("mux", write_sounding_video)(
+            Path(folder) / "clip.mp4", output.video[0], output.fps, output.audio[0], output.sample_rate
+        )
     seconds = timer.seconds
     sampling = seconds["generate"] - seconds["text_encoding"] - seconds["video_decode"] - seconds["audio_decode"]
     clip_seconds = seconds["generate"] + seconds["mux"]
-    clip = ClipSpec(height=size["height"], width=size["width"], num_frames=size["num_frames"],
-                    audio_length_rounding="floor")
+    clip = ClipSpec(
+        height=size["height"], width=size["width"], num_frames=size["num_frames"], audio_length_rounding="floor"
+    )
     flops = run_flops(args.fusion, clip, steps)
     result = {
-        "benchmark": "official_generation", "size": args.size, "fusion": args.fusion, "steps": steps,
-        "clip": {"height": size["height"], "width": size["width"], "frames": size["num_frames"],
-                 "audio_seconds": output.audio.shape[-1] / output.sample_rate},
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "benchmark": "official_generation",
+        "size": args.size,
+        "fusion": args.fusion,
+        "steps": steps,
+        "clip": {
+            "height": size["height"],
+            "width": size["width"],
+            "frames": size["num_frames"],
+            "audio_seconds": output.audio.shape[-1] / output.sample_rate,
+        },
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "dtype": str(dtype).removeprefix("torch."),
-        "seconds": {"clip": clip_seconds, "text_encoding": seconds["text_encoding"], "sampling": sampling,
-                    "per_step": sampling / steps, "bridges": seconds.get("bridges", 0.0),
-                    "video_decode": seconds["video_decode"], "audio_decode": seconds["audio_decode"],
-                    "mux": seconds["mux"], "building_random_weights": build_seconds},
-        "share_of_clip": {"text_encoding": seconds["text_encoding"] / clip_seconds, "sampling": sampling / clip_seconds,
-                          "bridges": seconds.get("bridges", 0.0) / clip_seconds,
-                          "vaes": (seconds["video_decode"] + seconds["audio_decode"]) / clip_seconds},
+        "seconds": {
+            "clip": clip_seconds,
+            "text_encoding": seconds["text_encoding"],
+            "sampling": sampling,
+            "per_step": sampling / steps,
+            "bridges": seconds.get("bridges", 0.0),
+            "video_decode": seconds["video_decode"],
+            "audio_decode": seconds["audio_decode"],
+            "mux": seconds["mux"],
+            "building_random_weights": build_seconds,
+        },
+        "share_of_clip": {
+            "text_encoding": seconds["text_encoding"] / clip_seconds,
+            "sampling": sampling / clip_seconds,
+            "bridges": seconds.get("bridges", 0.0) / clip_seconds,
+            "vaes": (seconds["video_decode"] + seconds["audio_decode"]) / clip_seconds,
+        },
         "bridges_share_of_sampling": seconds.get("bridges", 0.0) / sampling,
         "peak_memory_gib": peak_memory_gib(device),
         "sampling_flop": flops,
         "sampling_tflop_per_s": flops / sampling / 1e12,
         "text_encoders": "real size" if size["text_layers"] is None else f"real widths, {size['text_layers']} layers",
-        "torch": torch.__version__, "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
     }
     if args.size == "full" and steps == 50:
         limit = PHYSICAL_LIMIT_FLOP / PEAK_BF16_FLOPS

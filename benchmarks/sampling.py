@@ -58,18 +58,40 @@ def main() -> None:
 
     def separate():
         video_pipe(VIDEO_PROMPT, **size, num_inference_steps=args.steps, guidance_scale=6.0, output_type="np", **text)
-        audio_pipe(AUDIO_PROMPT, num_inference_steps=args.steps, guidance_scale=7.0, audio_end_in_s=min(seconds, max_seconds),
-                   generator=torch.Generator().manual_seed(0))
+        audio_pipe(
+            AUDIO_PROMPT,
+            num_inference_steps=args.steps,
+            guidance_scale=7.0,
+            audio_end_in_s=min(seconds, max_seconds),
+            generator=torch.Generator().manual_seed(0),
+        )
 
     def joint_same_work():
         audio_latents = torch.randn(1, audio_pipe.transformer.config.in_channels, window)
-        joint(VIDEO_PROMPT, AUDIO_PROMPT, **size, num_inference_steps=args.steps, schedule="native",
-              audio_seconds=min(seconds, max_seconds), audio_latents=audio_latents, progress=False,
-              generator=torch.Generator().manual_seed(0), **text)
+        joint(
+            VIDEO_PROMPT,
+            AUDIO_PROMPT,
+            **size,
+            num_inference_steps=args.steps,
+            schedule="native",
+            audio_seconds=min(seconds, max_seconds),
+            audio_latents=audio_latents,
+            progress=False,
+            generator=torch.Generator().manual_seed(0),
+            **text,
+        )
 
     def joint_clip_length():
-        joint(VIDEO_PROMPT, AUDIO_PROMPT, **size, num_inference_steps=args.steps, schedule="native", progress=False,
-              generator=torch.Generator().manual_seed(0), **text)
+        joint(
+            VIDEO_PROMPT,
+            AUDIO_PROMPT,
+            **size,
+            num_inference_steps=args.steps,
+            schedule="native",
+            progress=False,
+            generator=torch.Generator().manual_seed(0),
+            **text,
+        )
 
     runs = {"separate": separate, "joint_same_work": joint_same_work, "joint_clip_length": joint_clip_length}
     for run in runs.values():  # warm-up
@@ -85,8 +107,12 @@ def main() -> None:
     result = {
         "benchmark": "sampling",
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "config": {**vars(args), "out": str(args.out), "audio_window_frames": window, "guidance": [6.0, 7.0]},
         "seconds_median": medians,
         "seconds_all": times,

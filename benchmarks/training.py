@@ -57,7 +57,8 @@ def cache_against_on_the_fly(steps: int, batch_size: int) -> dict:
         return CachedBatch(
             video_latents=torch.stack([e["video_latents"] for e in encoded]),
             audio_latents=torch.stack([e["audio_latents"] for e in encoded]),
-            video_text=[e["video_text"] for e in encoded], audio_text=[e["audio_text"] for e in encoded],
+            video_text=[e["video_text"] for e in encoded],
+            audio_text=[e["audio_text"] for e in encoded],
             seconds=[clips.records[i]["duration"] for i in indices],
         )
 
@@ -78,8 +79,12 @@ def cache_against_on_the_fly(steps: int, batch_size: int) -> dict:
             if index:
                 timings[name].append(time.perf_counter() - started)
     steps_per_s = {name: len(t) / sum(t) for name, t in timings.items()}
-    return {"batch_size": batch_size, "steps": steps, "steps_per_s": steps_per_s,
-            "speedup_cache_over_on_the_fly": steps_per_s["cache"] / steps_per_s["on_the_fly"]}
+    return {
+        "batch_size": batch_size,
+        "steps": steps,
+        "steps_per_s": steps_per_s,
+        "speedup_cache_over_on_the_fly": steps_per_s["cache"] / steps_per_s["on_the_fly"],
+    }
 
 
 def memory_account() -> dict:
@@ -93,10 +98,13 @@ def memory_account() -> dict:
         frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
         gib = 2**30
         account[policy] = {
-            "trainable_parameters": trainable, "frozen_parameters": frozen,
-            "trainable_fp32_gib": 4 * trainable / gib, "gradients_fp32_gib": 4 * trainable / gib,
+            "trainable_parameters": trainable,
+            "frozen_parameters": frozen,
+            "trainable_fp32_gib": 4 * trainable / gib,
+            "gradients_fp32_gib": 4 * trainable / gib,
             "adamw_moments_fp32_gib": 8 * trainable / gib,
-            "frozen_bf16_gib": 2 * frozen / gib, "frozen_fp32_gib": 4 * frozen / gib,
+            "frozen_bf16_gib": 2 * frozen / gib,
+            "frozen_fp32_gib": 4 * frozen / gib,
             "total_with_frozen_bf16_gib": (16 * trainable + 2 * frozen) / gib,
         }
     return account
@@ -112,8 +120,11 @@ def real_step(repeats: int) -> dict:
     device = torch.device("cuda")
     preset = get_preset(REAL)
     with torch.device(device):
-        model = BridgeDiT(WanTransformer3DModel(**preset.video_transformer), StableAudioDiTModel(**preset.audio_transformer),
-                          preset.model)
+        model = BridgeDiT(
+            WanTransformer3DModel(**preset.video_transformer),
+            StableAudioDiTModel(**preset.audio_transformer),
+            preset.model,
+        )
     # frozen weights in bf16 (as train.frozen_dtype: bfloat16), trainable weights, gradients and AdamW moments in fp32
     model.cast_frozen_parameters(torch.bfloat16)
     model.enable_gradient_checkpointing()
@@ -133,8 +144,11 @@ def real_step(repeats: int) -> dict:
         started = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             pred_video, pred_audio = model(
-                real(video_latents), real(audio_latents), torch.full((1,), 500.0, device=device),
-                torch.full((1,), 0.5, device=device), type(video_conditions)(real(video_conditions.text_states)),
+                real(video_latents),
+                real(audio_latents),
+                torch.full((1,), 500.0, device=device),
+                torch.full((1,), 0.5, device=device),
+                type(video_conditions)(real(video_conditions.text_states)),
                 type(audio_conditions)(real(audio_conditions.text_states), real(audio_conditions.global_states)),
             )
             loss = pred_video.float().square().mean() + pred_audio.float().square().mean()
@@ -144,9 +158,15 @@ def real_step(repeats: int) -> dict:
         torch.cuda.synchronize()
         if index:
             times.append(time.perf_counter() - started)
-    return {"device": torch.cuda.get_device_name(), "seconds_per_step": sum(times) / len(times), "steps": len(times),
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "video_tokens": lengths.video_tokens,
-            "audio_tokens": lengths.audio_tokens, "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return {
+        "device": torch.cuda.get_device_name(),
+        "seconds_per_step": sum(times) / len(times),
+        "steps": len(times),
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "video_tokens": lengths.video_tokens,
+        "audio_tokens": lengths.audio_tokens,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
 
 
 def main() -> None:
@@ -161,21 +181,34 @@ def main() -> None:
     if args.real_step:
         result = {"benchmark": "training_real_step", "command": command, **real_step(args.repeats)}
         out = RESULTS / "training_real_step.json"
-        print(f"{result['device']}: {result['seconds_per_step']:.2f} s per step, peak {result['peak_gib']:.1f} GiB "
-              f"({result['trainable_parameters'] / 1e6:.1f} M trainable)")
+        print(
+            f"{result['device']}: {result['seconds_per_step']:.2f} s per step, peak {result['peak_gib']:.1f} GiB "
+            f"({result['trainable_parameters'] / 1e6:.1f} M trainable)"
+        )
     else:
         speed = cache_against_on_the_fly(args.steps, args.batch_size)
         memory = memory_account()
-        result = {"benchmark": "training", "command": command, "cpu_threads": torch.get_num_threads(),
-                  "speed": speed, "memory_real_size": memory}
+        result = {
+            "benchmark": "training",
+            "command": command,
+            "cpu_threads": torch.get_num_threads(),
+            "speed": speed,
+            "memory_real_size": memory,
+        }
         out = RESULTS / "training.json"
-        print(f"steps/s (tiny, batch {args.batch_size}): cache {speed['steps_per_s']['cache']:.2f}, "
-              f"on the fly {speed['steps_per_s']['on_the_fly']:.2f}: {speed['speedup_cache_over_on_the_fly']:.2f}x")
-        print(f"{'policy':<22}{'trainable M':>12}{'params':>8}{'grads':>8}{'AdamW':>8}{'frozen bf16':>13}{'total GiB':>11}")
+        print(
+            f"steps/s (tiny, batch {args.batch_size}): cache {speed['steps_per_s']['cache']:.2f}, "
+            f"on the fly {speed['steps_per_s']['on_the_fly']:.2f}: {speed['speedup_cache_over_on_the_fly']:.2f}x"
+        )
+        print(
+            f"{'policy':<22}{'trainable M':>12}{'params':>8}{'grads':>8}{'AdamW':>8}{'frozen bf16':>13}{'total GiB':>11}"
+        )
         for policy, m in memory.items():
-            print(f"{policy:<22}{m['trainable_parameters'] / 1e6:>12.1f}{m['trainable_fp32_gib']:>8.2f}"
-                  f"{m['gradients_fp32_gib']:>8.2f}{m['adamw_moments_fp32_gib']:>8.2f}{m['frozen_bf16_gib']:>13.2f}"
-                  f"{m['total_with_frozen_bf16_gib']:>11.2f}")
+            print(
+                f"{policy:<22}{m['trainable_parameters'] / 1e6:>12.1f}{m['trainable_fp32_gib']:>8.2f}"
+                f"{m['gradients_fp32_gib']:>8.2f}{m['adamw_moments_fp32_gib']:>8.2f}{m['frozen_bf16_gib']:>13.2f}"
+                f"{m['total_with_frozen_bf16_gib']:>11.2f}"
+            )
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 

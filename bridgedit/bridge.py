@@ -34,7 +34,11 @@ import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0, JointAttnProcessor2_0
 from diffusers.models.embeddings import (
-    TimestepEmbedding, Timesteps, apply_rotary_emb, get_1d_rotary_pos_embed, get_timestep_embedding,
+    TimestepEmbedding,
+    Timesteps,
+    apply_rotary_emb,
+    get_1d_rotary_pos_embed,
+    get_timestep_embedding,
 )
 from einops import reduce, repeat
 from torch import nn
@@ -135,8 +139,15 @@ class RotaryAttnProcessor:
     def __init__(self, scale: float | None = None) -> None:
         self.scale = scale
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, query_rotary=None, key_rotary=None) -> torch.Tensor:
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        query_rotary=None,
+        key_rotary=None,
+    ) -> torch.Tensor:
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         query = _split_heads(attn.to_q(hidden_states), attn.heads)
         key = _split_heads(attn.to_k(context), attn.heads)
@@ -158,8 +169,17 @@ class JointBridgeAttnProcessor(JointAttnProcessor2_0):
         super().__init__()
         self.scale = scale
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                 attention_mask: torch.Tensor | None = None, *args, query_rotary=None, key_rotary=None, **kwargs):
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *args,
+        query_rotary=None,
+        key_rotary=None,
+        **kwargs,
+    ):
         if attention_mask is None and query_rotary is None and self.scale is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states)
         batch_size, num_video = hidden_states.shape[:2]
@@ -175,8 +195,9 @@ class JointBridgeAttnProcessor(JointAttnProcessor2_0):
                 video, audio = apply_rotary_emb(video, query_rotary[0]), apply_rotary_emb(audio, query_rotary[1])
             joint[name] = torch.cat([video, audio], dim=2)  # (B, H, Nv + Na, Dh)
         mask = _mask_per_head(attention_mask, batch_size, attn.heads)
-        out = F.scaled_dot_product_attention(joint["query"], joint["key"], joint["value"], attn_mask=mask,
-                                             scale=self.scale)
+        out = F.scaled_dot_product_attention(
+            joint["query"], joint["key"], joint["value"], attn_mask=mask, scale=self.scale
+        )
         out = _merge_heads(out)  # (B, Nv + Na, H * Dh)
         return attn.to_out[0](out[:, :num_video]), attn.to_add_out(out[:, num_video:])
 
@@ -194,8 +215,13 @@ def _attention(config: BridgeConfig, query_width: int, key_width: int) -> Attent
     positions are on."""
     processor = RotaryAttnProcessor(_logit_scale(config, joint=False)) if config.rotary else AttnProcessor2_0()
     return Attention(
-        query_dim=query_width, cross_attention_dim=None if key_width == query_width else key_width, heads=config.num_heads,
-        dim_head=config.width // config.num_heads, bias=True, out_bias=True, processor=processor,
+        query_dim=query_width,
+        cross_attention_dim=None if key_width == query_width else key_width,
+        heads=config.num_heads,
+        dim_head=config.width // config.num_heads,
+        bias=True,
+        out_bias=True,
+        processor=processor,
     )
 
 
@@ -226,12 +252,28 @@ class DualCrossAttention(Mixer):
         self.audio_to_video = _attention(config, video_width, audio_width)  # Q from video, K/V from audio
         self.video_to_audio = _attention(config, audio_width, video_width)  # Q from audio, K/V from video
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int],
-                time_axis: TimeAxis | None = None, rotary: RotaryTables | None = None):
-        return (self.audio_to_video(video, audio, attention_mask=_bias(time_axis, "video", "audio", video),
-                                    **_rotary(rotary, "video", "audio")),
-                self.video_to_audio(audio, video, attention_mask=_bias(time_axis, "audio", "video", audio),
-                                    **_rotary(rotary, "audio", "video")))
+    def forward(
+        self,
+        video: torch.Tensor,
+        audio: torch.Tensor,
+        video_grid: tuple[int, int, int],
+        time_axis: TimeAxis | None = None,
+        rotary: RotaryTables | None = None,
+    ):
+        return (
+            self.audio_to_video(
+                video,
+                audio,
+                attention_mask=_bias(time_axis, "video", "audio", video),
+                **_rotary(rotary, "video", "audio"),
+            ),
+            self.video_to_audio(
+                audio,
+                video,
+                attention_mask=_bias(time_axis, "audio", "video", audio),
+                **_rotary(rotary, "audio", "video"),
+            ),
+        )
 
     def output_projections(self) -> list[nn.Linear]:
         return [self.audio_to_video.to_out[0], self.video_to_audio.to_out[0]]
@@ -244,13 +286,25 @@ class FullAttention(Mixer):
     def __init__(self, config: BridgeConfig, video_width: int, audio_width: int) -> None:
         super().__init__()
         self.joint = Attention(
-            query_dim=video_width, added_kv_proj_dim=audio_width, heads=config.num_heads,
-            dim_head=config.width // config.num_heads, out_context_dim=audio_width, context_pre_only=False,
-            bias=True, out_bias=True, processor=JointBridgeAttnProcessor(_logit_scale(config, joint=True)),
+            query_dim=video_width,
+            added_kv_proj_dim=audio_width,
+            heads=config.num_heads,
+            dim_head=config.width // config.num_heads,
+            out_context_dim=audio_width,
+            context_pre_only=False,
+            bias=True,
+            out_bias=True,
+            processor=JointBridgeAttnProcessor(_logit_scale(config, joint=True)),
         )
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int],
-                time_axis: TimeAxis | None = None, rotary: RotaryTables | None = None):
+    def forward(
+        self,
+        video: torch.Tensor,
+        audio: torch.Tensor,
+        video_grid: tuple[int, int, int],
+        time_axis: TimeAxis | None = None,
+        rotary: RotaryTables | None = None,
+    ):
         # (video part, audio part) of the joint attention output; each stream's q and k rotated by its own table
         tables = {} if rotary is None else {"query_rotary": (rotary.video, rotary.audio)}
         return self.joint(video, audio, attention_mask=_bias(time_axis, "joint", "joint", video), **tables)
@@ -278,12 +332,19 @@ class TimeAlignedAdditive(Mixer):
         if sequence.shape[1] == length:
             return sequence
         mode = "area" if length < sequence.shape[1] else "linear"
-        resampled = F.interpolate(sequence.transpose(1, 2), size=length, mode=mode,
-                                  align_corners=False if mode == "linear" else None)
+        resampled = F.interpolate(
+            sequence.transpose(1, 2), size=length, mode=mode, align_corners=False if mode == "linear" else None
+        )
         return resampled.transpose(1, 2)
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int],
-                time_axis: TimeAxis | None = None, rotary: RotaryTables | None = None):  # aligned by construction
+    def forward(
+        self,
+        video: torch.Tensor,
+        audio: torch.Tensor,
+        video_grid: tuple[int, int, int],
+        time_axis: TimeAxis | None = None,
+        rotary: RotaryTables | None = None,
+    ):  # aligned by construction
         frames, height, width = video_grid
         video_per_frame = reduce(self.video_proj(video), "b (f s) d -> b f d", "mean", f=frames)
         to_audio = self._resample(video_per_frame, audio.shape[1])  # (B, Na, D)
@@ -306,11 +367,19 @@ class GlobalMeanAdditive(Mixer):
         self.video_to_audio = nn.Linear(video_width, audio_width)
         self.audio_to_video = nn.Linear(audio_width, video_width)
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int],
-                time_axis: TimeAxis | None = None, rotary: RotaryTables | None = None):
+    def forward(
+        self,
+        video: torch.Tensor,
+        audio: torch.Tensor,
+        video_grid: tuple[int, int, int],
+        time_axis: TimeAxis | None = None,
+        rotary: RotaryTables | None = None,
+    ):
         # (B, N, D) -> (B, 1, D'), broadcast over the receiving stream's tokens by the gated residual
-        return (self.audio_to_video(audio.mean(dim=1, keepdim=True)),
-                self.video_to_audio(video.mean(dim=1, keepdim=True)))
+        return (
+            self.audio_to_video(audio.mean(dim=1, keepdim=True)),
+            self.video_to_audio(video.mean(dim=1, keepdim=True)),
+        )
 
     def output_projections(self) -> list[nn.Linear]:
         return [self.video_to_audio, self.audio_to_video]
@@ -336,17 +405,37 @@ class OneWayCrossAttention(Mixer):
             self.cross = _attention(config, video_width, audio_width)
             self.self_attention = _attention(config, audio_width, audio_width)
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_grid: tuple[int, int, int],
-                time_axis: TimeAxis | None = None, rotary: RotaryTables | None = None):
+    def forward(
+        self,
+        video: torch.Tensor,
+        audio: torch.Tensor,
+        video_grid: tuple[int, int, int],
+        time_axis: TimeAxis | None = None,
+        rotary: RotaryTables | None = None,
+    ):
         if self.conditioned == "audio":  # V2A: audio generated conditioned on video
-            return (self.self_attention(video, attention_mask=_bias(time_axis, "video", "video", video),
-                                        **_rotary(rotary, "video", "video")),
-                    self.cross(audio, video, attention_mask=_bias(time_axis, "audio", "video", audio),
-                               **_rotary(rotary, "audio", "video")))
-        return (self.cross(video, audio, attention_mask=_bias(time_axis, "video", "audio", video),  # A2V
-                           **_rotary(rotary, "video", "audio")),
-                self.self_attention(audio, attention_mask=_bias(time_axis, "audio", "audio", audio),
-                                    **_rotary(rotary, "audio", "audio")))
+            return (
+                self.self_attention(
+                    video, attention_mask=_bias(time_axis, "video", "video", video), **_rotary(rotary, "video", "video")
+                ),
+                self.cross(
+                    audio,
+                    video,
+                    attention_mask=_bias(time_axis, "audio", "video", audio),
+                    **_rotary(rotary, "audio", "video"),
+                ),
+            )
+        return (
+            self.cross(
+                video,
+                audio,
+                attention_mask=_bias(time_axis, "video", "audio", video),  # A2V
+                **_rotary(rotary, "video", "audio"),
+            ),
+            self.self_attention(
+                audio, attention_mask=_bias(time_axis, "audio", "audio", audio), **_rotary(rotary, "audio", "audio")
+            ),
+        )
 
     def output_projections(self) -> list[nn.Linear]:
         return [self.cross.to_out[0], self.self_attention.to_out[0]]
@@ -442,13 +531,21 @@ def token_times(video_grid: tuple[int, int, int], audio_length: int, device: tor
 
 def time_encoding(times: torch.Tensor, width: int) -> torch.Tensor:
     """(N,) times -> (N, width) fixed sinusoids, frequencies geometric from pi to pi / TIME_ENCODING_MAX_PERIOD."""
-    return get_timestep_embedding(times, width, downscale_freq_shift=0, scale=torch.pi,
-                                  max_period=TIME_ENCODING_MAX_PERIOD)
+    return get_timestep_embedding(
+        times, width, downscale_freq_shift=0, scale=torch.pi, max_period=TIME_ENCODING_MAX_PERIOD
+    )
 
 
 class BridgeBlock(nn.Module):
-    def __init__(self, mixer: Mixer, config: BridgeConfig, video_width: int, audio_width: int,
-                 video_condition_dim: int, audio_condition_dim: int) -> None:
+    def __init__(
+        self,
+        mixer: Mixer,
+        config: BridgeConfig,
+        video_width: int,
+        audio_width: int,
+        video_condition_dim: int,
+        audio_condition_dim: int,
+    ) -> None:
         super().__init__()
         chunks = 6 if mixer.prenorm else 4
         self.video = BridgeStream(video_width, config, video_condition_dim, chunks)
@@ -502,8 +599,15 @@ class BridgeStack(nn.Module):
     stream's adaLN reads with `condition="tower"` (default: the tower widths, as Wan's temb and Stable Audio's
     time embedding are)."""
 
-    def __init__(self, config: BridgeConfig, *, video_width: int, audio_width: int,
-                 video_condition_dim: int | None = None, audio_condition_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        *,
+        video_width: int,
+        audio_width: int,
+        video_condition_dim: int | None = None,
+        audio_condition_dim: int | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.gradient_checkpointing = False
@@ -517,11 +621,18 @@ class BridgeStack(nn.Module):
             video_condition_dim = audio_condition_dim = config.timestep_embed_dim
         make_mixer = FUSIONS[config.fusion]
         # the widths the mixers see: the bridge width, or each tower's own
-        mix_video, mix_audio = ((config.width, config.width) if config.stream_width == "bridge"
-                                else (video_width, audio_width))
+        mix_video, mix_audio = (
+            (config.width, config.width) if config.stream_width == "bridge" else (video_width, audio_width)
+        )
         self.blocks = nn.ModuleList(
-            BridgeBlock(make_mixer(config, mix_video, mix_audio), config, video_width, audio_width,
-                        video_condition_dim or video_width, audio_condition_dim or audio_width)
+            BridgeBlock(
+                make_mixer(config, mix_video, mix_audio),
+                config,
+                video_width,
+                audio_width,
+                video_condition_dim or video_width,
+                audio_condition_dim or audio_width,
+            )
             for _ in range(config.num_bridges)
         )
         self.initialize_weights()
@@ -556,8 +667,13 @@ class BridgeStack(nn.Module):
                 nn.init.zeros_(stream.modulation.linear.weight)
                 nn.init.zeros_(stream.modulation.linear.bias)
 
-    def condition(self, t_video: torch.Tensor, t_audio: torch.Tensor, video_time_embedding: torch.Tensor | None = None,
-                  audio_time_embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def condition(
+        self,
+        t_video: torch.Tensor,
+        t_audio: torch.Tensor,
+        video_time_embedding: torch.Tensor | None = None,
+        audio_time_embedding: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(what the video streams' adaLN reads, what the audio streams' reads); None without bridges."""
         if not self.blocks:
             return None

@@ -36,7 +36,9 @@ def _tower_summary(model: BridgeDiT) -> dict[str, Any]:
     }
 
 
-def trainable_state_dict(model: BridgeDiT, full_state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def trainable_state_dict(
+    model: BridgeDiT, full_state: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """The trainable modules' weights, keyed `<trainable module name>.<key>`.
 
     `full_state` (optional): the whole model's state dict gathered elsewhere (e.g. accelerate's
@@ -49,7 +51,7 @@ def trainable_state_dict(model: BridgeDiT, full_state: dict[str, torch.Tensor] |
             items = module.state_dict().items()
         else:
             prefix = paths[id(module)] + "."
-            items = ((key[len(prefix):], value) for key, value in full_state.items() if key.startswith(prefix))
+            items = ((key[len(prefix) :], value) for key, value in full_state.items() if key.startswith(prefix))
         for key, tensor in items:
             state[f"{module_name}.{key}"] = tensor
     return state
@@ -89,9 +91,13 @@ def load_bridge_weights(model: BridgeDiT, directory: str | Path) -> None:
             f"{path} does not fit this model: {len(missing)} missing key(s) {missing[:5]}, "
             f"{len(unexpected)} unexpected key(s) {unexpected[:5]}"
         )
-    mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
+    mismatched = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape
+    ]
     if mismatched:
-        raise CheckpointError(f"{path} has {len(mismatched)} shape mismatch(es) (checkpoint vs model): {mismatched[:5]}")
+        raise CheckpointError(
+            f"{path} has {len(mismatched)} shape mismatch(es) (checkpoint vs model): {mismatched[:5]}"
+        )
     for module_name, module in model.trainable_modules().items():
         prefix = module_name + "."
-        module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+        module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)

@@ -31,7 +31,9 @@ def audio_conditions(audio_pipe, text_states: torch.Tensor, seconds: float | lis
     batch = text_states.shape[0]
     seconds_start, seconds_end = audio_pipe.encode_duration(0.0, seconds, text_states.device, False, batch)
     return AudioConditions(
-        text_states=torch.cat([text_states, seconds_start.to(text_states.dtype), seconds_end.to(text_states.dtype)], dim=1),
+        text_states=torch.cat(
+            [text_states, seconds_start.to(text_states.dtype), seconds_end.to(text_states.dtype)], dim=1
+        ),
         global_states=torch.cat([seconds_start, seconds_end], dim=2).to(text_states.dtype),
     )
 

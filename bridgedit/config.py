@@ -34,8 +34,15 @@ BRIDGE_CHOICES = {
 }
 
 #: the authors' released bridge (../shared/official-release.md), as BridgeConfig options over Table 5's placement
-RELEASED_BRIDGE = dict(condition="tower", rotary=True, audio_global_token=True, additive="global_mean",
-                       stream_width="tower", init="release", full_attention_scale="release")
+RELEASED_BRIDGE = dict(
+    condition="tower",
+    rotary=True,
+    audio_global_token=True,
+    additive="global_mean",
+    stream_width="tower",
+    init="release",
+    full_attention_scale="release",
+)
 
 
 class ConfigError(ValueError):
@@ -94,14 +101,21 @@ class BridgeConfig:
         if self.timestep_embed_dim <= 0 or self.mlp_ratio <= 0:
             raise ConfigError("bridge.timestep_embed_dim and bridge.mlp_ratio must be positive")
         if self.time_bias < 0:
-            raise ConfigError(f"bridge.time_bias={self.time_bias} must be >= 0 (a logit penalty per latent frame; 0 = off)")
+            raise ConfigError(
+                f"bridge.time_bias={self.time_bias} must be >= 0 (a logit penalty per latent frame; 0 = off)"
+            )
         for name, choices in BRIDGE_CHOICES.items():
             if getattr(self, name) not in choices:
-                raise ConfigError(f"bridge.{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(choices)}")
-        if self.audio_global_token and (self.time_encoding or self.time_bias or
-                                        (self.fusion == "additive" and self.additive == "time_aligned")):
-            raise ConfigError("bridge.audio_global_token gives the bridges a token with no time: it cannot be combined "
-                              "with time_encoding, time_bias or time-aligned additive fusion")
+                raise ConfigError(
+                    f"bridge.{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(choices)}"
+                )
+        if self.audio_global_token and (
+            self.time_encoding or self.time_bias or (self.fusion == "additive" and self.additive == "time_aligned")
+        ):
+            raise ConfigError(
+                "bridge.audio_global_token gives the bridges a token with no time: it cannot be combined "
+                "with time_encoding, time_bias or time-aligned additive fusion"
+            )
         if self.fusion == "none":
             return
         if len(self.video_blocks) != len(self.audio_blocks):
@@ -223,7 +237,7 @@ class CodecStrides:
         if "temperal_downsample" in wan_vae_config:  # the Wan VAE (its scale_factor_* keys may keep defaults)
             temporal_downsample = list(wan_vae_config["temperal_downsample"])
             temporal, spatial = 2 ** sum(bool(x) for x in temporal_downsample), 2 ** len(temporal_downsample)
-        else:  # another codec with the Wan VAE's interface (bridgedit.patch_codec): the keys WanPipeline reads
+        else:  # another codec with the Wan VAE's interface (bridgedit.synthetic.patch_codec): the keys WanPipeline reads
             temporal, spatial = wan_vae_config["scale_factor_temporal"], wan_vae_config["scale_factor_spatial"]
         return cls(
             video_temporal=temporal,
@@ -279,11 +293,15 @@ def check_clip(clip: ClipSpec, strides: CodecStrides) -> None:
     if clip.fps <= 0 or clip.audio_sample_rate <= 0 or clip.seconds <= 0:
         raise ConfigError("fps, audio_sample_rate and audio_seconds must be positive")
     if clip.audio_length_rounding not in AUDIO_LENGTH_ROUNDINGS:
-        raise ConfigError(f"audio_length_rounding={clip.audio_length_rounding!r} is unknown; choose one of "
-                          f"{', '.join(AUDIO_LENGTH_ROUNDINGS)}")
+        raise ConfigError(
+            f"audio_length_rounding={clip.audio_length_rounding!r} is unknown; choose one of "
+            f"{', '.join(AUDIO_LENGTH_ROUNDINGS)}"
+        )
     if clip.audio_length_rounding == "floor" and clip.seconds * clip.audio_sample_rate < strides.audio_hop:
-        raise ConfigError(f"{clip.seconds:g} s of audio is shorter than one audio latent frame "
-                          f"({strides.audio_hop} samples); use audio_length_rounding='ceil'")
+        raise ConfigError(
+            f"{clip.seconds:g} s of audio is shorter than one audio latent frame "
+            f"({strides.audio_hop} samples); use audio_length_rounding='ceil'"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -5,7 +5,17 @@ nothing from bf16 at the demo model's shapes (a few hundred tokens, heads of 32-
 take about as long as in float32, while the model's other matrix products run 3-4x faster in bf16 on CPUs that
 multiply it in hardware. Written as two batched products around a softmax computed in float32, the same attention
 runs about twice as fast in bf16 there, and a bf16 bridge-stage training step of the demo model 1.2-1.6x faster
-(benchmarks/bridge_step_cost.py).
+(experiments/synthetic/bridge_step_cost.py).
+
+Why not diffusers' own mechanism. diffusers 0.42 selects an attention backend (`attention_backend("_native_math")`,
+`set_attention_backend`) only where a processor calls `dispatch_attention_fn`: Wan's does, but Stable Audio's
+`StableAudioAttnProcessor2_0` and `AttnProcessor2_0` / `JointAttnProcessor2_0` (the bridges') call
+`F.scaled_dot_product_attention` themselves, so a backend would reach one of the three users of attention; processors
+set on every module would be four copies of one replacement. Its math backend is also not this computation: measured
+on a 2-core CPU without native bf16 (2 x 12 heads x 600 tokens x 64, bf16), PyTorch's math kernel took 0.24 s,
+these matrix products 1.15 s (emulated bf16 products) and the fused kernel 0.047 s, so the speed that decides is the
+one on a CPU with native bf16, where the figures above were measured; compare the math backend there before
+replacing this (`experiments/synthetic/bridge_step_cost.py`).
 
 `MatmulAttention` is a `torch.overrides.TorchFunctionMode`: inside it, every call of
 `scaled_dot_product_attention` on CPU tensors of the chosen dtypes — diffusers' Wan and Stable Audio attention
@@ -26,8 +36,14 @@ from torch.overrides import TorchFunctionMode
 MAX_SCORE_BYTES = 256 * 2**20
 
 
-def matmul_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                     scale: float | None = None, enable_gqa: bool = False) -> torch.Tensor:
+def matmul_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor:
     """`scaled_dot_product_attention` (no dropout, not causal) as softmax(q k^T * scale + mask) v. query (..., heads,
     Lq, D), key/value (..., kv_heads, Lk, D) -> (..., heads, Lq, Dv). A boolean mask marks the keys to attend to; a
     float mask is added to the scores; a query that may attend to no key gets zeros, as from PyTorch's kernel.
@@ -66,8 +82,13 @@ class MatmulAttention(TorchFunctionMode):
 
     def covers(self, query: torch.Tensor, key: torch.Tensor, dropout_p: float = 0.0, is_causal: bool = False) -> bool:
         score_bytes = 4 * query.shape[:-1].numel() * key.shape[-2]
-        return (query.device.type == "cpu" and query.dtype in self.dtypes and not dropout_p and not is_causal
-                and score_bytes <= self.max_score_bytes)
+        return (
+            query.device.type == "cpu"
+            and query.dtype in self.dtypes
+            and not dropout_p
+            and not is_causal
+            and score_bytes <= self.max_score_bytes
+        )
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -75,13 +96,28 @@ class MatmulAttention(TorchFunctionMode):
             bound = _bind_attention_arguments(*args, **kwargs)
             if self.covers(bound["query"], bound["key"], bound["dropout_p"], bound["is_causal"]):
                 self.calls += 1
-                return matmul_attention(bound["query"], bound["key"], bound["value"], bound["attn_mask"],
-                                        bound["scale"], bound["enable_gqa"])
+                return matmul_attention(
+                    bound["query"],
+                    bound["key"],
+                    bound["value"],
+                    bound["attn_mask"],
+                    bound["scale"],
+                    bound["enable_gqa"],
+                )
         return func(*args, **kwargs)
 
 
-def _bind_attention_arguments(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                              enable_gqa=False) -> dict:
+def _bind_attention_arguments(
+    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False
+) -> dict:
     """scaled_dot_product_attention's arguments by name, however they were passed."""
-    return {"query": query, "key": key, "value": value, "attn_mask": attn_mask, "dropout_p": dropout_p,
-            "is_causal": is_causal, "scale": scale, "enable_gqa": enable_gqa}
+    return {
+        "query": query,
+        "key": key,
+        "value": value,
+        "attn_mask": attn_mask,
+        "dropout_p": dropout_p,
+        "is_causal": is_causal,
+        "scale": scale,
+        "enable_gqa": enable_gqa,
+    }

@@ -63,19 +63,35 @@ class GenerationSettings:
 
     def check(self) -> None:
         """Fail before any model loads: sizes Wan cannot take, non-positive steps."""
-        check_clip(ClipSpec(height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps,
-                            audio_seconds=self.audio_seconds, audio_length_rounding=self.audio_length_rounding),
-                   CodecStrides())
+        check_clip(
+            ClipSpec(
+                height=self.height,
+                width=self.width,
+                num_frames=self.num_frames,
+                fps=self.fps,
+                audio_seconds=self.audio_seconds,
+                audio_length_rounding=self.audio_length_rounding,
+            ),
+            CodecStrides(),
+        )
         if self.num_inference_steps < 1:
             raise ConfigError(f"steps must be a positive integer; got {self.num_inference_steps}")
 
     def call_kwargs(self) -> dict[str, Any]:
         return dict(
-            height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps,
-            audio_seconds=self.audio_seconds, num_inference_steps=self.num_inference_steps,
-            video_guidance=self.video_guidance, audio_guidance=self.audio_guidance, schedule=self.schedule,
-            sampler=self.sampler, offload_text_encoders=self.offload_text_encoders,
-            max_sequence_length=self.max_sequence_length, audio_length_rounding=self.audio_length_rounding,
+            height=self.height,
+            width=self.width,
+            num_frames=self.num_frames,
+            fps=self.fps,
+            audio_seconds=self.audio_seconds,
+            num_inference_steps=self.num_inference_steps,
+            video_guidance=self.video_guidance,
+            audio_guidance=self.audio_guidance,
+            schedule=self.schedule,
+            sampler=self.sampler,
+            offload_text_encoders=self.offload_text_encoders,
+            max_sequence_length=self.max_sequence_length,
+            audio_length_rounding=self.audio_length_rounding,
         )
 
     def prompts(self, item: PromptItem) -> dict[str, str | None]:
@@ -100,16 +116,16 @@ def parse_prompt_item(data: Any, where: str) -> PromptItem:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(PROMPT_KEYS))}")
     item_id = data.get("id")
     if not isinstance(item_id, str) or not ID_PATTERN.match(item_id):
-        raise ConfigError(f"{where}: \"id\" must be a file-name-safe string (letters, digits, . _ -); got {item_id!r}")
+        raise ConfigError(f'{where}: "id" must be a file-name-safe string (letters, digits, . _ -); got {item_id!r}')
     has_pair = "video_prompt" in data and "audio_prompt" in data
     if ("prompt" in data) == has_pair or (not has_pair and ("video_prompt" in data or "audio_prompt" in data)):
-        raise ConfigError(f"{where}: give either \"video_prompt\" and \"audio_prompt\", or one shared \"prompt\"")
+        raise ConfigError(f'{where}: give either "video_prompt" and "audio_prompt", or one shared "prompt"')
     for key in PROMPT_KEYS - {"id", "seed"}:
         if key in data and not isinstance(data[key], str):
-            raise ConfigError(f"{where}: \"{key}\" must be a string")
+            raise ConfigError(f'{where}: "{key}" must be a string')
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise ConfigError(f"{where}: \"seed\" must be a non-negative integer")
+        raise ConfigError(f'{where}: "seed" must be a non-negative integer')
     return PromptItem(**data)
 
 
@@ -203,17 +219,25 @@ def check_writable_dir(path: str | os.PathLike, *, create: bool = True) -> Path:
 # ----------------------------------------------------------------------------------------------------
 
 
-def generate_to_file(pipe, item: PromptItem, out_path: Path, settings: GenerationSettings, seed: int,
-                     *, progress: bool = True) -> dict[str, Any]:
+def generate_to_file(
+    pipe, item: PromptItem, out_path: Path, settings: GenerationSettings, seed: int, *, progress: bool = True
+) -> dict[str, Any]:
     """Generate one sounding video and write it (plus a .wav when asked). Returns a record of what was written."""
     device = pipe.device
     generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
-    output = pipe(**settings.prompts(item), **settings.call_kwargs(), generator=generator, progress=progress,
-                  output_type="np")
+    output = pipe(
+        **settings.prompts(item), **settings.call_kwargs(), generator=generator, progress=progress, output_type="np"
+    )
     write_sounding_video(out_path, output.video[0], output.fps, output.audio[0], output.sample_rate)
-    record = {"id": item.id, "video": str(out_path), "seed": seed, "fps": output.fps,
-              "sample_rate": output.sample_rate, "frames": int(output.video.shape[1]),
-              "seconds": output.audio.shape[-1] / output.sample_rate}
+    record = {
+        "id": item.id,
+        "video": str(out_path),
+        "seed": seed,
+        "fps": output.fps,
+        "sample_rate": output.sample_rate,
+        "frames": int(output.video.shape[1]),
+        "seconds": output.audio.shape[-1] / output.sample_rate,
+    }
     if settings.write_wav:
         record["wav"] = str(write_wav(out_path.with_suffix(".wav"), output.audio[0], output.sample_rate))
     return record
@@ -224,8 +248,16 @@ def pending_items(items: list[PromptItem], out_dir: Path) -> list[tuple[int, Pro
     return [(index, item) for index, item in enumerate(items) if not (out_dir / f"{item.id}.mp4").exists()]
 
 
-def run_batch(pipe, items: list[PromptItem], out_dir: Path, settings: GenerationSettings, base_seed: int, state,
-              *, progress: bool = True):
+def run_batch(
+    pipe,
+    items: list[PromptItem],
+    out_dir: Path,
+    settings: GenerationSettings,
+    base_seed: int,
+    state,
+    *,
+    progress: bool = True,
+):
     """Generate every pending item; under `accelerate launch` each process (`state`) takes its share. Yields records."""
     from tqdm.auto import tqdm
 
@@ -251,7 +283,9 @@ def default_model() -> Path | None:
     return BUNDLED_MODEL if (BUNDLED_MODEL / "model_index.json").is_file() else None
 
 
-def settings_with_model_defaults(explicit: dict[str, Any], model_defaults: dict[str, Any], **extra) -> GenerationSettings:
+def settings_with_model_defaults(
+    explicit: dict[str, Any], model_defaults: dict[str, Any], **extra
+) -> GenerationSettings:
     """Explicit values win, then the model's own generation defaults, then the paper's (GenerationSettings)."""
     known = set(GenerationSettings.__dataclass_fields__)
     merged = {k: v for k, v in model_defaults.items() if k in known}

@@ -35,7 +35,9 @@ def aac_sample_rate(sample_rate: int) -> int:
 
 def _check_arrays(frames: np.ndarray, audio: np.ndarray) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"video frames must be uint8 of shape (frames, height, width, 3); got {frames.dtype} {frames.shape}")
+        raise ValueError(
+            f"video frames must be uint8 of shape (frames, height, width, 3); got {frames.dtype} {frames.shape}"
+        )
     if frames.shape[1] % 2 or frames.shape[2] % 2:
         raise ValueError(f"H.264 (yuv420p) needs even height and width; got {frames.shape[1]}x{frames.shape[2]}")
     if audio.ndim != 2 or audio.shape[0] not in (1, 2):
@@ -63,7 +65,9 @@ def write_sounding_video(
     path = Path(path)
     with atomic_path(path) as temporary:
         with av.open(str(temporary), mode="w", format="mp4") as container:
-            video_stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "x264-params": X264_PARAMS})
+            video_stream = container.add_stream(
+                "libx264", rate=rate, options={"crf": str(crf), "x264-params": X264_PARAMS}
+            )
             video_stream.width, video_stream.height = frames.shape[2], frames.shape[1]
             video_stream.pix_fmt = "yuv420p"
             audio_stream = container.add_stream("aac", rate=out_rate, layout="stereo")
@@ -98,7 +102,9 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, *, s
     """(channels, samples) float audio to a .wav (32-bit float by default, or e.g. "PCM_16"), atomically."""
     path = Path(path)
     with atomic_path(path) as temporary:
-        soundfile.write(str(temporary), np.asarray(audio, dtype=np.float32).T, sample_rate, subtype=subtype, format="WAV")
+        soundfile.write(
+            str(temporary), np.asarray(audio, dtype=np.float32).T, sample_rate, subtype=subtype, format="WAV"
+        )
     return path
 
 
@@ -276,8 +282,11 @@ def read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             raise MediaError(f"{path} has no audio stream")
         chunks, rate = [], container.streams.audio[0].rate
         for frame in container.decode(audio=0):
-            chunks.append(frame.to_ndarray().reshape(frame.layout.nb_channels, -1) if frame.format.is_planar
-                          else frame.to_ndarray().reshape(-1, frame.layout.nb_channels).T)
+            chunks.append(
+                frame.to_ndarray().reshape(frame.layout.nb_channels, -1)
+                if frame.format.is_planar
+                else frame.to_ndarray().reshape(-1, frame.layout.nb_channels).T
+            )
     if not chunks:
         raise MediaError(f"{path}: no decodable audio")
     return np.concatenate(chunks, axis=1).astype(np.float32), rate

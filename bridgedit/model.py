@@ -62,8 +62,11 @@ class BridgeDiT(nn.Module):
         self.audio_tower = StableAudioTower(audio_transformer)
         self.config.bridge.check_against_towers(self.video_tower.num_blocks, self.audio_tower.num_blocks)
         self.bridges = BridgeStack(
-            self.config.bridge, video_width=self.video_tower.width, audio_width=self.audio_tower.width,
-            video_condition_dim=self.video_tower.time_embedding_dim, audio_condition_dim=self.audio_tower.time_embedding_dim,
+            self.config.bridge,
+            video_width=self.video_tower.width,
+            audio_width=self.audio_tower.width,
+            video_condition_dim=self.video_tower.time_embedding_dim,
+            audio_condition_dim=self.audio_tower.time_embedding_dim,
         )
         self.apply_trainable_policy()
 

@@ -51,9 +51,17 @@ RELEASE_NEGATIVE_AUDIO_PROMPT = "Low quality, unclear and noisy."
 #: lockstep (UniPC, cosine DPM-Solver), 50 steps, w_v 6, w_a 7, 480 x 832 (834 requested; the Wan VAE makes 832),
 #: 81 frames at 15 fps, int(5.4 s x 44,100 / 2,048) = 116 audio latent frames, Wan text padded to 1,024 tokens
 RELEASE_GENERATION_DEFAULTS = {
-    "schedule": "native", "num_inference_steps": 50, "video_guidance": 6.0, "audio_guidance": 7.0,
-    "height": 480, "width": 832, "num_frames": 81, "fps": 15.0, "audio_length_rounding": "floor",
-    "max_sequence_length": 1024, "negative_video_prompt": RELEASE_NEGATIVE_VIDEO_PROMPT,
+    "schedule": "native",
+    "num_inference_steps": 50,
+    "video_guidance": 6.0,
+    "audio_guidance": 7.0,
+    "height": 480,
+    "width": 832,
+    "num_frames": 81,
+    "fps": 15.0,
+    "audio_length_rounding": "floor",
+    "max_sequence_length": 1024,
+    "negative_video_prompt": RELEASE_NEGATIVE_VIDEO_PROMPT,
     "negative_audio_prompt": RELEASE_NEGATIVE_AUDIO_PROMPT,
 }
 
@@ -96,11 +104,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         refused = re.search(r"GLOBAL ([\w.]+)", str(error))
         names = [refused.group(1)] if refused else _pickled_globals(path)
         what = f"the global {', '.join(names)}" if names else "a pickle instruction it does not support"
-        raise CheckpointError(f"{path} was refused: it needs {what}, which the weights-only reader does not run "
-                              "(a checkpoint holds tensors and plain values only)") from None
+        raise CheckpointError(
+            f"{path} was refused: it needs {what}, which the weights-only reader does not run "
+            "(a checkpoint holds tensors and plain values only)"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {message}") from None
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {message}"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict")
     return data
@@ -149,8 +161,10 @@ def release_state(checkpoint: dict[str, Any], source: str) -> dict[str, torch.Te
         for key, value in checkpoint["module"].items():
             prefix = next((p for p in _DEEPSPEED_PREFIXES if key.startswith(p)), None)
             if prefix is None:
-                raise CheckpointError(f"{source}: DeepSpeed key {key!r} is under none of {', '.join(_DEEPSPEED_PREFIXES)}")
-            state[key[len(prefix):]] = value
+                raise CheckpointError(
+                    f"{source}: DeepSpeed key {key!r} is under none of {', '.join(_DEEPSPEED_PREFIXES)}"
+                )
+            state[key[len(prefix) :]] = value
     else:
         state = checkpoint
     not_tensors = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
@@ -178,8 +192,11 @@ class ReleasedKeys:
     @classmethod
     def split(cls, state: dict[str, torch.Tensor]) -> ReleasedKeys:
         keys = cls()
-        patterns = ((r"blocks\.(\d+)\.(.+)", keys.video_blocks), (r"transformer_blocks\.(\d+)\.(.+)", keys.audio_blocks),
-                    (r"(\d+)\.(.+)", keys.bridges))
+        patterns = (
+            (r"blocks\.(\d+)\.(.+)", keys.video_blocks),
+            (r"transformer_blocks\.(\d+)\.(.+)", keys.audio_blocks),
+            (r"(\d+)\.(.+)", keys.bridges),
+        )
         for key, tensor in state.items():
             if "lora_A" in key or "lora_B" in key:
                 keys.lora.append(key)
@@ -199,11 +216,15 @@ class ReleasedKeys:
         first = self.bridges[min(self.bridges)]
         additive = any(k.startswith(("video_to_audio_proj.", "audio_to_video_proj.")) for k in first)
         if additive and requested not in (None, "additive"):
-            raise CheckpointError(f"--fusion {requested} contradicts the checkpoint: its bridges are additive fusion "
-                                  "(video_to_audio_proj / audio_to_video_proj, no attention)")
+            raise CheckpointError(
+                f"--fusion {requested} contradicts the checkpoint: its bridges are additive fusion "
+                "(video_to_audio_proj / audio_to_video_proj, no attention)"
+            )
         if not additive and requested == "additive":
-            raise CheckpointError("--fusion additive contradicts the checkpoint: its bridges hold attention "
-                                  "projections (attn.q_proj_1 ...), not additive fusion's")
+            raise CheckpointError(
+                "--fusion additive contradicts the checkpoint: its bridges hold attention "
+                "projections (attn.q_proj_1 ...), not additive fusion's"
+            )
         if requested == "none":
             raise CheckpointError("--fusion none has no bridges to convert")
         return "additive" if additive else (requested or "dca")
@@ -221,7 +242,8 @@ def bridge_widths(keys: ReleasedKeys, fusion: str, source: str) -> dict[str, Any
     video_width = _shape(first, "mlp_1.fc2.weight", source)[0]
     audio_width = _shape(first, "mlp_2.fc2.weight", source)[0]
     widths = {
-        "video_width": video_width, "audio_width": audio_width,
+        "video_width": video_width,
+        "audio_width": audio_width,
         "mlp_ratio": _shape(first, "mlp_1.fc1.weight", source)[0] / video_width,
         "video_condition_dim": _shape(first, "adaln_modulation_1.1.weight", source)[1],
         "audio_condition_dim": _shape(first, "adaln_modulation_2.1.weight", source)[1],
@@ -274,8 +296,12 @@ def bridge_key_map(fusion: str) -> tuple[dict[str, list[str]], set[str]]:
         attention("audio_to_video", query=1, key_value=2, output=1)
         attention("video_to_audio", query=2, key_value=1, output=2)
     elif fusion == "full_attention":
-        for projection, (video, audio) in {"q": ("to_q", "add_q_proj"), "k": ("to_k", "add_k_proj"),
-                                           "v": ("to_v", "add_v_proj"), "o": ("to_out.0", "to_add_out")}.items():
+        for projection, (video, audio) in {
+            "q": ("to_q", "add_q_proj"),
+            "k": ("to_k", "add_k_proj"),
+            "v": ("to_v", "add_v_proj"),
+            "o": ("to_out.0", "to_add_out"),
+        }.items():
             add(_linear(f"attn.{projection}_proj_1", f"mixer.joint.{video}"))
             add(_linear(f"attn.{projection}_proj_2", f"mixer.joint.{audio}"))
     elif fusion == "v2a":  # the audio stream is conditioned on the video stream
@@ -296,15 +322,19 @@ def _tower_policy(blocks: dict[str, list[int]], depths: dict[str, int]) -> Train
     first = all(indices == list(range(len(indices))) for indices in blocks.values())
     last = all(indices == list(range(depths[name] - len(indices), depths[name])) for name, indices in blocks.items())
     if first and any(counts.values()):
-        return TrainableConfig(policy="bridges+first_blocks", video_first_blocks=counts["video"],
-                               audio_first_blocks=counts["audio"])
+        return TrainableConfig(
+            policy="bridges+first_blocks", video_first_blocks=counts["video"], audio_first_blocks=counts["audio"]
+        )
     if last and any(counts.values()):
-        return TrainableConfig(policy="bridges+last_blocks", video_last_blocks=counts["video"],
-                               audio_last_blocks=counts["audio"])
+        return TrainableConfig(
+            policy="bridges+last_blocks", video_last_blocks=counts["video"], audio_last_blocks=counts["audio"]
+        )
     if not any(counts.values()):
         return TrainableConfig(policy="bridges")
-    raise CheckpointError(f"the checkpoint's tower blocks (video {blocks['video']}, audio {blocks['audio']}) are "
-                          "neither the first nor the last blocks of each tower")
+    raise CheckpointError(
+        f"the checkpoint's tower blocks (video {blocks['video']}, audio {blocks['audio']}) are "
+        "neither the first nor the last blocks of each tower"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -324,15 +354,18 @@ def _tower_configs(video_model: str, audio_model: str) -> tuple[dict, dict]:
     from diffusers import StableAudioDiTModel, WanTransformer3DModel
 
     configs = []
-    for name, model_class, reference in (("video", WanTransformer3DModel, video_model),
-                                         ("audio", StableAudioDiTModel, audio_model)):
+    for name, model_class, reference in (
+        ("video", WanTransformer3DModel, video_model),
+        ("audio", StableAudioDiTModel, audio_model),
+    ):
         try:
             configs.append(model_class.load_config(reference, subfolder="transformer"))
         except (OSError, ValueError) as error:
             raise FileNotFoundError(
                 f"cannot read the {name} tower's transformer config from {reference!r} "
                 f"({str(error).splitlines()[0]}). Give a local {'WanPipeline' if name == 'video' else 'StableAudioPipeline'} "
-                "folder, or a hub id with downloads allowed (unset HF_HUB_OFFLINE)") from None
+                "folder, or a hub id with downloads allowed (unset HF_HUB_OFFLINE)"
+            ) from None
     return configs[0], configs[1]
 
 
@@ -342,8 +375,9 @@ def _meta_model(video_config: dict, audio_config: dict, config: ModelConfig):
     from .model import BridgeDiT
 
     with torch.device("meta"):
-        return BridgeDiT(WanTransformer3DModel.from_config(video_config), StableAudioDiTModel.from_config(audio_config),
-                         config)
+        return BridgeDiT(
+            WanTransformer3DModel.from_config(video_config), StableAudioDiTModel.from_config(audio_config), config
+        )
 
 
 def convert_official(
@@ -367,25 +401,37 @@ def convert_official(
     if keys.lora:
         raise CheckpointError(
             f"{source} holds LoRA adapters ({len(keys.lora)} peft lora_A/lora_B keys, e.g. {keys.lora[0]}); their "
-            "alpha is not stored in the checkpoint, so peft's scaling alpha / rank cannot be known: not converted")
+            "alpha is not stored in the checkpoint, so peft's scaling alpha / rank cannot be known: not converted"
+        )
     if not keys.bridges:
         raise CheckpointError(f"{source} holds no bridge blocks (keys N.attn... / N.mlp_1...)")
     chosen = keys.fusion(fusion)
     widths = bridge_widths(keys, chosen, source)
     # a local tower folder is referenced by its absolute path, so the model loads from any working directory
-    video_model, audio_model = (str(Path(ref).resolve()) if Path(ref).is_dir() else ref for ref in (video_model, audio_model))
+    video_model, audio_model = (
+        str(Path(ref).resolve()) if Path(ref).is_dir() else ref for ref in (video_model, audio_model)
+    )
     video_config, audio_config = _tower_configs(video_model, audio_model)
     depths = {"video": video_config["num_layers"], "audio": audio_config["num_layers"]}
     blocks = {"video": sorted(keys.video_blocks), "audio": sorted(keys.audio_blocks)}
     config = ModelConfig(
-        bridge=BridgeConfig(fusion=chosen, video_blocks=tuple(video_bridge_points), audio_blocks=tuple(audio_bridge_points),
-                            width=widths["width"], num_heads=num_heads, mlp_ratio=widths["mlp_ratio"],
-                            timestep_embed_dim=widths["video_condition_dim"], **RELEASED_BRIDGE),
+        bridge=BridgeConfig(
+            fusion=chosen,
+            video_blocks=tuple(video_bridge_points),
+            audio_blocks=tuple(audio_bridge_points),
+            width=widths["width"],
+            num_heads=num_heads,
+            mlp_ratio=widths["mlp_ratio"],
+            timestep_embed_dim=widths["video_condition_dim"],
+            **RELEASED_BRIDGE,
+        ),
         trainable=_tower_policy(blocks, depths),
     )
     if len(keys.bridges) != config.bridge.num_bridges or sorted(keys.bridges) != list(range(len(keys.bridges))):
-        raise CheckpointError(f"{source} holds bridges {sorted(keys.bridges)}, but {config.bridge.num_bridges} bridge "
-                              f"points were given (--video-bridge-points {','.join(map(str, video_bridge_points))})")
+        raise CheckpointError(
+            f"{source} holds bridges {sorted(keys.bridges)}, but {config.bridge.num_bridges} bridge "
+            f"points were given (--video-bridge-points {','.join(map(str, video_bridge_points))})"
+        )
     model = _meta_model(video_config, audio_config, config)
     state, ignored = _mapped_state(model, keys, source)
     _write_folder(out, model, state, video_model, audio_model, source, chosen)
@@ -395,8 +441,11 @@ def convert_official(
 def _mapped_state(model, keys: ReleasedKeys, source: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The BridgeDiT's trainable state (keyed by module path) from the release keys, every key and shape checked."""
     paths = {id(module): path for path, module in model.named_modules()}
-    expected = {f"{paths[id(module)]}.{key}": value.shape
-                for module in model.trainable_modules().values() for key, value in module.state_dict().items()}
+    expected = {
+        f"{paths[id(module)]}.{key}": value.shape
+        for module in model.trainable_modules().values()
+        for key, value in module.state_dict().items()
+    }
     mapping, unused = bridge_key_map(model.config.bridge.fusion)
     state, problems, ignored, misshaped = {}, {"unknown": list(keys.unknown), "shape": []}, [], set()
 
@@ -418,24 +467,30 @@ def _mapped_state(model, keys: ReleasedKeys, source: str) -> tuple[dict[str, tor
                     place(f"bridges.blocks.{index}.{target}", tensor.clone() if copy else tensor, f"{index}.{key}")
             else:
                 problems["unknown"].append(f"{index}.{key}")
-    for tower, blocks, release_prefix in (("video_tower", keys.video_blocks, "blocks"),
-                                          ("audio_tower", keys.audio_blocks, "transformer_blocks")):
+    for tower, blocks, release_prefix in (
+        ("video_tower", keys.video_blocks, "blocks"),
+        ("audio_tower", keys.audio_blocks, "transformer_blocks"),
+    ):
         attribute = "blocks" if tower == "video_tower" else "transformer_blocks"
         for index, block in blocks.items():
             for key, tensor in block.items():
                 place(f"{tower}.transformer.{attribute}.{index}.{key}", tensor, f"{release_prefix}.{index}.{key}")
     missing = sorted(set(expected) - set(state) - misshaped)
     if missing or problems["unknown"] or problems["shape"]:
-        parts = [f"{len(v)} {k} key(s): {', '.join(v[:6])}{' ...' if len(v) > 6 else ''}"
-                 for k, v in (("missing", missing), ("unknown", problems["unknown"]), ("mis-shaped", problems["shape"]))
-                 if v]
-        raise CheckpointError(f"{source} does not fit the released architecture ({model.config.bridge.fusion}): "
-                              + "; ".join(parts))
+        parts = [
+            f"{len(v)} {k} key(s): {', '.join(v[:6])}{' ...' if len(v) > 6 else ''}"
+            for k, v in (("missing", missing), ("unknown", problems["unknown"]), ("mis-shaped", problems["shape"]))
+            if v
+        ]
+        raise CheckpointError(
+            f"{source} does not fit the released architecture ({model.config.bridge.fusion}): " + "; ".join(parts)
+        )
     return state, ignored
 
 
-def _write_folder(out: Path, model, state: dict[str, torch.Tensor], video_model: str, audio_model: str, source: str,
-                  fusion: str) -> None:
+def _write_folder(
+    out: Path, model, state: dict[str, torch.Tensor], video_model: str, audio_model: str, source: str, fusion: str
+) -> None:
     """Write the model folder under a temporary name beside `out`, then rename it: `out` is whole or absent."""
     from .pipeline import write_model_index
 
@@ -444,8 +499,13 @@ def _write_folder(out: Path, model, state: dict[str, torch.Tensor], video_model:
     try:
         save_bridge(model, staging / "bridge", state)
         provenance = {"checkpoint": Path(source).name, "fusion_type": RELEASE_FUSION_NAMES[fusion]}
-        write_model_index(staging, video=video_model, audio=audio_model, generation_defaults=RELEASE_GENERATION_DEFAULTS,
-                          extra={"converted_from_release": provenance})
+        write_model_index(
+            staging,
+            video=video_model,
+            audio=audio_model,
+            generation_defaults=RELEASE_GENERATION_DEFAULTS,
+            extra={"converted_from_release": provenance},
+        )
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
@@ -456,9 +516,17 @@ def _write_folder(out: Path, model, state: dict[str, torch.Tensor], video_model:
 
 def summary(conversion: Conversion) -> dict[str, Any]:
     bridge, trainable = conversion.config.bridge, conversion.config.trainable
-    return {"folder": str(conversion.folder), "fusion": bridge.fusion, "bridges": bridge.num_bridges,
-            "width": bridge.width, "num_heads": bridge.num_heads, "trainable": trainable.policy,
-            "tensors": conversion.tensors, "ignored_release_keys": conversion.ignored, "bridgedit_version": __version__}
+    return {
+        "folder": str(conversion.folder),
+        "fusion": bridge.fusion,
+        "bridges": bridge.num_bridges,
+        "width": bridge.width,
+        "num_heads": bridge.num_heads,
+        "trainable": trainable.policy,
+        "tensors": conversion.tensors,
+        "ignored_release_keys": conversion.ignored,
+        "bridgedit_version": __version__,
+    }
 
 
 def to_json(conversion: Conversion) -> str:

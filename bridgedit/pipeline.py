@@ -105,8 +105,13 @@ class BridgeDiTPipeline:
         generation_defaults: dict[str, Any] | None = None,
     ) -> None:
         if getattr(video_pipe, "transformer_2", None) is not None:
-            raise ConfigError("Wan 2.2 two-expert pipelines (transformer_2) are not supported; use a Wan 2.1 T2V pipeline")
-        if model.video_tower.transformer is not video_pipe.transformer or model.audio_tower.transformer is not audio_pipe.transformer:
+            raise ConfigError(
+                "Wan 2.2 two-expert pipelines (transformer_2) are not supported; use a Wan 2.1 T2V pipeline"
+            )
+        if (
+            model.video_tower.transformer is not video_pipe.transformer
+            or model.audio_tower.transformer is not audio_pipe.transformer
+        ):
             raise ConfigError("the BridgeDiT must wrap the two pipelines' own transformers")
         self.video_pipe = video_pipe
         self.audio_pipe = audio_pipe
@@ -168,22 +173,33 @@ class BridgeDiTPipeline:
         # a tower whose weights the checkpoint changed is no longer its source: saving it again must copy it
         # (else a later save with another freezing policy would lose the trained blocks)
         pipe = cls.from_pipes(
-            video_pipe, audio_pipe, config, generation_defaults=index.get("generation_defaults"),
+            video_pipe,
+            audio_pipe,
+            config,
+            generation_defaults=index.get("generation_defaults"),
             video_source=None if config.trainable.trains_tower("video") else video_source,
             audio_source=None if config.trainable.trains_tower("audio") else audio_source,
         )
         load_bridge_weights(pipe.model, bridge_folder)
         return pipe
 
-    def save_pretrained(self, path: str | os.PathLike, *, copy_towers: bool | None = None,
-                        model_state: dict[str, torch.Tensor] | None = None) -> Path:
+    def save_pretrained(
+        self,
+        path: str | os.PathLike,
+        *,
+        copy_towers: bool | None = None,
+        model_state: dict[str, torch.Tensor] | None = None,
+    ) -> Path:
         """Write model_index.json, the bridge checkpoint and, when they have no source (or `copy_towers`),
         the two tower pipelines. Towers loaded from a hub id or folder are saved as references to it.
         `model_state`: the BridgeDiT's full state dict when gathered elsewhere (sharded training)."""
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         towers = {}
-        for name, pipe, source in (("video", self.video_pipe, self.video_source), ("audio", self.audio_pipe, self.audio_source)):
+        for name, pipe, source in (
+            ("video", self.video_pipe, self.video_source),
+            ("audio", self.audio_pipe, self.audio_source),
+        ):
             if copy_towers or (copy_towers is None and source is None):
                 pipe.save_pretrained(folder / name, safe_serialization=True)
                 towers[name] = name
@@ -246,8 +262,11 @@ class BridgeDiTPipeline:
         negative_video_prompt = _negatives(negative_video_prompt, batch, "negative_video_prompt")
         negative_audio_prompt = _negatives(negative_audio_prompt, batch, "negative_audio_prompt")
         video, null_video = self.video_pipe.encode_prompt(
-            prompt=video_prompts, negative_prompt=negative_video_prompt, do_classifier_free_guidance=True,
-            max_sequence_length=max_sequence_length, device=device,
+            prompt=video_prompts,
+            negative_prompt=negative_video_prompt,
+            do_classifier_free_guidance=True,
+            max_sequence_length=max_sequence_length,
+            device=device,
         )
         has_audio_negative = negative_audio_prompt is not None
         audio_text = self.audio_pipe.encode_prompt(
@@ -322,8 +341,15 @@ class BridgeDiTPipeline:
         trained with each stream's noise level drawn on its own (`timesteps: independent`).
         """
         video_prompts, audio_prompts = self._resolve_prompts(video_prompt, audio_prompt, prompt)
-        clip = ClipSpec(height=height, width=width, num_frames=num_frames, fps=fps, audio_sample_rate=self.sample_rate,
-                        audio_seconds=audio_seconds, audio_length_rounding=audio_length_rounding)
+        clip = ClipSpec(
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            fps=fps,
+            audio_sample_rate=self.sample_rate,
+            audio_seconds=audio_seconds,
+            audio_length_rounding=audio_length_rounding,
+        )
         lengths = SequenceLengths.compute(clip, self.strides)
         self._check_call(num_inference_steps, schedule, sampler, output_type)
         if given_video_latents is not None and given_audio_latents is not None:
@@ -331,32 +357,48 @@ class BridgeDiTPipeline:
         batch, device = len(video_prompts), self.device
 
         states = self.encode_prompts(
-            video_prompts, audio_prompts, negative_video_prompt=negative_video_prompt,
-            negative_audio_prompt=negative_audio_prompt, audio_seconds=clip.seconds,
+            video_prompts,
+            audio_prompts,
+            negative_video_prompt=negative_video_prompt,
+            negative_audio_prompt=negative_audio_prompt,
+            audio_seconds=clip.seconds,
             max_sequence_length=max_sequence_length,
         )
         if offload_text_encoders:
             self.offload_text_encoders()
 
-        video_shape = (batch, self.video_pipe.transformer.config.in_channels, lengths.latent_frames,
-                       lengths.latent_height, lengths.latent_width)
+        video_shape = (
+            batch,
+            self.video_pipe.transformer.config.in_channels,
+            lengths.latent_frames,
+            lengths.latent_height,
+            lengths.latent_width,
+        )
         audio_shape = (batch, self.audio_pipe.transformer.config.in_channels, lengths.audio_latent_length)
         x_video = self._initial_latents(video_latents, video_shape, generator, "video_latents", check_length=True)
         x_audio = self._initial_latents(audio_latents, audio_shape, generator, "audio_latents", check_length=False)
         given_video = given_audio = None
         if given_video_latents is not None:
-            given_video = self._initial_latents(given_video_latents, video_shape, None, "given_video_latents",
-                                                check_length=True)
+            given_video = self._initial_latents(
+                given_video_latents, video_shape, None, "given_video_latents", check_length=True
+            )
         if given_audio_latents is not None:  # its own length, like audio_latents'
-            given_audio = self._initial_latents(given_audio_latents, audio_shape, None, "given_audio_latents",
-                                                check_length=False)
+            given_audio = self._initial_latents(
+                given_audio_latents, audio_shape, None, "given_audio_latents", check_length=False
+            )
             x_audio = given_audio.clone()  # the held stream's sampler state: never shown to the network
 
         # a given stream's own prediction is discarded, so its scale changes nothing: at a scale of 1 for the
         # generated stream, each step is then the conditional pass alone
-        guided = GuidedDenoiser(self.model, states.video, states.audio, states.null_video, states.null_audio,
-                                video_scale=1.0 if given_video is not None else video_guidance,
-                                audio_scale=1.0 if given_audio is not None else audio_guidance)
+        guided = GuidedDenoiser(
+            self.model,
+            states.video,
+            states.audio,
+            states.null_video,
+            states.null_audio,
+            video_scale=1.0 if given_video is not None else video_guidance,
+            audio_scale=1.0 if given_audio is not None else audio_guidance,
+        )
         dtype = self.dtype
         # bf16 attention as matrix products on a CPU (2x PyTorch's fused kernel there); other calls pass through
         attention = MatmulAttention() if device.type == "cpu" else nullcontext()
@@ -372,8 +414,14 @@ class BridgeDiTPipeline:
         self.model.eval()
         if schedule == "native":
             x_video, x_audio = sample_native(
-                denoise, x_video, x_audio, self.video_pipe.scheduler, self.audio_pipe.scheduler,
-                num_inference_steps, generator=generator, progress=progress,
+                denoise,
+                x_video,
+                x_audio,
+                self.video_pipe.scheduler,
+                self.audio_pipe.scheduler,
+                num_inference_steps,
+                generator=generator,
+                progress=progress,
             )
         else:
             grid = coupled_grid(self.video_pipe.scheduler, num_inference_steps, device=device)
@@ -459,17 +507,27 @@ class BridgeDiTPipeline:
 # ----------------------------------------------------------------------------------------------------
 
 
-def write_model_index(folder: Path, *, video: str, audio: str, generation_defaults: dict[str, Any] | None = None,
-                      extra: dict[str, Any] | None = None) -> None:
+def write_model_index(
+    folder: Path,
+    *,
+    video: str,
+    audio: str,
+    generation_defaults: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """The folder's model_index.json: each tower a subfolder name, a hub id or a path; the bridge checkpoint's folder;
     the model's own generation defaults."""
-    index: dict[str, Any] = {"_class_name": BridgeDiTPipeline.__name__, "_bridgedit_version": __version__,
-                             "bridge": "bridge", "video": video, "audio": audio}
+    index: dict[str, Any] = {
+        "_class_name": BridgeDiTPipeline.__name__,
+        "_bridgedit_version": __version__,
+        "bridge": "bridge",
+        "video": video,
+        "audio": audio,
+    }
     if generation_defaults:
         index["generation_defaults"] = generation_defaults
     index.update(extra or {})
     write_text_atomic(folder / INDEX_NAME, json.dumps(index, indent=2))
-
 
 
 def _pipeline_source(pipe) -> str | None:

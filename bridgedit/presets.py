@@ -14,7 +14,14 @@ from diffusers import StableAudioDiTModel, WanTransformer3DModel
 
 from . import tiny
 from .config import (
-    RELEASED_BRIDGE, BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths, TrainableConfig,
+    RELEASED_BRIDGE,
+    BridgeConfig,
+    ClipSpec,
+    CodecStrides,
+    ConfigError,
+    ModelConfig,
+    SequenceLengths,
+    TrainableConfig,
 )
 
 WAN_T2V_1_3B = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
@@ -38,7 +45,8 @@ class Preset:
     @property
     def strides(self) -> CodecStrides:
         return CodecStrides.from_components(
-            wan_vae_config=self.wan_vae, wan_transformer_config=self.video_transformer,
+            wan_vae_config=self.wan_vae,
+            wan_transformer_config=self.video_transformer,
             oobleck_config=self.oobleck_vae,
         )
 
@@ -48,15 +56,35 @@ class Preset:
 
 # Wan2.1-T2V-1.3B-Diffusers/transformer/config.json: 30 blocks, width 1536 (12 x 128), FFN 8960
 _WAN_1_3B = dict(
-    patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
-    text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=None, added_kv_proj_dim=None, rope_max_seq_len=1024,
+    patch_size=(1, 2, 2),
+    num_attention_heads=12,
+    attention_head_dim=128,
+    in_channels=16,
+    out_channels=16,
+    text_dim=4096,
+    freq_dim=256,
+    ffn_dim=8960,
+    num_layers=30,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+    image_dim=None,
+    added_kv_proj_dim=None,
+    rope_max_seq_len=1024,
 )
 # stable-audio-open-1.0/transformer/config.json: 24 blocks, width 1536 (24 x 64), 1024-frame window
 _STABLE_AUDIO_OPEN = dict(
-    sample_size=1024, in_channels=64, num_layers=24, attention_head_dim=64, num_attention_heads=24,
-    num_key_value_attention_heads=12, out_channels=64, cross_attention_dim=768, time_proj_dim=256,
-    global_states_input_dim=1536, cross_attention_input_dim=768,
+    sample_size=1024,
+    in_channels=64,
+    num_layers=24,
+    attention_head_dim=64,
+    num_attention_heads=24,
+    num_key_value_attention_heads=12,
+    out_channels=64,
+    cross_attention_dim=768,
+    time_proj_dim=256,
+    global_states_input_dim=1536,
+    cross_attention_input_dim=768,
 )
 
 _REAL_SIZE = dict(
@@ -77,11 +105,15 @@ PRESETS: dict[str, Preset] = {
         name="wan2.1-t2v-1.3b+stable-audio-open-1.0",
         **_REAL_SIZE,
         clip=ClipSpec(audio_length_rounding="floor"),
-        model=ModelConfig(bridge=BridgeConfig(**RELEASED_BRIDGE), trainable=TrainableConfig(policy="bridges+first_blocks")),
+        model=ModelConfig(
+            bridge=BridgeConfig(**RELEASED_BRIDGE), trainable=TrainableConfig(policy="bridges+first_blocks")
+        ),
     ),
     # the paper's Table 5 as bridgedit's first real-size models built it: one joint timestep embedding, audio tokens
     # without the global token, the last five blocks trainable, 117 audio latent frames
-    "wan2.1-t2v-1.3b+stable-audio-open-1.0-table5": Preset(name="wan2.1-t2v-1.3b+stable-audio-open-1.0-table5", **_REAL_SIZE),
+    "wan2.1-t2v-1.3b+stable-audio-open-1.0-table5": Preset(
+        name="wan2.1-t2v-1.3b+stable-audio-open-1.0-table5", **_REAL_SIZE
+    ),
     # the tiny components of `bridgedit.tiny`, for trying things in seconds on a CPU
     "tiny": Preset(
         name="tiny",
@@ -93,7 +125,9 @@ PRESETS: dict[str, Preset] = {
         oobleck_vae=tiny.OOBLECK_VAE_CONFIG,
         video_text_tokens=tiny.TINY_MAX_TEXT_TOKENS,
         audio_text_tokens=tiny.TINY_MAX_TEXT_TOKENS,
-        clip=ClipSpec(height=64, width=64, num_frames=9, fps=15.0, audio_sample_rate=tiny.OOBLECK_VAE_CONFIG["sampling_rate"]),
+        clip=ClipSpec(
+            height=64, width=64, num_frames=9, fps=15.0, audio_sample_rate=tiny.OOBLECK_VAE_CONFIG["sampling_rate"]
+        ),
         model=ModelConfig(
             bridge=BridgeConfig(video_blocks=(1, 3), audio_blocks=(0, 2), width=32, num_heads=2, timestep_embed_dim=32),
             trainable=TrainableConfig(video_last_blocks=2, audio_last_blocks=2),

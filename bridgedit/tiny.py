@@ -56,8 +56,14 @@ def umt5_encoder(vocab_size: int, *, seed: int = 0) -> UMT5EncoderModel:
     """Tiny stand-in for Wan's UMT5-XXL text encoder."""
     torch.manual_seed(seed)
     config = UMT5Config(
-        vocab_size=vocab_size, d_model=TINY_TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, dropout_rate=0.0,
+        vocab_size=vocab_size,
+        d_model=TINY_TEXT_WIDTH,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        dropout_rate=0.0,
     )
     return UMT5EncoderModel(config).eval()
 
@@ -66,8 +72,14 @@ def t5_encoder(vocab_size: int, *, seed: int = 0) -> T5EncoderModel:
     """Tiny stand-in for Stable Audio's T5-base text encoder."""
     torch.manual_seed(seed)
     config = T5Config(
-        vocab_size=vocab_size, d_model=TINY_TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, dropout_rate=0.0,
+        vocab_size=vocab_size,
+        d_model=TINY_TEXT_WIDTH,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        dropout_rate=0.0,
     )
     return T5EncoderModel(config).eval()
 
@@ -77,16 +89,33 @@ def t5_encoder(vocab_size: int, *, seed: int = 0) -> T5EncoderModel:
 #: and only spare width carries it through. Measured memorising one batch (fixed noise, 300 steps): width 64
 #: stalls at 0.41, 128 at 0.16, 256 reaches 0.009 from 1.98.
 WAN_TRANSFORMER_CONFIG = dict(
-    patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64, in_channels=16, out_channels=16,
-    text_dim=TINY_TEXT_WIDTH, freq_dim=32, ffn_dim=512, num_layers=4, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
+    patch_size=(1, 2, 2),
+    num_attention_heads=4,
+    attention_head_dim=64,
+    in_channels=16,
+    out_channels=16,
+    text_dim=TINY_TEXT_WIDTH,
+    freq_dim=32,
+    ffn_dim=512,
+    num_layers=4,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=64,
 )
 
 #: Width 32 (4 heads x 8, 2 key/value heads); text width 16 and global width 32 as the projection model's.
 STABLE_AUDIO_TRANSFORMER_CONFIG = dict(
-    sample_size=256, in_channels=4, num_layers=4, attention_head_dim=8, num_attention_heads=4,
-    num_key_value_attention_heads=2, out_channels=4, cross_attention_dim=16, time_proj_dim=16,
-    global_states_input_dim=32, cross_attention_input_dim=16,
+    sample_size=256,
+    in_channels=4,
+    num_layers=4,
+    attention_head_dim=8,
+    num_attention_heads=4,
+    num_key_value_attention_heads=2,
+    out_channels=4,
+    cross_attention_dim=16,
+    time_proj_dim=16,
+    global_states_input_dim=32,
+    cross_attention_input_dim=16,
 )
 
 
@@ -96,14 +125,21 @@ def wan_transformer(*, num_layers: int = 4, seed: int = 0) -> WanTransformer3DMo
 
 
 #: Same strides as the real Wan VAE: 4x in time, 8x in space.
-WAN_VAE_CONFIG = dict(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+WAN_VAE_CONFIG = dict(
+    base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+)
 
 #: Stereo, 4 latent channels (half the encoder width, as the real 128 -> 64), hop 2 * 4 = 8 samples
 #: (the real one: 64 channels, hop 2048 at 44.1 kHz).
 #: With the tiny DiT's 256-frame window that is 256 * 8 / 4000 = 0.512 s of audio per window.
 OOBLECK_VAE_CONFIG = dict(
-    encoder_hidden_size=8, downsampling_ratios=[2, 4], decoder_channels=6, decoder_input_channels=4,
-    audio_channels=2, channel_multiples=[1, 2], sampling_rate=4_000,
+    encoder_hidden_size=8,
+    downsampling_ratios=[2, 4],
+    decoder_channels=6,
+    decoder_input_channels=4,
+    audio_channels=2,
+    channel_multiples=[1, 2],
+    sampling_rate=4_000,
 )
 
 
@@ -115,8 +151,15 @@ def wan_vae(*, seed: int = 0) -> AutoencoderKLWan:
 def wan_scheduler() -> UniPCMultistepScheduler:
     """Wan2.1-T2V-1.3B-Diffusers' scheduler settings (UniPC on flow sigmas, shift 3.0 for 480p)."""
     return UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0, num_train_timesteps=1000,
-        solver_order=2, solver_type="bh2", predict_x0=True, lower_order_final=True, final_sigmas_type="zero",
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=3.0,
+        num_train_timesteps=1000,
+        solver_order=2,
+        solver_type="bh2",
+        predict_x0=True,
+        lower_order_final=True,
+        final_sigmas_type="zero",
     )
 
 
@@ -141,8 +184,15 @@ def oobleck_vae(*, sampling_rate: int = 4_000, seed: int = 0) -> AutoencoderOobl
 def stable_audio_scheduler() -> CosineDPMSolverMultistepScheduler:
     """stable-audio-open-1.0's scheduler settings (the class defaults: v-prediction, sigma 0.3..500)."""
     return CosineDPMSolverMultistepScheduler(
-        sigma_min=0.3, sigma_max=500.0, sigma_data=1.0, sigma_schedule="exponential", solver_order=2,
-        prediction_type="v_prediction", rho=7.0, solver_type="midpoint", lower_order_final=True,
+        sigma_min=0.3,
+        sigma_max=500.0,
+        sigma_data=1.0,
+        sigma_schedule="exponential",
+        solver_order=2,
+        prediction_type="v_prediction",
+        rho=7.0,
+        solver_type="midpoint",
+        lower_order_final=True,
         final_sigmas_type="zero",
     )
 
@@ -150,15 +200,19 @@ def stable_audio_scheduler() -> CosineDPMSolverMultistepScheduler:
 def wan_pipeline(*, num_layers: int = 4, seed: int = 0) -> WanPipeline:
     tok = tokenizer()
     return WanPipeline(
-        tokenizer=tok, text_encoder=umt5_encoder(len(tok), seed=seed), vae=wan_vae(seed=seed),
-        transformer=wan_transformer(num_layers=num_layers, seed=seed), scheduler=wan_scheduler(),
+        tokenizer=tok,
+        text_encoder=umt5_encoder(len(tok), seed=seed),
+        vae=wan_vae(seed=seed),
+        transformer=wan_transformer(num_layers=num_layers, seed=seed),
+        scheduler=wan_scheduler(),
     )
 
 
 def stable_audio_pipeline(*, num_layers: int = 4, sampling_rate: int = 4_000, seed: int = 0) -> StableAudioPipeline:
     tok = tokenizer()
     return StableAudioPipeline(
-        tokenizer=tok, text_encoder=t5_encoder(len(tok), seed=seed),
+        tokenizer=tok,
+        text_encoder=t5_encoder(len(tok), seed=seed),
         projection_model=stable_audio_projection(seed=seed),
         vae=oobleck_vae(sampling_rate=sampling_rate, seed=seed),
         transformer=stable_audio_transformer(num_layers=num_layers, seed=seed),
@@ -179,8 +233,10 @@ def bridgedit_pipeline(*, seed: int = 0, num_layers: int = 4):
         trainable=TrainableConfig(video_last_blocks=1, audio_last_blocks=1),
     )
     return BridgeDiTPipeline.from_pipes(
-        wan_pipeline(num_layers=num_layers, seed=seed), stable_audio_pipeline(num_layers=num_layers, seed=seed + 1),
-        config, generation_defaults=dict(height=64, width=64, num_frames=17, num_inference_steps=8),
+        wan_pipeline(num_layers=num_layers, seed=seed),
+        stable_audio_pipeline(num_layers=num_layers, seed=seed + 1),
+        config,
+        generation_defaults=dict(height=64, width=64, num_frames=17, num_inference_steps=8),
     )
 
 
@@ -200,8 +256,9 @@ def _release_linear(state: dict, name: str, fan_in: int, fan_out: int, generator
     state[f"{name}.bias"] = scale * torch.randn(fan_out, generator=generator)
 
 
-def release_bridge_state(fusion: str, video_width: int, audio_width: int, width: int, generator: torch.Generator,
-                         mlp_ratio: int = 4) -> dict[str, torch.Tensor]:
+def release_bridge_state(
+    fusion: str, video_width: int, audio_width: int, width: int, generator: torch.Generator, mlp_ratio: int = 4
+) -> dict[str, torch.Tensor]:
     """One bridge block's state_dict with the release's key names (1 = video, 2 = audio), random and non-zero."""
     state: dict[str, torch.Tensor] = {}
     chunks = 4 if fusion == "additive" else 6
@@ -220,8 +277,13 @@ def release_bridge_state(fusion: str, video_width: int, audio_width: int, width:
     return state
 
 
-def release_checkpoint(video_transformer: WanTransformer3DModel, audio_transformer: StableAudioDiTModel, *,
-                       fusion: str = "dca", seed: int = 0) -> dict:
+def release_checkpoint(
+    video_transformer: WanTransformer3DModel,
+    audio_transformer: StableAudioDiTModel,
+    *,
+    fusion: str = "dca",
+    seed: int = 0,
+) -> dict:
     """A checkpoint in the release's layout for these towers (as its `on_save_checkpoint` writes one): their first
     STANDIN_TRAINED_BLOCKS blocks, changed, under diffusers' names, then the bridges' own state_dict under `N.`."""
     generator = torch.Generator().manual_seed(seed)
@@ -245,8 +307,10 @@ def write_release_standin(folder, *, fusion: str = "dca", seed: int = 0) -> dict
     from .official import RELEASE_FUSION_NAMES
 
     folder = Path(folder)
-    video, audio = wan_pipeline(num_layers=STANDIN_DEPTH, seed=seed), stable_audio_pipeline(num_layers=STANDIN_DEPTH,
-                                                                                           seed=seed + 1)
+    video, audio = (
+        wan_pipeline(num_layers=STANDIN_DEPTH, seed=seed),
+        stable_audio_pipeline(num_layers=STANDIN_DEPTH, seed=seed + 1),
+    )
     video.save_pretrained(folder / "wan")
     audio.save_pretrained(folder / "stable-audio")
     checkpoint = folder / f"{RELEASE_FUSION_NAMES[fusion]}.ckpt"
@@ -265,8 +329,9 @@ def _main(argv: list[str] | None = None) -> int:
     standin.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     paths = write_release_standin(args.out, fusion=args.fusion, seed=args.seed)
-    print(f"wrote {paths['checkpoint']} (release layout, {args.fusion}) and the towers {paths['video']}, "
-          f"{paths['audio']}")
+    print(
+        f"wrote {paths['checkpoint']} (release layout, {args.fusion}) and the towers {paths['video']}, {paths['audio']}"
+    )
     return 0
 
 

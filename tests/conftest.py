@@ -20,7 +20,11 @@ def tiny_model_config(fusion: str = "dca", *, policy: str = "bridges+last_blocks
     """Two bridges after video blocks 1, 3 and audio blocks 0, 2 of 6-block towers; last 2 blocks trainable."""
     return ModelConfig(
         bridge=BridgeConfig(
-            fusion=fusion, video_blocks=VIDEO_BLOCKS, audio_blocks=AUDIO_BLOCKS, width=width, num_heads=2,
+            fusion=fusion,
+            video_blocks=VIDEO_BLOCKS,
+            audio_blocks=AUDIO_BLOCKS,
+            width=width,
+            num_heads=2,
             timestep_embed_dim=16,
         ),
         trainable=TrainableConfig(policy=policy, video_last_blocks=2, audio_last_blocks=2),

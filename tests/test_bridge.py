@@ -16,8 +16,16 @@ NV, NA = 12, 5
 
 def _stack(fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0, time_encoding=False, time_bias=0.0):
     torch.manual_seed(seed)
-    config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
-                          timestep_embed_dim=COND, time_encoding=time_encoding, time_bias=time_bias)
+    config = BridgeConfig(
+        fusion=fusion,
+        video_blocks=(0,),
+        audio_blocks=(0,),
+        width=WIDTH,
+        num_heads=HEADS,
+        timestep_embed_dim=COND,
+        time_encoding=time_encoding,
+        time_bias=time_bias,
+    )
     stack = BridgeStack(config, video_width=video_width, audio_width=audio_width)
     with torch.no_grad():  # non-zero modulation so every term of the block is exercised
         for stream in (stack.blocks[0].video, stack.blocks[0].audio):
@@ -28,8 +36,11 @@ def _stack(fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0, time_encodin
 
 def _tokens(seed=1, video_width=WIDTH, audio_width=WIDTH):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(2, NV, video_width, generator=g), torch.randn(2, NA, audio_width, generator=g),
-            torch.randn(2, COND, generator=g))
+    return (
+        torch.randn(2, NV, video_width, generator=g),
+        torch.randn(2, NA, audio_width, generator=g),
+        torch.randn(2, COND, generator=g),
+    )
 
 
 def _linear(x, layer):
@@ -105,13 +116,19 @@ def test_dca_with_time_bias_is_eq_7_with_alibi_in_time():
     video_times = torch.tensor([0.0] * 4 + [1.0] * 4 + [2.0] * 4)  # 3 latent frames of 2 x 2 tokens
     audio_times = (torch.arange(NA) + 0.5) * 3 / NA - 0.5  # 5 audio tokens spread over the same 3 frames
     a2v, v2a = block.mixer.audio_to_video, block.mixer.video_to_audio
-    att_v = _heads_attention(_linear(nv, a2v.to_q), _linear(na, a2v.to_k), _linear(na, a2v.to_v),
-                             _alibi(video_times, audio_times, 1.5))
-    att_a = _heads_attention(_linear(na, v2a.to_q), _linear(nv, v2a.to_k), _linear(nv, v2a.to_v),
-                             _alibi(audio_times, video_times, 1.5))
+    att_v = _heads_attention(
+        _linear(nv, a2v.to_q), _linear(na, a2v.to_k), _linear(na, a2v.to_v), _alibi(video_times, audio_times, 1.5)
+    )
+    att_a = _heads_attention(
+        _linear(na, v2a.to_q), _linear(nv, v2a.to_k), _linear(nv, v2a.to_v), _alibi(audio_times, video_times, 1.5)
+    )
     got_video, got_audio = stack.run(0, video, audio, condition, GRID)
-    torch.testing.assert_close(got_video, _finish(block.video, video, _linear(att_v, a2v.to_out[0]), vm), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(got_audio, _finish(block.audio, audio, _linear(att_a, v2a.to_out[0]), am), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        got_video, _finish(block.video, video, _linear(att_v, a2v.to_out[0]), vm), atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(
+        got_audio, _finish(block.audio, audio, _linear(att_a, v2a.to_out[0]), am), atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("time_bias", [0.0, 0.7])
@@ -170,8 +187,13 @@ def test_additive_fusion_averages_audio_over_each_frame():
 
 @pytest.mark.parametrize(
     "fusion, video_hears_audio, audio_sees_video",
-    [("dca", True, True), ("full_attention", True, True), ("additive", True, True),
-     ("v2a", False, True), ("a2v", True, False)],
+    [
+        ("dca", True, True),
+        ("full_attention", True, True),
+        ("additive", True, True),
+        ("v2a", False, True),
+        ("a2v", True, False),
+    ],
 )
 def test_direction_of_information_flow(fusion, video_hears_audio, audio_sees_video):
     stack = _stack(fusion)
@@ -213,8 +235,16 @@ def test_both_timesteps_reach_both_streams():
 @pytest.mark.parametrize("time_encoding, time_bias", [(False, 0.0), (True, 0.0), (False, 2.0)])
 @pytest.mark.parametrize("fusion", [f for f in FUSION_KINDS if f != "none"])
 def test_untrained_bridge_is_the_identity(fusion, time_encoding, time_bias):
-    config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
-                          timestep_embed_dim=COND, time_encoding=time_encoding, time_bias=time_bias)
+    config = BridgeConfig(
+        fusion=fusion,
+        video_blocks=(0,),
+        audio_blocks=(0,),
+        width=WIDTH,
+        num_heads=HEADS,
+        timestep_embed_dim=COND,
+        time_encoding=time_encoding,
+        time_bias=time_bias,
+    )
     stack = BridgeStack(config, video_width=24, audio_width=20)  # towers wider than the bridge: adapters in/out
     video, audio, _ = _tokens(video_width=24, audio_width=20)
     condition = stack.condition(torch.tensor([500.0, 10.0]), torch.tensor([0.5, 0.01]))
@@ -283,10 +313,16 @@ def _released_stack(fusion, video_width=24, audio_width=20, seed=0):
     from bridgedit.config import RELEASED_BRIDGE
 
     torch.manual_seed(seed)
-    config = BridgeConfig(fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS,
-                          **RELEASED_BRIDGE)
-    return BridgeStack(config, video_width=video_width, audio_width=audio_width, video_condition_dim=COND + 1,
-                       audio_condition_dim=COND + 2)
+    config = BridgeConfig(
+        fusion=fusion, video_blocks=(0,), audio_blocks=(0,), width=WIDTH, num_heads=HEADS, **RELEASED_BRIDGE
+    )
+    return BridgeStack(
+        config,
+        video_width=video_width,
+        audio_width=audio_width,
+        video_condition_dim=COND + 1,
+        audio_condition_dim=COND + 2,
+    )
 
 
 def _tower_conditions(seed=2):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_generate_cli import _free_port
 
 from bridgedit import tiny
 from bridgedit.cli.main import main
@@ -16,7 +17,7 @@ from bridgedit.config import ConfigError
 from bridgedit.data.cache import INFO_NAME, cache_dataset, load_cache_info, load_cached_clip
 from bridgedit.synthetic import make_dataset
 
-from test_generate_cli import _free_port
+pytestmark = pytest.mark.slow  # trainings, encoders, processes: `make test-fast` leaves this file out
 
 TEXT_TOKENS = 32
 
@@ -32,14 +33,17 @@ def setup(tmp_path_factory):
 
 def test_cached_states_make_exactly_the_generation_conditions(setup, tmp_path):
     root, pipe = setup
-    cache_dataset(pipe, root / "dataset", tmp_path / "cache", model="tiny", max_sequence_length=TEXT_TOKENS, progress=False)
+    cache_dataset(
+        pipe, root / "dataset", tmp_path / "cache", model="tiny", max_sequence_length=TEXT_TOKENS, progress=False
+    )
     record = json.loads((root / "dataset" / "manifest.jsonl").read_text().splitlines()[0])
     clip = load_cached_clip(tmp_path / "cache", record["id"])
     captions, seconds = record["captions"], record["duration"]
     info = load_cache_info(tmp_path / "cache")
 
-    expected = pipe.encode_prompts([captions["video"]], [captions["audio"]], audio_seconds=seconds,
-                                   max_sequence_length=TEXT_TOKENS)
+    expected = pipe.encode_prompts(
+        [captions["video"]], [captions["audio"]], audio_seconds=seconds, max_sequence_length=TEXT_TOKENS
+    )
     video = video_conditions(pad_states([clip["video_text"]], info["video_max_tokens"]))
     audio = audio_conditions(pipe.audio_pipe, pad_states([clip["audio_text"]], info["audio_max_tokens"]), seconds)
     assert torch.equal(video.text_states, expected.video.text_states)
@@ -50,7 +54,9 @@ def test_cached_states_make_exactly_the_generation_conditions(setup, tmp_path):
 
 def test_latents_invert_the_pipelines_decoding(setup, tmp_path):
     root, pipe = setup
-    cache_dataset(pipe, root / "dataset", tmp_path / "cache", model="tiny", max_sequence_length=TEXT_TOKENS, progress=False)
+    cache_dataset(
+        pipe, root / "dataset", tmp_path / "cache", model="tiny", max_sequence_length=TEXT_TOKENS, progress=False
+    )
     record = json.loads((root / "dataset" / "manifest.jsonl").read_text().splitlines()[0])
     clip = load_cached_clip(tmp_path / "cache", record["id"])
     assert clip["video_latents"].shape == (16, 5, 8, 8)  # 17 frames, 64x64 -> 5 x 8 x 8
@@ -65,8 +71,16 @@ def test_latents_invert_the_pipelines_decoding(setup, tmp_path):
 
 def test_resume_and_settings_check(setup, tmp_path, capsys):
     root, _ = setup
-    args = ["cache", str(root / "dataset"), "--model", str(root / "model"), "--out", str(tmp_path / "c"),
-            "--max-sequence-length", str(TEXT_TOKENS)]
+    args = [
+        "cache",
+        str(root / "dataset"),
+        "--model",
+        str(root / "model"),
+        "--out",
+        str(tmp_path / "c"),
+        "--max-sequence-length",
+        str(TEXT_TOKENS),
+    ]
     assert main(args) == 0
     assert "encoded 4 clip(s)" in capsys.readouterr().out
     (tmp_path / "c" / "clips" / "clip00002.safetensors").unlink()
@@ -88,10 +102,16 @@ def test_the_same_model_folder_named_another_way_reuses_the_cache(setup, tmp_pat
     assert load_cache_info(cache)["model"] == str((root / "model").resolve())
     (cache / "clips" / "clip00001.safetensors").unlink()
     monkeypatch.chdir(root / "dataset")
-    assert cache_dataset(pipe, root / "dataset", cache, model="../model", max_sequence_length=TEXT_TOKENS,
-                         progress=False) == 1
-    assert cache_dataset(pipe, root / "dataset", cache, model=root / "model", max_sequence_length=TEXT_TOKENS,
-                         progress=False) == 0
+    assert (
+        cache_dataset(pipe, root / "dataset", cache, model="../model", max_sequence_length=TEXT_TOKENS, progress=False)
+        == 1
+    )
+    assert (
+        cache_dataset(
+            pipe, root / "dataset", cache, model=root / "model", max_sequence_length=TEXT_TOKENS, progress=False
+        )
+        == 0
+    )
     other = tmp_path / "other-model"
     other.mkdir()
     with pytest.raises(ConfigError, match="made with other settings"):
@@ -100,8 +120,12 @@ def test_the_same_model_folder_named_another_way_reuses_the_cache(setup, tmp_pat
     info = json.loads((cache / INFO_NAME).read_text())
     (cache / INFO_NAME).write_text(json.dumps({**info, "model": "model"}))  # as an older bridgedit wrote it
     monkeypatch.chdir(root)
-    assert cache_dataset(pipe, root / "dataset", cache, model=root / "model", max_sequence_length=TEXT_TOKENS,
-                         progress=False) == 0
+    assert (
+        cache_dataset(
+            pipe, root / "dataset", cache, model=root / "model", max_sequence_length=TEXT_TOKENS, progress=False
+        )
+        == 0
+    )
 
 
 def test_clips_the_model_cannot_take_are_named(setup, tmp_path):
@@ -116,13 +140,42 @@ def test_clips_the_model_cannot_take_are_named(setup, tmp_path):
 
 def test_two_processes_split_the_clips(setup, tmp_path):
     root, _ = setup
-    command = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "bridgedit.cli.main", "cache",
-               str(root / "dataset"), "--model", str(root / "model"), "--out", str(tmp_path / "c"), "--device", "cpu",
-               "--max-sequence-length", str(TEXT_TOKENS)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"))
+    command = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(_free_port()),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "bridgedit.cli.main",
+        "cache",
+        str(root / "dataset"),
+        "--model",
+        str(root / "model"),
+        "--out",
+        str(tmp_path / "c"),
+        "--device",
+        "cpu",
+        "--max-sequence-length",
+        str(TEXT_TOKENS),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "process 0: encoded 2 clip(s)" in result.stdout and "process 1: encoded 2 clip(s)" in result.stdout
     assert len(list((tmp_path / "c" / "clips").iterdir())) == 4

@@ -25,6 +25,8 @@ from bridgedit.data.manifest import load_manifest
 from bridgedit.jsonl import read_jsonl
 from bridgedit.synthetic import make_dataset
 
+pytestmark = pytest.mark.slow  # trainings, encoders, processes: `make test-fast` leaves this file out
+
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "000_673e738bf004f056.txt"
 T_V = "A red rubber ball bounces up and down on a wooden floor."
 
@@ -89,11 +91,23 @@ class FakeServer:
                 if isinstance(answer, bytes):
                     payload = answer
                 else:
-                    payload = json.dumps({
-                        "id": f"c{count}", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": answer}}],
-                    } if status == 200 else {"error": {"message": answer}}).encode()
+                    payload = json.dumps(
+                        {
+                            "id": f"c{count}",
+                            "object": "chat.completion",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": answer},
+                                }
+                            ],
+                        }
+                        if status == 200
+                        else {"error": {"message": answer}}
+                    ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -131,8 +145,12 @@ def server():
 
 
 def _endpoints(url):
-    return {"vlm": Endpoint(url, "vlm-model"), "llm": Endpoint(url, "llm-model"),
-            "audio_llm": Endpoint(url, "audio-model"), "omni": Endpoint(url, "omni-model")}
+    return {
+        "vlm": Endpoint(url, "vlm-model"),
+        "llm": Endpoint(url, "llm-model"),
+        "audio_llm": Endpoint(url, "audio-model"),
+        "omni": Endpoint(url, "omni-model"),
+    }
 
 
 def _run(dataset, out, url, **settings):
@@ -141,18 +159,27 @@ def _run(dataset, out, url, **settings):
 
 @pytest.mark.skipif(not PAPER.is_file(), reason="the paper's text is not beside the checkout")
 def test_prompts_are_the_papers_verbatim():
-    lines = [line for line in PAPER.read_text(encoding="utf-8").split("\n") if line.strip() and not re.fullmatch(r"\s*\d+\s*", line)]
+    lines = [
+        line
+        for line in PAPER.read_text(encoding="utf-8").split("\n")
+        if line.strip() and not re.fullmatch(r"\s*\d+\s*", line)
+    ]
 
     def figure(title, caption):
         return "\n".join(lines[lines.index(title) + 1 : lines.index(caption)])
 
-    assert prompts.STAGE1_VIDEO_CAPTION == figure("Instruction for Stage1: Detailed Visual Scene Description",
-                                                  "Figure 5: Prompts for Stage1: Detailed Visual Scene Description")
-    assert prompts.STAGE2_AUDIO_LABELS == figure("Instruction for: Stage2: Auditory Concept Abstraction",
-                                                 "Figure 6: Prompts for Stage2: Auditory Concept Abstraction")
+    assert prompts.STAGE1_VIDEO_CAPTION == figure(
+        "Instruction for Stage1: Detailed Visual Scene Description",
+        "Figure 5: Prompts for Stage1: Detailed Visual Scene Description",
+    )
+    assert prompts.STAGE2_AUDIO_LABELS == figure(
+        "Instruction for: Stage2: Auditory Concept Abstraction",
+        "Figure 6: Prompts for Stage2: Auditory Concept Abstraction",
+    )
     assert prompts.STAGE3_AUDIO_CAPTION == figure(
         "Instruction for Stage3: Visually-Grounded Audio Caption Generation",
-        "Figure 7: Prompts for Stage3: Visually-Grounded Audio Caption Generation")
+        "Figure 7: Prompts for Stage3: Visually-Grounded Audio Caption Generation",
+    )
 
 
 def test_three_stages_arrive_verbatim_with_substitutions(dataset, tmp_path, server):
@@ -180,8 +207,10 @@ def test_three_stages_arrive_verbatim_with_substitutions(dataset, tmp_path, serv
     records = read_jsonl(tmp_path / "captions.jsonl")
     assert all(r["video_caption"] == T_V and r["audio_labels"] == ["Ball bounce", "Floor"] for r in records)
     assert all(r["audio_caption"] == "A dull, rubbery thud repeats against hollow wood." for r in records)
-    assert all(r["prompt_version"] == prompts.PROMPT_VERSION and set(r["seconds"]) == {"stage1", "stage2", "stage3"}
-               for r in records)
+    assert all(
+        r["prompt_version"] == prompts.PROMPT_VERSION and set(r["seconds"]) == {"stage1", "stage2", "stage3"}
+        for r in records
+    )
     assert records[0]["raw"]["stage1"] == f'**Video Caption:** "{T_V}"'
     manifest = load_manifest(dataset)  # merged for cache and train
     assert all(r["captions"]["video"] == T_V and r["captions"]["audio"].startswith("A dull") for r in manifest)
@@ -204,15 +233,22 @@ def test_empty_and_malformed_answers(dataset, tmp_path, server):
     assert _run(dataset, tmp_path / "a.jsonl", fake.url, concurrency=1).done == 3
     assert fake.stages().count("stage1") == 4
 
-    always_bad = server(respond=lambda request, count: (200, b"this is not json") if stage_of(request) == "stage2"
-                        else (200, good_answer(request)))
+    always_bad = server(
+        respond=lambda request, count: (
+            (200, b"this is not json") if stage_of(request) == "stage2" else (200, good_answer(request))
+        )
+    )
     report = _run(dataset, tmp_path / "b.jsonl", always_bad.url, concurrency=1, attempts=2)
     assert (report.done, report.failed) == (0, 3)  # every clip recorded as failed; the batch went on
     failed = read_jsonl(tmp_path / "b.jsonl")
-    assert all(r["status"] == "failed" and r["error"].startswith("stage2:") and "after 2 attempts" in r["error"]
-               for r in failed)
+    assert all(
+        r["status"] == "failed" and r["error"].startswith("stage2:") and "after 2 attempts" in r["error"]
+        for r in failed
+    )
 
-    empty = server(respond=lambda request, count: (200, "") if stage_of(request) == "stage3" else (200, good_answer(request)))
+    empty = server(
+        respond=lambda request, count: (200, "") if stage_of(request) == "stage3" else (200, good_answer(request))
+    )
     report = _run(dataset, tmp_path / "c.jsonl", empty.url, concurrency=1, attempts=2)
     assert report.failed == 3 and all("stage3: empty answer" in r["error"] for r in read_jsonl(tmp_path / "c.jsonl"))
 
@@ -228,10 +264,24 @@ def test_resume_after_a_kill_does_not_repeat_finished_clips(tmp_path, server):
     dataset = make_dataset(tmp_path / "five", clips=5, seed=3)
     fake = server(delay=0.1)
     out = tmp_path / "captions.jsonl"
-    command = [sys.executable, "-m", "bridgedit.cli.main", "caption", str(dataset), "--out", str(out), "--vlm-url",
-               fake.url, "--llm-url", fake.url, "--concurrency", "1"]
-    process = subprocess.Popen(command, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "bridgedit.cli.main",
+        "caption",
+        str(dataset),
+        "--out",
+        str(out),
+        "--vlm-url",
+        fake.url,
+        "--llm-url",
+        fake.url,
+        "--concurrency",
+        "1",
+    ]
+    process = subprocess.Popen(
+        command, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 60
     while time.time() < deadline and len(read_jsonl(out)) < 2:
         time.sleep(0.05)
@@ -283,8 +333,23 @@ def test_other_modes(dataset, tmp_path, server):
 def test_api_key_comes_from_the_environment_and_is_not_printed(dataset, tmp_path, server, monkeypatch, capsys, caplog):
     fake = server()
     monkeypatch.setenv("MY_CAPTION_KEY", "sk-secret-123")
-    assert main(["caption", str(dataset), "--out", str(tmp_path / "c.jsonl"), "--vlm-url", fake.url, "--llm-url",
-                 fake.url, "--api-key-env", "MY_CAPTION_KEY"]) == 0
+    assert (
+        main(
+            [
+                "caption",
+                str(dataset),
+                "--out",
+                str(tmp_path / "c.jsonl"),
+                "--vlm-url",
+                fake.url,
+                "--llm-url",
+                fake.url,
+                "--api-key-env",
+                "MY_CAPTION_KEY",
+            ]
+        )
+        == 0
+    )
     assert fake.authorization == {"Bearer sk-secret-123"}
     captured = capsys.readouterr()
     assert "sk-secret" not in captured.out + captured.err + caplog.text
@@ -293,7 +358,9 @@ def test_api_key_comes_from_the_environment_and_is_not_printed(dataset, tmp_path
 
 
 def test_missing_servers_are_named(dataset, tmp_path, capsys):
-    assert main(["caption", str(dataset), "--out", str(tmp_path / "c.jsonl"), "--vlm-url", "http://127.0.0.1:9/v1"]) == 2
+    assert (
+        main(["caption", str(dataset), "--out", str(tmp_path / "c.jsonl"), "--vlm-url", "http://127.0.0.1:9/v1"]) == 2
+    )
     assert "mode hvgc needs --llm-url/--llm-model" in capsys.readouterr().err
 
 

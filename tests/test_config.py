@@ -1,7 +1,14 @@
 import pytest
 
 from bridgedit.config import (
-    BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths, TrainableConfig, check_clip,
+    BridgeConfig,
+    ClipSpec,
+    CodecStrides,
+    ConfigError,
+    ModelConfig,
+    SequenceLengths,
+    TrainableConfig,
+    check_clip,
 )
 
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import open_gates, tiny_bridgedit, tiny_inputs
 
 from bridgedit.cpu_attention import MatmulAttention, matmul_attention
-from conftest import open_gates, tiny_bridgedit, tiny_inputs
 
 
 def _qkv(dtype=torch.float64, *, heads=4, kv_heads=4, queries=7, keys=9, dim=8, seed=0):

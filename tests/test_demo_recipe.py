@@ -22,6 +22,8 @@ from bridgedit.synthetic.codecs import (
 )
 from bridgedit.synthetic.world import draw_scene
 
+pytestmark = pytest.mark.slow  # trainings, encoders, processes: `make test-fast` leaves this file out
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -47,11 +49,19 @@ def test_patch_codec_speaks_the_wan_vae_interface(tmp_path):
         codec.encode(torch.zeros(1, 3, 1, 12, 16))
 
     tokenizer = tiny.tokenizer()
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=tiny.umt5_encoder(len(tokenizer)), vae=codec,
-                       transformer=tiny.wan_transformer(), scheduler=tiny.wan_scheduler())
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=tiny.umt5_encoder(len(tokenizer)),
+        vae=codec,
+        transformer=tiny.wan_transformer(),
+        scheduler=tiny.wan_scheduler(),
+    )
     assert (pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial) == (1, 8)
-    strides = CodecStrides.from_components(wan_vae_config=codec.config, wan_transformer_config=tiny.WAN_TRANSFORMER_CONFIG,
-                                           oobleck_config=tiny.OOBLECK_VAE_CONFIG)
+    strides = CodecStrides.from_components(
+        wan_vae_config=codec.config,
+        wan_transformer_config=tiny.WAN_TRANSFORMER_CONFIG,
+        oobleck_config=tiny.OOBLECK_VAE_CONFIG,
+    )
     assert (strides.video_temporal, strides.video_spatial) == (1, 8)
     pipe.save_pretrained(tmp_path / "wan")
     loaded = WanPipeline.from_pretrained(tmp_path / "wan").vae
@@ -136,7 +146,8 @@ def test_a_recipe_resumed_in_another_environment_keeps_the_first_and_names_what_
 
 
 def test_recipe_precision_from_the_command_line_reaches_both_stages_and_bf16_falls_back_or_is_refused_where_it_is_not_native(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     from bridgedit.cli.main import main
     from bridgedit.synthetic import recipe
     from bridgedit.training import trainer
@@ -176,7 +187,7 @@ def test_a_recipe_folder_made_with_other_settings_is_refused_before_any_work(tmp
     for change in ("tower_steps 1200 -> 3600", "tower_precision 'fp32' -> 'bf16'", "bridge_precision None -> 'bf16'"):
         assert change in str(refused.value)
     assert "seed" not in str(refused.value)  # only what differs
-    assert sorted(path.name for path in out.iterdir()) == ["model", "recipe.json"][1 - finished:]  # nothing started
+    assert sorted(path.name for path in out.iterdir()) == ["model", "recipe.json"][1 - finished :]  # nothing started
     assert json.loads((out / "recipe.json").read_text()) == older
 
 
@@ -202,9 +213,16 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     from bridgedit.training.trainer import checkpoint_folder
 
     tower_steps = smaller(RecipeSettings(), 1000).tower_steps
-    towers = BridgeDiTPipeline.from_pretrained(checkpoint_folder(out / "runs" / "towers", tower_steps)).model.video_tower
-    assert all(torch.equal(a, b) for a, b in zip(towers.blocks[0].parameters(), pipe.model.video_tower.blocks[0].parameters()))
-    assert not all(torch.equal(a, b) for a, b in zip(towers.blocks[-1].parameters(), pipe.model.video_tower.blocks[-1].parameters()))
+    towers = BridgeDiTPipeline.from_pretrained(
+        checkpoint_folder(out / "runs" / "towers", tower_steps)
+    ).model.video_tower
+    assert all(
+        torch.equal(a, b) for a, b in zip(towers.blocks[0].parameters(), pipe.model.video_tower.blocks[0].parameters())
+    )
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(towers.blocks[-1].parameters(), pipe.model.video_tower.blocks[-1].parameters())
+    )
 
     from bridgedit.synthetic.recipe import install
 
@@ -223,8 +241,11 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     again = tmp_path / "again"
     assert main(["synthetic", "recipe", "--out", str(again), "--scale", "1000"]) == 0
     for folder in ("dataset", "model"):
-        files = sorted(path.relative_to(out) for path in (out / folder).rglob("*")
-                       if path.is_file() and path.suffix in (".mp4", ".wav", ".safetensors"))
+        files = sorted(
+            path.relative_to(out)
+            for path in (out / folder).rglob("*")
+            if path.is_file() and path.suffix in (".mp4", ".wav", ".safetensors")
+        )
         assert files and all((out / f).read_bytes() == (again / f).read_bytes() for f in files), folder
 
     from bridgedit.data.manifest import load_manifest
@@ -248,10 +269,14 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     next_to_video = list(generate_for(pipe, records, given="video", given_latents=video_latents, num_inference_steps=2))
     next_to_audio = list(generate_for(pipe, records, given="audio", given_latents=audio_latents, num_inference_steps=2))
     with torch.no_grad():
-        assert all(np.array_equal(frames, pipe.decode_video(latents[None])[0])
-                   for (_, frames, *_), latents in zip(next_to_video, video_latents))
-        assert all(np.allclose(audio, pipe.decode_audio(latents[None], record["duration"])[0], atol=1e-5)  # batched
-                   for (record, _, audio, *_), latents in zip(next_to_audio, audio_latents))
+        assert all(
+            np.array_equal(frames, pipe.decode_video(latents[None])[0])
+            for (_, frames, *_), latents in zip(next_to_video, video_latents)
+        )
+        assert all(
+            np.allclose(audio, pipe.decode_audio(latents[None], record["duration"])[0], atol=1e-5)  # batched
+            for (record, _, audio, *_), latents in zip(next_to_audio, audio_latents)
+        )
 
 
 def test_scores_of_a_true_world_clip_are_perfect():

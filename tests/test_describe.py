@@ -6,9 +6,9 @@ import re
 import pytest
 
 from bridgedit.cli.main import main
+from bridgedit.config import ConfigError
 from bridgedit.describe import describe
 from bridgedit.presets import PRESETS, get_preset
-from bridgedit.config import ConfigError
 
 REAL = "wan2.1-t2v-1.3b+stable-audio-open-1.0"  # the authors' released architecture
 TABLE5 = "wan2.1-t2v-1.3b+stable-audio-open-1.0-table5"  # bridgedit's first real-size architecture
@@ -43,7 +43,8 @@ def test_trainable_parameters_are_bridges_plus_five_blocks(real_dca, table5_dca,
     wan_block = (
         2 * (4 * d * d + 4 * d)  # self- and cross-attention q/k/v/out with biases
         + 2 * 2 * d  # their RMS q/k norms
-        + (d * ffn + ffn) + (ffn * d + d)  # feed-forward
+        + (d * ffn + ffn)
+        + (ffn * d + d)  # feed-forward
         + 2 * d  # cross-attention LayerNorm (affine)
         + 6 * d  # scale_shift_table
     )
@@ -51,8 +52,11 @@ def test_trainable_parameters_are_bridges_plus_five_blocks(real_dca, table5_dca,
     sa_block = (
         3 * 2 * d  # three affine LayerNorms
         + 4 * d * d  # self-attention q/k/v/out, no biases
-        + d * d + 2 * cross * kv_heads * head_dim + d * d  # cross-attention q, k/v from 768, out
-        + (d * 2 * 4 * d + 2 * 4 * d) + (4 * d * d + d)  # SwiGLU feed-forward
+        + d * d
+        + 2 * cross * kv_heads * head_dim
+        + d * d  # cross-attention q, k/v from 768, out
+        + (d * 2 * 4 * d + 2 * 4 * d)
+        + (4 * d * d + d)  # SwiGLU feed-forward
     )
     params = (real_dca if architecture == "release" else table5_dca).parameters
     assert params["trainable"] == params["bridges"] + 5 * wan_block + 5 * sa_block  # the first five or the last five
@@ -66,8 +70,10 @@ def test_dca_bridge_flops_match_a_hand_count(real_dca, table5_dca, architecture)
     nv, na, d, c = 32_760, 117, 1536, 1536
     per_block = (
         2 * 2 * c * 6 * d  # adaLN modulation, both streams
-        + 2 * (nv * d * d) * 2 + 2 * (na * d * d) * 2  # A-to-V: q and out over video; k, v over audio
-        + 2 * (na * d * d) * 2 + 2 * (nv * d * d) * 2  # V-to-A: q and out over audio; k, v over video
+        + 2 * (nv * d * d) * 2
+        + 2 * (na * d * d) * 2  # A-to-V: q and out over video; k, v over audio
+        + 2 * (na * d * d) * 2
+        + 2 * (nv * d * d) * 2  # V-to-A: q and out over audio; k, v over video
         + 2 * 2 * (nv * na * d) * 2  # Q K^T and A V, both directions
         + 2 * 2 * (nv + na) * d * 4 * d  # the MLPs
     )

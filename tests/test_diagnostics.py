@@ -12,6 +12,8 @@ from bridgedit.synthetic import make_dataset
 from bridgedit.training.diagnostics import NOISE_LEVELS, cross_modal_gain, cross_modal_gain_on_cache
 from bridgedit.training.trainer import batch_conditions
 
+pytestmark = pytest.mark.slow  # trainings, encoders, processes: `make test-fast` leaves this file out
+
 TEXT_TOKENS = 32
 
 
@@ -19,8 +21,14 @@ TEXT_TOKENS = 32
 def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp("gain")
     make_dataset(root / "dataset", clips=3, seed=2)
-    cache_dataset(tiny.bridgedit_pipeline(seed=0), root / "dataset", root / "cache", model="tiny",
-                  max_sequence_length=TEXT_TOKENS, progress=False)
+    cache_dataset(
+        tiny.bridgedit_pipeline(seed=0),
+        root / "dataset",
+        root / "cache",
+        model="tiny",
+        max_sequence_length=TEXT_TOKENS,
+        progress=False,
+    )
     return root
 
 
@@ -28,15 +36,18 @@ def _gain(root, pipe, size=3):
     clips = CachedClips(root / "dataset", root / "cache")
     batch = clips.batch(list(range(size)))
     keep = torch.zeros(size, dtype=torch.bool)
-    conditions = batch_conditions(pipe, batch, keep, keep, clips.null_video_text, load_cache_info(root / "cache"),
-                                  torch.device("cpu"))
+    conditions = batch_conditions(
+        pipe, batch, keep, keep, clips.null_video_text, load_cache_info(root / "cache"), torch.device("cpu")
+    )
     return cross_modal_gain(pipe.model.eval(), batch, conditions)
 
 
 def _with_fusion(fusion):
     pipe = tiny.bridgedit_pipeline(seed=0)
-    config = ModelConfig(bridge=BridgeConfig(**{**pipe.model.config.bridge.__dict__, "fusion": fusion}),
-                         trainable=pipe.model.config.trainable)
+    config = ModelConfig(
+        bridge=BridgeConfig(**{**pipe.model.config.bridge.__dict__, "fusion": fusion}),
+        trainable=pipe.model.config.trainable,
+    )
     return BridgeDiTPipeline.from_pipes(pipe.video_pipe, pipe.audio_pipe, config)
 
 
@@ -71,6 +82,7 @@ def test_gain_of_a_saved_model_on_its_cache(clips, tmp_path):
         for block in pipe.model.bridges.blocks:
             block.audio.modulation.linear.bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
     pipe.save_pretrained(tmp_path / "model", copy_towers=True)
-    from_disk = cross_modal_gain_on_cache(tmp_path / "model", clips / "dataset", clips / "cache", split="train",
-                                          max_clips=2)
+    from_disk = cross_modal_gain_on_cache(
+        tmp_path / "model", clips / "dataset", clips / "cache", split="train", max_clips=2
+    )
     assert from_disk == _gain(clips, pipe, size=2)

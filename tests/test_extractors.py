@@ -13,12 +13,31 @@ from bridgedit.evaluation.evaluate import EvalClip
 from bridgedit.evaluation.extractors import ExtractorUnavailable
 from bridgedit.evaluation.i3d import I3DExtractor, InceptionI3d, Unit3D, same_padding
 from bridgedit.evaluation.imagebind import (
-    AUDIO_MEAN, AUDIO_STD, CLIP_MEAN, CLIP_STD, EncoderSize, ImageBindAudioVisual, ImageBindScorer, audio_views,
-    clip_starts, video_views)
+    AUDIO_MEAN,
+    AUDIO_STD,
+    CLIP_MEAN,
+    CLIP_STD,
+    EncoderSize,
+    ImageBindAudioVisual,
+    ImageBindScorer,
+    audio_views,
+    clip_starts,
+    video_views,
+)
 from bridgedit.evaluation.vggish import (
-    MEL_HIGH_HZ, MEL_LOW_HZ, SAMPLE_RATE, VGGish, VGGishExtractor, hertz_to_mel, log_mel_examples, mel_matrix)
+    MEL_HIGH_HZ,
+    MEL_LOW_HZ,
+    SAMPLE_RATE,
+    VGGish,
+    VGGishExtractor,
+    hertz_to_mel,
+    log_mel_examples,
+    mel_matrix,
+)
 from bridgedit.evaluation.weights import convert_to_safetensors
 from bridgedit.media import MediaError
+
+pytestmark = pytest.mark.slow  # trainings, encoders, processes: `make test-fast` leaves this file out
 
 
 def audio_clip(audio, rate=SAMPLE_RATE, frames=None):
@@ -34,8 +53,9 @@ def test_vggish_log_mel_matches_an_independent_stft():
     assert examples.shape == (frames // 96, 96, 64)
     # scipy's STFT with VGGish's periodic Hann window, no padding, 512-point FFT (scipy divides by the window sum)
     window = scipy.signal.get_window("hann", 400)
-    _, _, spectrum = scipy.signal.stft(audio, nperseg=400, noverlap=240, nfft=512, window=window, boundary=None,
-                                       padded=False)
+    _, _, spectrum = scipy.signal.stft(
+        audio, nperseg=400, noverlap=240, nfft=512, window=window, boundary=None, padded=False
+    )
     magnitude = np.abs(spectrum).T * window.sum()  # (frames, 257)
     expected = np.log(magnitude @ mel_matrix(257) + 0.01)[: examples.shape[0] * 96].reshape(examples.shape)
     np.testing.assert_allclose(examples, expected, atol=1e-9)
@@ -51,8 +71,10 @@ def test_mel_bands_are_triangles_in_mel_between_125_and_7500_hz():
     for band in (0, 20, 63):  # each band rises to its centre, in mel, and falls to the next edge
         mel = hertz_to_mel(hertz)
         inside = (mel > edges[band]) & (mel < edges[band + 2])
-        expected = np.minimum((mel - edges[band]) / (edges[band + 1] - edges[band]),
-                              (edges[band + 2] - mel) / (edges[band + 2] - edges[band + 1]))
+        expected = np.minimum(
+            (mel - edges[band]) / (edges[band + 1] - edges[band]),
+            (edges[band + 2] - mel) / (edges[band + 2] - edges[band + 1]),
+        )
         np.testing.assert_allclose(weights[inside, band], expected[inside])
     # a pure tone lands in the band whose centre is nearest to it in mel
     tone = np.sin(2 * np.pi * 1000 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)
@@ -64,12 +86,25 @@ def test_vggish_has_torchvggish_layout_and_embeds_each_example():
     model = VGGish()
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes == {  # torchvggish's vggish-10086976.pth keys and shapes
-        "features.0.weight": (64, 1, 3, 3), "features.0.bias": (64,), "features.3.weight": (128, 64, 3, 3),
-        "features.3.bias": (128,), "features.6.weight": (256, 128, 3, 3), "features.6.bias": (256,),
-        "features.8.weight": (256, 256, 3, 3), "features.8.bias": (256,), "features.11.weight": (512, 256, 3, 3),
-        "features.11.bias": (512,), "features.13.weight": (512, 512, 3, 3), "features.13.bias": (512,),
-        "embeddings.0.weight": (4096, 12288), "embeddings.0.bias": (4096,), "embeddings.2.weight": (4096, 4096),
-        "embeddings.2.bias": (4096,), "embeddings.4.weight": (128, 4096), "embeddings.4.bias": (128,)}
+        "features.0.weight": (64, 1, 3, 3),
+        "features.0.bias": (64,),
+        "features.3.weight": (128, 64, 3, 3),
+        "features.3.bias": (128,),
+        "features.6.weight": (256, 128, 3, 3),
+        "features.6.bias": (256,),
+        "features.8.weight": (256, 256, 3, 3),
+        "features.8.bias": (256,),
+        "features.11.weight": (512, 256, 3, 3),
+        "features.11.bias": (512,),
+        "features.13.weight": (512, 512, 3, 3),
+        "features.13.bias": (512,),
+        "embeddings.0.weight": (4096, 12288),
+        "embeddings.0.bias": (4096,),
+        "embeddings.2.weight": (4096, 4096),
+        "embeddings.2.bias": (4096,),
+        "embeddings.4.weight": (128, 4096),
+        "embeddings.4.bias": (128,),
+    }
     torch.manual_seed(0)
     clip = audio_clip(np.random.default_rng(1).standard_normal(44_100 * 3) * 0.1, rate=44_100)  # resampled to 16 kHz
     one_by_one, batched = VGGishExtractor(model, "v", batch_size=1), VGGishExtractor(model, "v", batch_size=64)
@@ -92,8 +127,11 @@ def test_same_padding_gives_tensorflows_output_sizes():
     torch.manual_seed(0)
     unit = Unit3D(4, 8, (3, 3, 3), logits=True)
     x = torch.randn(2, 4, 5, 9, 9)
-    np.testing.assert_allclose(unit(x).detach(), torch.nn.functional.conv3d(x, unit.conv3d.weight, unit.conv3d.bias,
-                                                                          padding="same").detach(), atol=1e-6)
+    np.testing.assert_allclose(
+        unit(x).detach(),
+        torch.nn.functional.conv3d(x, unit.conv3d.weight, unit.conv3d.bias, padding="same").detach(),
+        atol=1e-6,
+    )
 
 
 def test_i3d_has_the_pytorch_i3d_layout_and_gives_400_logits_at_224():
@@ -119,10 +157,18 @@ def tiny_audioset_classifier():
     from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
     torch.manual_seed(0)
-    config = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_length=128,
-                       num_mel_bins=64, id2label={i: f"class {i}" for i in range(5)})
-    return AudioSetClassifier(ASTForAudioClassification(config), ASTFeatureExtractor(num_mel_bins=64, max_length=128),
-                              "tiny AST")
+    config = ASTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_length=128,
+        num_mel_bins=64,
+        id2label={i: f"class {i}" for i in range(5)},
+    )
+    return AudioSetClassifier(
+        ASTForAudioClassification(config), ASTFeatureExtractor(num_mel_bins=64, max_length=128), "tiny AST"
+    )
 
 
 def test_audioset_classifier_gives_one_row_of_logits_per_clip():
@@ -174,7 +220,10 @@ def test_imagebind_has_the_huge_checkpoints_layout():
     assert shapes["modality_trunks.vision.blocks.31.attn.in_proj_weight"] == (3840, 1280)
     assert shapes["modality_trunks.audio.blocks.11.attn.bias_k"] == (1, 1, 768)
     assert "modality_trunks.vision.blocks.0.attn.bias_k" not in shapes
-    assert shapes["modality_heads.vision.2.weight"] == (1024, 1280) and shapes["modality_heads.audio.2.weight"] == (1024, 768)
+    assert shapes["modality_heads.vision.2.weight"] == (1024, 1280) and shapes["modality_heads.audio.2.weight"] == (
+        1024,
+        768,
+    )
     assert "modality_trunks.vision.pre_transformer_layer.0.weight" in shapes
     assert not any(k.startswith("modality_trunks.audio.pre_transformer_layer") for k in shapes)
 
@@ -218,8 +267,13 @@ def test_imagebind_scorer_loads_its_modalities_and_scores_a_clip(tmp_path):
     save_file(state, tmp_path / "imagebind.safetensors")
     scorer = ImageBindScorer.from_pretrained(str(tmp_path), sizes=TINY_IMAGEBIND)
     rng = np.random.default_rng(0)
-    clip = EvalClip(stem="c", frames=rng.integers(0, 256, (30, 64, 80, 3), dtype=np.uint8), fps=15.0,
-                    audio=rng.standard_normal((1, 2 * 22_050)).astype(np.float32) * 0.1, sample_rate=22_050)
+    clip = EvalClip(
+        stem="c",
+        frames=rng.integers(0, 256, (30, 64, 80, 3), dtype=np.uint8),
+        fps=15.0,
+        audio=rng.standard_normal((1, 2 * 22_050)).astype(np.float32) * 0.1,
+        sample_rate=22_050,
+    )
     score = scorer.score(clip)
     assert -100 <= score <= 100
     one_at_a_time = ImageBindScorer(scorer.model, "tiny", batch_size=1)
@@ -244,6 +298,19 @@ def test_imagebind_filter_for_prepare(tmp_path, capsys):
     assert scorer.as_prepare_filter(10.0)(frames, audio, 16_000) == pytest.approx(scorer.score(clip) / 100, abs=1e-6)
     source = tmp_path / "src"
     source.mkdir()
-    assert main(["prepare", str(source), "--out", str(tmp_path / "ds"), "--av-filter", "imagebind",
-                 "--imagebind-weights", str(tmp_path / "none")]) == 2
+    assert (
+        main(
+            [
+                "prepare",
+                str(source),
+                "--out",
+                str(tmp_path / "ds"),
+                "--av-filter",
+                "imagebind",
+                "--imagebind-weights",
+                str(tmp_path / "none"),
+            ]
+        )
+        == 2
+    )
     assert "ImageBind weights not found" in capsys.readouterr().err

@@ -33,8 +33,23 @@ def _prompt_file(path: Path, rows) -> Path:
 
 def test_single_video_is_a_playable_sounding_mp4(model_dir, tmp_path, capsys):
     out = tmp_path / "ball.mp4"
-    code = main(["generate", "--video-prompt", "a red ball bounces", "--audio-prompt", "a rubber thud",
-                 "--model", str(model_dir), "--out", str(out), "--seed", "3", "--wav", "--json"])
+    code = main(
+        [
+            "generate",
+            "--video-prompt",
+            "a red ball bounces",
+            "--audio-prompt",
+            "a rubber thud",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--wav",
+            "--json",
+        ]
+    )
     assert code == 0
     record = json.loads(capsys.readouterr().out.strip())
     assert record["video"] == str(out) and record["seed"] == 3 and record["frames"] == 9
@@ -52,15 +67,47 @@ def test_text_encoders_can_be_offloaded_from_the_cli(model_dir, tmp_path, monkey
     monkeypatch.setattr(BridgeDiTPipeline, "offload_text_encoders", lambda self: calls.append(1))
     for flag, expected in (([], []), (["--offload-text-encoders"], [1])):
         calls.clear()
-        assert main(["generate", "--prompt", "a bell rings", "--model", str(model_dir), "--out",
-                     str(tmp_path / "o.mp4"), *flag]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    "--prompt",
+                    "a bell rings",
+                    "--model",
+                    str(model_dir),
+                    "--out",
+                    str(tmp_path / "o.mp4"),
+                    *flag,
+                ]
+            )
+            == 0
+        )
         assert calls == expected
 
 
 def test_flags_override_the_model_defaults(model_dir, tmp_path, capsys):
     out = tmp_path / "wide.mp4"
-    assert main(["generate", "--prompt", "a bell rings", "--model", str(model_dir), "--out", str(out),
-                 "--width", "48", "--frames", "5", "--steps", "1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--prompt",
+                "a bell rings",
+                "--model",
+                str(model_dir),
+                "--out",
+                str(out),
+                "--width",
+                "48",
+                "--frames",
+                "5",
+                "--steps",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["frames"] == 5
     with av.open(str(out)) as container:
         assert container.streams.video[0].width == 48
@@ -103,17 +150,35 @@ def test_unwritable_output_and_missing_model(model_dir, tmp_path, capsys, monkey
 
 
 def test_empty_prompt_warns_but_generates(model_dir, tmp_path, caplog):
-    assert main(["generate", "--video-prompt", "", "--audio-prompt", "a thud", "--model", str(model_dir),
-                 "--out", str(tmp_path / "empty.mp4")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--video-prompt",
+                "",
+                "--audio-prompt",
+                "a thud",
+                "--model",
+                str(model_dir),
+                "--out",
+                str(tmp_path / "empty.mp4"),
+            ]
+        )
+        == 0
+    )
     assert "empty video prompt" in caplog.text
 
 
+@pytest.mark.slow
 def test_batch_is_resumable(model_dir, tmp_path, capsys):
-    prompts = _prompt_file(tmp_path / "prompts.jsonl", [
-        {"id": "a", "video_prompt": "a red ball", "audio_prompt": "a thud"},
-        {"id": "b", "prompt": "a bell rings", "seed": 9},
-        {"id": "c", "video_prompt": "a blue cube", "audio_prompt": "a clang"},
-    ])
+    prompts = _prompt_file(
+        tmp_path / "prompts.jsonl",
+        [
+            {"id": "a", "video_prompt": "a red ball", "audio_prompt": "a thud"},
+            {"id": "b", "prompt": "a bell rings", "seed": 9},
+            {"id": "c", "video_prompt": "a blue cube", "audio_prompt": "a clang"},
+        ],
+    )
     out_dir = tmp_path / "out"
     args = ["generate", "--prompts", str(prompts), "--out-dir", str(out_dir), "--model", str(model_dir), "--json"]
     assert main(args) == 0
@@ -139,7 +204,9 @@ def test_batch_is_resumable(model_dir, tmp_path, capsys):
 def test_bad_prompt_files_name_the_line(model_dir, tmp_path, capsys, line, message):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"id": "ok", "prompt": "fine"}\n' + line + "\n")
-    assert main(["generate", "--prompts", str(prompts), "--out-dir", str(tmp_path / "o"), "--model", str(model_dir)]) == 2
+    assert (
+        main(["generate", "--prompts", str(prompts), "--out-dir", str(tmp_path / "o"), "--model", str(model_dir)]) == 2
+    )
     err = capsys.readouterr().err
     assert f"{prompts}:2:" in err and message in err
 
@@ -150,17 +217,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_batch_splits_across_two_cpu_processes(model_dir, tmp_path):
     rows = [{"id": f"clip{i}", "prompt": f"a ball number {i}"} for i in range(4)]
     prompts = _prompt_file(tmp_path / "prompts.jsonl", rows)
     out_dir = tmp_path / "out"
     accelerate = Path(sys.executable).parent / "accelerate"
     command = [
-        str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "bridgedit.cli.main", "generate", "--prompts", str(prompts), "--out-dir", str(out_dir),
-        "--model", str(model_dir), "--device", "cpu", "--json",
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(_free_port()),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "bridgedit.cli.main",
+        "generate",
+        "--prompts",
+        str(prompts),
+        "--out-dir",
+        str(out_dir),
+        "--model",
+        str(model_dir),
+        "--device",
+        "cpu",
+        "--json",
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
@@ -185,9 +275,23 @@ def test_the_bundled_demo_model_is_the_default(tmp_path, capsys):
     assert json.loads((model / "model_index.json").read_text())["generation_defaults"] == DEMO_GENERATION
     assert DEMO_GENERATION["audio_guidance"] == 2.0  # chosen and confirmed in docs/synthetic.md
     out = tmp_path / "demo.mp4"
-    assert main(["generate", "--video-prompt", "A red rubber ball bounces up and down on a beige floor.",
-                 "--audio-prompt", "A dull, soft thud, repeated each time a rubber object hits the floor.",
-                 "--out", str(out), "--steps", "3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--video-prompt",
+                "A red rubber ball bounces up and down on a beige floor.",
+                "--audio-prompt",
+                "A dull, soft thud, repeated each time a rubber object hits the floor.",
+                "--out",
+                str(out),
+                "--steps",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     record = json.loads(capsys.readouterr().out)
     frames, fps = read_video(out)
     audio, rate = read_audio_track(out)

@@ -1,11 +1,10 @@
 """Per-modality classifier-free guidance (Eq. 11-12), batched into one joint forward."""
 
 import torch
+from conftest import open_gates, tiny_bridgedit, tiny_inputs
 
 from bridgedit.diffusion import GuidedDenoiser, concat_conditions
 from bridgedit.towers import AudioConditions, VideoConditions
-
-from conftest import open_gates, tiny_bridgedit, tiny_inputs
 
 
 def _setup():
@@ -17,8 +16,13 @@ def _setup():
 
 def _guided(model, cond, null, video_scale, audio_scale):
     return GuidedDenoiser(
-        model, cond["video_conditions"], cond["audio_conditions"], null["video_conditions"], null["audio_conditions"],
-        video_scale=video_scale, audio_scale=audio_scale,
+        model,
+        cond["video_conditions"],
+        cond["audio_conditions"],
+        null["video_conditions"],
+        null["audio_conditions"],
+        video_scale=video_scale,
+        audio_scale=audio_scale,
     )
 
 
@@ -75,4 +79,6 @@ def test_concat_conditions_keeps_none():
     a = AudioConditions(torch.zeros(1, 2, 3), torch.zeros(1, 1, 6), None)
     both = concat_conditions(a, a)
     assert both.text_states.shape == (2, 2, 3) and both.text_mask is None
-    assert concat_conditions(VideoConditions(torch.ones(1, 2)), VideoConditions(torch.zeros(3, 2))).text_states.shape == (4, 2)
+    assert concat_conditions(
+        VideoConditions(torch.ones(1, 2)), VideoConditions(torch.zeros(3, 2))
+    ).text_states.shape == (4, 2)

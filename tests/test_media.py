@@ -21,9 +21,13 @@ def _probe(path):
     with av.open(str(path)) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         info = {
-            "video_codec": video.codec_context.name, "audio_codec": audio.codec_context.name,
-            "video_seconds": float(video.duration * video.time_base), "audio_seconds": float(audio.duration * audio.time_base),
-            "sample_rate": audio.rate, "channels": audio.channels, "size": (video.height, video.width),
+            "video_codec": video.codec_context.name,
+            "audio_codec": audio.codec_context.name,
+            "video_seconds": float(video.duration * video.time_base),
+            "audio_seconds": float(audio.duration * audio.time_base),
+            "sample_rate": audio.rate,
+            "channels": audio.channels,
+            "size": (video.height, video.width),
         }
         info["frames"] = sum(1 for _ in container.decode(video=0))
     return info
@@ -116,7 +120,8 @@ def test_the_same_frames_always_make_the_same_file(tmp_path):
         rng = np.random.default_rng([0, index])
         frames, audio = render_clip(draw_scene(rng, world), world, rng)
         for attempt in range(6):
-            path = write_sounding_video(tmp_path / f"{index}-{attempt}.mp4", frames, world.fps, audio[None],
-                                        world.sample_rate)
+            path = write_sounding_video(
+                tmp_path / f"{index}-{attempt}.mp4", frames, world.fps, audio[None], world.sample_rate
+            )
             encoded.add(path.read_bytes())
     assert len(encoded) == 3

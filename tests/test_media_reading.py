@@ -71,7 +71,7 @@ def test_short_sources_are_padded(tmp_path):
     indices = _indices(clip)
     assert indices[:22] == [int(np.floor(k / 15 * SOURCE_FPS + 1e-6)) for k in range(22)]
     assert indices[23:] == [indices[22]] * 7  # the last frame is held
-    assert np.abs(clip.audio[round(1.55 * 16_000):]).max() == 0  # silence after the source
+    assert np.abs(clip.audio[round(1.55 * 16_000) :]).max() == 0  # silence after the source
 
 
 def test_segments_and_aspect_ratio(tmp_path):
@@ -87,5 +87,6 @@ def test_rejects_with_reasons(tmp_path):
     with pytest.raises(MediaError, match="no audio stream"):
         read_standard_clip(make_source(tmp_path / "mute.mp4", audio=False), STANDARD, rng=np.random.default_rng(0))
     with pytest.raises(MediaError, match="too short"):
-        read_standard_clip(make_source(tmp_path / "tiny.mp4", seconds=0.5, click_at=0.1), STANDARD,
-                           rng=np.random.default_rng(0))
+        read_standard_clip(
+            make_source(tmp_path / "tiny.mp4", seconds=0.5, click_at=0.1), STANDARD, rng=np.random.default_rng(0)
+        )

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
-
-from bridgedit.config import FUSION_KINDS, BridgeConfig, ConfigError, ModelConfig
-from bridgedit.model import BridgeDiT
-from bridgedit import tiny
-
 from conftest import AUDIO_BLOCKS, TOWER_DEPTH, VIDEO_BLOCKS, open_gates, tiny_bridgedit, tiny_inputs
 from test_towers import _stable_audio_reference, _wan_reference
+
+from bridgedit import tiny
+from bridgedit.config import FUSION_KINDS, BridgeConfig, ConfigError, ModelConfig
+from bridgedit.model import BridgeDiT
 
 
 def _forward(model, inputs):
@@ -118,7 +117,9 @@ def test_gradient_checkpointing_gives_the_same_outputs_and_gradients():
             model.enable_gradient_checkpointing()
         video, audio = _forward(model, inputs)
         (video.square().mean() + audio.square().mean()).backward()
-        results.append((video.detach(), audio.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
+        results.append(
+            (video.detach(), audio.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+        )
     (v0, a0, g0), (v1, a1, g1) = results
     assert torch.equal(v0, v1) and torch.equal(a0, a1)
     for name in g0:
@@ -134,11 +135,14 @@ def test_each_sample_uses_its_own_pair_of_timesteps():
         for i in range(2):
             single = tiny_inputs(batch_size=2)
             single = {
-                "video_latents": inputs["video_latents"][i : i + 1], "audio_latents": inputs["audio_latents"][i : i + 1],
-                "t_video": inputs["t_video"][i : i + 1], "t_audio": inputs["t_audio"][i : i + 1],
+                "video_latents": inputs["video_latents"][i : i + 1],
+                "audio_latents": inputs["audio_latents"][i : i + 1],
+                "t_video": inputs["t_video"][i : i + 1],
+                "t_audio": inputs["t_audio"][i : i + 1],
                 "video_conditions": type(inputs["video_conditions"])(inputs["video_conditions"].text_states[i : i + 1]),
                 "audio_conditions": type(inputs["audio_conditions"])(
-                    inputs["audio_conditions"].text_states[i : i + 1], inputs["audio_conditions"].global_states[i : i + 1]
+                    inputs["audio_conditions"].text_states[i : i + 1],
+                    inputs["audio_conditions"].global_states[i : i + 1],
                 ),
             }
             v, a = _forward(model, single)
@@ -154,6 +158,8 @@ def test_each_sample_uses_its_own_pair_of_timesteps():
     ],
 )
 def test_placement_past_the_tower_is_a_clear_error(video_blocks, audio_blocks, message):
-    config = ModelConfig(bridge=BridgeConfig(video_blocks=video_blocks, audio_blocks=audio_blocks, width=24, num_heads=2))
+    config = ModelConfig(
+        bridge=BridgeConfig(video_blocks=video_blocks, audio_blocks=audio_blocks, width=24, num_heads=2)
+    )
     with pytest.raises(ConfigError, match=message):
         BridgeDiT(tiny.wan_transformer(num_layers=6), tiny.stable_audio_transformer(num_layers=6), config)

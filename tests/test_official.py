@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from bridgedit import tiny
 from bridgedit.checkpoint import CheckpointError
 from bridgedit.cli.main import main
-from bridgedit.official import RELEASE_GENERATION_DEFAULTS, convert_official
+from bridgedit.official import RELEASE_GENERATION_DEFAULTS
 from bridgedit.pipeline import BridgeDiTPipeline
 
 DEPTH, VIDEO_POINTS, AUDIO_POINTS = tiny.STANDIN_DEPTH, tiny.STANDIN_VIDEO_POINTS, tiny.STANDIN_AUDIO_POINTS
@@ -44,18 +44,32 @@ def towers(tmp_path_factory):
 def release_checkpoint(towers, fusion, seed=0):
     """{"state_dict": ...} as the release's `on_save_checkpoint` writes it: the first blocks of each tower (changed
     from the pretrained ones), then the bridges' own state_dict (random, non-zero) under `N.`."""
-    return tiny.release_checkpoint(towers["video_pipe"].transformer, towers["audio_pipe"].transformer, fusion=fusion,
-                                   seed=seed)
+    return tiny.release_checkpoint(
+        towers["video_pipe"].transformer, towers["audio_pipe"].transformer, fusion=fusion, seed=seed
+    )
 
 
 def convert(towers, tmp_path, fusion, checkpoint=None, name="model", extra=()):
     path = tmp_path / f"{name}.ckpt"
     torch.save(checkpoint if checkpoint is not None else release_checkpoint(towers, fusion), path)
     out = tmp_path / name
-    args = ["convert-official", str(path), "--out", str(out), "--num-heads", str(HEADS),
-            "--video-bridge-points", ",".join(map(str, VIDEO_POINTS)),
-            "--audio-bridge-points", ",".join(map(str, AUDIO_POINTS)),
-            "--video-model", towers["video"], "--audio-model", towers["audio"], *extra]
+    args = [
+        "convert-official",
+        str(path),
+        "--out",
+        str(out),
+        "--num-heads",
+        str(HEADS),
+        "--video-bridge-points",
+        ",".join(map(str, VIDEO_POINTS)),
+        "--audio-bridge-points",
+        ",".join(map(str, AUDIO_POINTS)),
+        "--video-model",
+        towers["video"],
+        "--audio-model",
+        towers["audio"],
+        *extra,
+    ]
     if fusion is not None:
         args += ["--fusion", fusion]
     return main(args), out, path
@@ -123,7 +137,7 @@ def release_block(state, fusion, video, audio, video_temb, audio_temb):
     head_dim = QK // HEADS
     if fusion == "full_attention":  # logits scaled twice by head_dim ** -0.5, as the release's flash call does
         out = _attend(torch.cat([q1, q2], 2), torch.cat([k1, k2], 2), torch.cat([v1, v2], 2), 1 / head_dim)
-        o1, o2 = out[:, : video.shape[1]], out[:, video.shape[1]:]
+        o1, o2 = out[:, : video.shape[1]], out[:, video.shape[1] :]
     else:
         scale = head_dim**-0.5
         o1 = _attend(q1, k2, v2, scale) if fusion in ("dca", "a2v") else _attend(q1, k1, v1, scale)
@@ -157,25 +171,27 @@ def release_forward(video_model, audio_model, checkpoint, fusion, inputs):
     rotary_video = video_model.rope(x_video)
     video = video_model.patch_embedding(x_video).flatten(2).transpose(1, 2)
     video_temb, timestep_proj, text, _ = video_model.condition_embedder(
-        inputs["t_video"], inputs["video_conditions"].text_states, None)
+        inputs["t_video"], inputs["video_conditions"].text_states, None
+    )
     timestep_proj = timestep_proj.unflatten(1, (6, -1))
     conditions = inputs["audio_conditions"]
     cross = audio_model.cross_attention_proj(conditions.text_states)
     audio_temb = audio_model.timestep_proj(audio_model.time_proj(inputs["t_audio"]))
     audio = audio_model.proj_in((audio_model.preprocess_conv(x_audio) + x_audio).transpose(1, 2))
     audio = torch.cat([audio_model.global_proj(conditions.global_states) + audio_temb[:, None], audio], dim=1)
-    rotary_audio = get_1d_rotary_pos_embed(audio_model.config.attention_head_dim // 2, audio.shape[1], use_real=True,
-                                           repeat_interleave_real=False)
+    rotary_audio = get_1d_rotary_pos_embed(
+        audio_model.config.attention_head_dim // 2, audio.shape[1], use_real=True, repeat_interleave_real=False
+    )
     bridges = checkpoint["state_dict"]
     start_video = start_audio = 0
     for index, (video_point, audio_point) in enumerate(zip(VIDEO_POINTS + (DEPTH - 1,), AUDIO_POINTS + (DEPTH - 1,))):
-        for block in video_model.blocks[start_video: video_point + 1]:
+        for block in video_model.blocks[start_video : video_point + 1]:
             video = block(video, text, timestep_proj, rotary_video)
-        for block in audio_model.transformer_blocks[start_audio: audio_point + 1]:
+        for block in audio_model.transformer_blocks[start_audio : audio_point + 1]:
             audio = block(audio, None, cross, None, rotary_audio)
         start_video, start_audio = video_point + 1, audio_point + 1
         if index < len(VIDEO_POINTS):
-            state = {k[len(f"{index}."):]: v for k, v in bridges.items() if k.startswith(f"{index}.")}
+            state = {k[len(f"{index}.") :]: v for k, v in bridges.items() if k.startswith(f"{index}.")}
             video, audio = release_block(state, fusion, video, audio, video_temb, audio_temb)
     # Wan's output layers and unpatchify; Stable Audio's output layers without the global token
     shift, scale = (video_model.scale_shift_table + video_temb[:, None]).chunk(2, dim=1)
@@ -213,8 +229,9 @@ def test_bridges_and_trained_blocks_matter(towers, tmp_path, inputs):
     checkpoint = release_checkpoint(towers, "dca")
     convert(towers, tmp_path, "dca", checkpoint)
     pipe = BridgeDiTPipeline.from_pretrained(tmp_path / "model")
-    separate = BridgeDiTPipeline.from_pipes(tiny.wan_pipeline(num_layers=DEPTH, seed=0),
-                                            tiny.stable_audio_pipeline(num_layers=DEPTH, seed=1))
+    separate = BridgeDiTPipeline.from_pipes(
+        tiny.wan_pipeline(num_layers=DEPTH, seed=0), tiny.stable_audio_pipeline(num_layers=DEPTH, seed=1)
+    )
     with torch.no_grad():
         bridged, plain = pipe.model(**inputs), separate.model(**inputs)
     assert (bridged[0] - plain[0]).abs().max() > 1e-2 and (bridged[1] - plain[1]).abs().max() > 1e-2
@@ -229,20 +246,38 @@ def test_native_sampling_with_negative_prompts_equals_the_schedulers_in_lockstep
     checkpoint = release_checkpoint(towers, fusion)
     convert(towers, tmp_path, fusion, checkpoint)
     pipe = BridgeDiTPipeline.from_pretrained(tmp_path / "model")
-    prompts = dict(video_prompt="a red ball bounces", audio_prompt="a dull thud",
-                   negative_video_prompt="blurred, static", negative_audio_prompt="low quality")
+    prompts = dict(
+        video_prompt="a red ball bounces",
+        audio_prompt="a dull thud",
+        negative_video_prompt="blurred, static",
+        negative_audio_prompt="low quality",
+    )
     size = dict(height=64, width=64, num_frames=9, fps=15.0, max_sequence_length=32)
     noise = torch.Generator().manual_seed(3)
     x_video = torch.randn(1, 16, 3, 8, 8, generator=noise)
     x_audio = torch.randn(1, 4, 40, generator=noise)
-    out = pipe(**prompts, **size, num_inference_steps=steps, video_guidance=w_video, audio_guidance=w_audio,
-               schedule="native", video_latents=x_video, audio_latents=x_audio, output_type="latent",
-               generator=torch.Generator().manual_seed(7), progress=False)
+    out = pipe(
+        **prompts,
+        **size,
+        num_inference_steps=steps,
+        video_guidance=w_video,
+        audio_guidance=w_audio,
+        schedule="native",
+        video_latents=x_video,
+        audio_latents=x_audio,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(7),
+        progress=False,
+    )
 
-    states = pipe.encode_prompts([prompts["video_prompt"]], [prompts["audio_prompt"]],
-                                 negative_video_prompt=prompts["negative_video_prompt"],
-                                 negative_audio_prompt=prompts["negative_audio_prompt"], audio_seconds=9 / 15,
-                                 max_sequence_length=32)
+    states = pipe.encode_prompts(
+        [prompts["video_prompt"]],
+        [prompts["audio_prompt"]],
+        negative_video_prompt=prompts["negative_video_prompt"],
+        negative_audio_prompt=prompts["negative_audio_prompt"],
+        audio_seconds=9 / 15,
+        max_sequence_length=32,
+    )
     video_model, audio_model = release_towers(towers, checkpoint)
     video_scheduler = copy.deepcopy(towers["video_pipe"].scheduler)
     audio_scheduler = copy.deepcopy(towers["audio_pipe"].scheduler)
@@ -256,18 +291,21 @@ def test_native_sampling_with_negative_prompts_equals_the_schedulers_in_lockstep
         batch = {
             "video_latents": torch.cat([video, video]),
             "audio_latents": audio_scheduler.scale_model_input(torch.cat([audio, audio]), t_audio),
-            "t_video": t_video.expand(2), "t_audio": t_audio.expand(2),
+            "t_video": t_video.expand(2),
+            "t_audio": t_audio.expand(2),
             "video_conditions": VideoConditions(torch.cat([states.null_video.text_states, states.video.text_states])),
             "audio_conditions": AudioConditions(
                 torch.cat([states.null_audio.text_states, states.audio.text_states]),
-                torch.cat([states.null_audio.global_states, states.audio.global_states])),
+                torch.cat([states.null_audio.global_states, states.audio.global_states]),
+            ),
         }
         pred_video, pred_audio = release_forward(video_model, audio_model, checkpoint, fusion, batch)
         null_video, cond_video = pred_video.chunk(2)
         null_audio, cond_audio = pred_audio.chunk(2)
         video = video_scheduler.step(null_video + w_video * (cond_video - null_video), t_video, video).prev_sample
-        audio = audio_scheduler.step(null_audio + w_audio * (cond_audio - null_audio), t_audio, audio,
-                                     generator=generator).prev_sample
+        audio = audio_scheduler.step(
+            null_audio + w_audio * (cond_audio - null_audio), t_audio, audio, generator=generator
+        ).prev_sample
     assert (out.video - video).abs().max() <= 1e-5
     assert (out.audio - audio).abs().max() <= 1e-5
 
@@ -283,8 +321,12 @@ def test_converted_folder_carries_the_release_sampling_defaults(towers, tmp_path
     pipe = BridgeDiTPipeline.from_pretrained(folder)
     defaults = pipe.generation_defaults
     assert defaults == RELEASE_GENERATION_DEFAULTS
-    assert (defaults["schedule"], defaults["num_inference_steps"], defaults["video_guidance"],
-            defaults["audio_guidance"]) == ("native", 50, 6.0, 7.0)
+    assert (
+        defaults["schedule"],
+        defaults["num_inference_steps"],
+        defaults["video_guidance"],
+        defaults["audio_guidance"],
+    ) == ("native", 50, 6.0, 7.0)
     assert (defaults["height"], defaults["width"], defaults["num_frames"], defaults["fps"]) == (480, 832, 81, 15.0)
     assert defaults["negative_audio_prompt"] == "Low quality, unclear and noisy."
     from bridgedit.config import ClipSpec, CodecStrides, SequenceLengths
@@ -298,9 +340,30 @@ def test_converted_model_generates_through_the_cli(towers, tmp_path, capsys):
 
     convert(towers, tmp_path, "full_attention")
     video = tmp_path / "clip.mp4"
-    assert main(["generate", "--model", str(tmp_path / "model"), "--video-prompt", "a red ball",
-                 "--audio-prompt", "a thud", "--out", str(video), "--height", "64", "--width", "64", "--frames", "9",
-                 "--steps", "2"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tmp_path / "model"),
+                "--video-prompt",
+                "a red ball",
+                "--audio-prompt",
+                "a thud",
+                "--out",
+                str(video),
+                "--height",
+                "64",
+                "--width",
+                "64",
+                "--frames",
+                "9",
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     with av.open(str(video)) as container:
         assert {s.type for s in container.streams} == {"video", "audio"}
 
@@ -309,8 +372,13 @@ def test_deepspeed_layout_converts_the_same(towers, tmp_path, inputs):
     lightning = release_checkpoint(towers, "dca")
     module = {}
     for key, value in lightning["state_dict"].items():
-        prefix = ("video_diffusion." if key.startswith("blocks.") else
-                  "audio_diffusion." if key.startswith("transformer_blocks.") else "dual_dit_blocks.")
+        prefix = (
+            "video_diffusion."
+            if key.startswith("blocks.")
+            else "audio_diffusion."
+            if key.startswith("transformer_blocks.")
+            else "dual_dit_blocks."
+        )
         module[prefix + key] = value
     convert(towers, tmp_path, "dca", lightning, name="lightning")
     convert(towers, tmp_path, "dca", {"module": module, "ds_version": "0.16"}, name="deepspeed")
@@ -371,8 +439,18 @@ def test_truncated_file_is_refused(towers, tmp_path, capsys):
     code = main(["convert-official", str(path.with_name("cut.ckpt")), "--out", str(tmp_path / "model")])
     assert code == 2  # a missing file: named
     path.with_name("cut.ckpt").write_bytes(data[: len(data) // 2])
-    code = main(["convert-official", str(path.with_name("cut.ckpt")), "--out", str(tmp_path / "model"),
-                 "--video-model", towers["video"], "--audio-model", towers["audio"]])
+    code = main(
+        [
+            "convert-official",
+            str(path.with_name("cut.ckpt")),
+            "--out",
+            str(tmp_path / "model"),
+            "--video-model",
+            towers["video"],
+            "--audio-model",
+            towers["audio"],
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "truncated or corrupt" in err and "Traceback" not in err
     assert not (tmp_path / "model").exists()
@@ -390,8 +468,14 @@ def test_missing_extra_and_misshaped_keys_are_listed(towers, tmp_path, capsys):
 
 
 def test_contradicting_fusion_is_refused(towers, tmp_path, capsys):
-    _refused(towers, tmp_path, capsys, release_checkpoint(towers, "additive"), fusion="dca",
-             message="--fusion dca contradicts the checkpoint")
+    _refused(
+        towers,
+        tmp_path,
+        capsys,
+        release_checkpoint(towers, "additive"),
+        fusion="dca",
+        message="--fusion dca contradicts the checkpoint",
+    )
 
 
 def test_lora_checkpoints_are_refused_by_name(towers, tmp_path, capsys):
@@ -416,6 +500,7 @@ def test_unpickler_errors_name_the_global(tmp_path):
 # ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_a_converted_checkpoint_resumes_exactly(towers, tmp_path):
     from bridgedit.synthetic import make_dataset
     from bridgedit.training.config import TrainConfig
@@ -425,16 +510,23 @@ def test_fine_tuning_from_a_converted_checkpoint_resumes_exactly(towers, tmp_pat
     make_dataset(tmp_path / "dataset", clips=4, seed=1)
 
     def config(run):
-        return TrainConfig.from_dict({
-            "model": {"base": str(tmp_path / "model")},
-            "data": {"dataset": str(tmp_path / "dataset"), "max_sequence_length": 32},
-            "optim": {"lr": 1e-3, "warmup_steps": 1, "schedule": "constant", "max_grad_norm": None},
-            "train": {"steps": 3, "batch_size": 2, "mixed_precision": "no", "gradient_checkpointing": False,
-                      "caption_dropout": {"video": 0.0, "audio": 0.0},
-                      "timesteps": {"distribution": "sobol", "coupling": "integer"}},
-            "checkpoint": {"dir": str(tmp_path / run), "every": 2},
-            "log": {"every": 100},
-        })
+        return TrainConfig.from_dict(
+            {
+                "model": {"base": str(tmp_path / "model")},
+                "data": {"dataset": str(tmp_path / "dataset"), "max_sequence_length": 32},
+                "optim": {"lr": 1e-3, "warmup_steps": 1, "schedule": "constant", "max_grad_norm": None},
+                "train": {
+                    "steps": 3,
+                    "batch_size": 2,
+                    "mixed_precision": "no",
+                    "gradient_checkpointing": False,
+                    "caption_dropout": {"video": 0.0, "audio": 0.0},
+                    "timesteps": {"distribution": "sobol", "coupling": "integer"},
+                },
+                "checkpoint": {"dir": str(tmp_path / run), "every": 2},
+                "log": {"every": 100},
+            }
+        )
 
     straight = Trainer(config("straight"), progress=False)
     before = {n: p.detach().clone() for n, p in straight.model.named_parameters() if p.requires_grad}
@@ -465,6 +557,7 @@ def _commands(block: str) -> list[str]:
     return [line.split("  #")[0].strip() for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_readme_release_section_runs_offline_as_written(tmp_path):
     import shlex
     import subprocess
@@ -476,8 +569,9 @@ def test_readme_release_section_runs_offline_as_written(tmp_path):
         argv = shlex.split(command)
         assert argv[0].startswith(".venv/bin/"), command
         argv[0] = str(bin_dir / argv[0].removeprefix(".venv/bin/"))
-        result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        result = subprocess.run(
+            argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        )
         assert result.returncode == 0, (command, result.stderr[-2000:])
     assert (tmp_path / "standin" / "ball.mp4").is_file() and "AV-Align" in result.stdout
     # the online block names the same subcommands and flags (it needs the hub, so it is only parsed here)
@@ -491,8 +585,14 @@ def test_readme_release_section_runs_offline_as_written(tmp_path):
 
 def test_a_hub_checkpoint_offline_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code = main(["convert-official", "Guan123/BridgeDiT:vgg-ss/bicross-1.3B/epoch=20-step=3318.ckpt",
-                 "--out", str(tmp_path / "model")])
+    code = main(
+        [
+            "convert-official",
+            "Guan123/BridgeDiT:vgg-ss/bicross-1.3B/epoch=20-step=3318.ckpt",
+            "--out",
+            str(tmp_path / "model"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot download Guan123/BridgeDiT:vgg-ss" in err and "HF_HUB_OFFLINE" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "model").exists()

@@ -5,17 +5,18 @@ import logging
 
 import pytest
 import torch
+from conftest import open_gates
 
 from bridgedit import BridgeConfig, BridgeDiTPipeline, ConfigError, ModelConfig, TrainableConfig, tiny
 from bridgedit.checkpoint import CheckpointError
-
-from conftest import open_gates
 
 SIZE = dict(height=32, width=32, num_frames=9)  # latent 3 x 4 x 4
 TEXT = dict(max_sequence_length=16, progress=False)
 VIDEO_PROMPT, AUDIO_PROMPT = "a red ball bounces on the floor", "a loud rubber thud"
 TINY_BRIDGE = ModelConfig(
-    bridge=BridgeConfig(fusion="dca", video_blocks=(0, 2), audio_blocks=(1, 2), width=16, num_heads=2, timestep_embed_dim=16),
+    bridge=BridgeConfig(
+        fusion="dca", video_blocks=(0, 2), audio_blocks=(1, 2), width=16, num_heads=2, timestep_embed_dim=16
+    ),
     trainable=TrainableConfig(video_last_blocks=1, audio_last_blocks=1),
 )
 
@@ -38,18 +39,41 @@ def test_native_schedule_reproduces_the_diffusers_pipelines(bridge, negative):
     negatives = dict(video="blurry", audio="quiet hum") if negative else dict(video=None, audio=None)
 
     ours = pipe(
-        VIDEO_PROMPT, AUDIO_PROMPT, negative_video_prompt=negatives["video"], negative_audio_prompt=negatives["audio"],
-        **SIZE, audio_seconds=0.5, num_inference_steps=4, video_guidance=6.0, audio_guidance=7.0, schedule="native",
-        video_latents=x_video, audio_latents=x_audio, generator=torch.Generator().manual_seed(7),
-        output_type="latent", **TEXT,
+        VIDEO_PROMPT,
+        AUDIO_PROMPT,
+        negative_video_prompt=negatives["video"],
+        negative_audio_prompt=negatives["audio"],
+        **SIZE,
+        audio_seconds=0.5,
+        num_inference_steps=4,
+        video_guidance=6.0,
+        audio_guidance=7.0,
+        schedule="native",
+        video_latents=x_video,
+        audio_latents=x_audio,
+        generator=torch.Generator().manual_seed(7),
+        output_type="latent",
+        **TEXT,
     )
     wan = video_pipe(
-        VIDEO_PROMPT, negative_prompt=negatives["video"], **SIZE, num_inference_steps=4, guidance_scale=6.0,
-        latents=x_video.clone(), output_type="latent", max_sequence_length=16,
+        VIDEO_PROMPT,
+        negative_prompt=negatives["video"],
+        **SIZE,
+        num_inference_steps=4,
+        guidance_scale=6.0,
+        latents=x_video.clone(),
+        output_type="latent",
+        max_sequence_length=16,
     ).frames
     stable_audio = audio_pipe(
-        AUDIO_PROMPT, negative_prompt=negatives["audio"], num_inference_steps=4, guidance_scale=7.0,
-        latents=x_audio.clone(), audio_end_in_s=0.5, generator=torch.Generator().manual_seed(7), output_type="latent",
+        AUDIO_PROMPT,
+        negative_prompt=negatives["audio"],
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        latents=x_audio.clone(),
+        audio_end_in_s=0.5,
+        generator=torch.Generator().manual_seed(7),
+        output_type="latent",
     ).audios
     assert (ours.video - wan).abs().max() <= 1e-5
     assert (ours.audio - stable_audio).abs().max() <= 1e-5
@@ -57,8 +81,14 @@ def test_native_schedule_reproduces_the_diffusers_pipelines(bridge, negative):
 
 def test_coupled_schedule_outputs():
     pipe = BridgeDiTPipeline.from_pipes(*_pipes(), TINY_BRIDGE)
-    out = pipe([VIDEO_PROMPT] * 2, [AUDIO_PROMPT] * 2, **SIZE, num_inference_steps=3,
-               generator=torch.Generator().manual_seed(0), **TEXT)
+    out = pipe(
+        [VIDEO_PROMPT] * 2,
+        [AUDIO_PROMPT] * 2,
+        **SIZE,
+        num_inference_steps=3,
+        generator=torch.Generator().manual_seed(0),
+        **TEXT,
+    )
     assert out.video.shape == (2, 9, 32, 32, 3) and out.video.dtype.name == "uint8"
     assert out.audio.shape == (2, 2, round(9 / 15 * pipe.sample_rate)) and out.audio.dtype.name == "float32"
     assert (out.fps, out.sample_rate) == (15.0, 4000)
@@ -77,7 +107,6 @@ def test_seeded_generation_is_reproducible_and_prompt_shares_one_caption():
     other = pipe(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(3), **kwargs)
     assert torch.equal(first.video, again.video) and torch.equal(first.audio, again.audio)
     assert not torch.equal(first.audio, other.audio)
-
 
 
 @pytest.mark.parametrize("given", ["video", "audio"])
@@ -112,6 +141,7 @@ def test_one_stream_generated_next_to_a_given_clean_one(given):
     second = bridged(VIDEO_PROMPT, AUDIO_PROMPT, generator=torch.Generator().manual_seed(5), **other, **kwargs)
     assert not torch.allclose(getattr(first, generated), getattr(second, generated))  # the bridges read it
 
+
 @pytest.mark.parametrize("given", ["video", "audio"])
 def test_a_given_streams_guidance_scale_is_skipped(given, monkeypatch):
     """Next to a given stream, the generated stream's guidance alone decides whether a step needs the unconditional
@@ -124,8 +154,12 @@ def test_a_given_streams_guidance_scale_is_skipped(given, monkeypatch):
     open_gates(bridged.model)
     clean_video, clean_audio = _noise(audio_frames=bridged(VIDEO_PROMPT, AUDIO_PROMPT, **kwargs).audio.shape[-1])
     generated = "audio" if given == "video" else "video"
-    call = {f"given_{given}_latents": clean_video if given == "video" else clean_audio,
-            f"{given}_guidance": 6.0, f"{generated}_guidance": 1.0, **kwargs}
+    call = {
+        f"given_{given}_latents": clean_video if given == "video" else clean_audio,
+        f"{given}_guidance": 6.0,
+        f"{generated}_guidance": 1.0,
+        **kwargs,
+    }
     batches = []
     forward = bridged.model.forward
 
@@ -154,10 +188,20 @@ def test_text_encoders_are_offloaded_after_encoding():
     moves = []
     for name, encoder in (("video", pipe.video_pipe.text_encoder), ("audio", pipe.audio_pipe.text_encoder)):
         original = encoder.to
-        encoder.to = lambda *args, _original=original, _name=name, **kwargs: moves.append((_name, args)) or _original(*args, **kwargs)
+        encoder.to = lambda *args, _original=original, _name=name, **kwargs: (
+            moves.append((_name, args)) or _original(*args, **kwargs)
+        )
     pipe(VIDEO_PROMPT, AUDIO_PROMPT, **SIZE, num_inference_steps=1, output_type="latent", **TEXT)
     assert moves == []  # not unless asked
-    pipe(VIDEO_PROMPT, AUDIO_PROMPT, **SIZE, num_inference_steps=1, output_type="latent", offload_text_encoders=True, **TEXT)
+    pipe(
+        VIDEO_PROMPT,
+        AUDIO_PROMPT,
+        **SIZE,
+        num_inference_steps=1,
+        output_type="latent",
+        offload_text_encoders=True,
+        **TEXT,
+    )
     assert moves == [("video", ("cpu",)), ("audio", ("cpu",))]
 
 
@@ -219,8 +263,13 @@ def test_towers_by_reference(tmp_path):
     video_pipe, audio_pipe = _pipes()
     video_pipe.save_pretrained(tmp_path / "wan")
     audio_pipe.save_pretrained(tmp_path / "stable-audio")
-    pipe = BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, TINY_BRIDGE, video_source=str(tmp_path / "wan"),
-                                        audio_source=str(tmp_path / "stable-audio"))
+    pipe = BridgeDiTPipeline.from_pipes(
+        video_pipe,
+        audio_pipe,
+        TINY_BRIDGE,
+        video_source=str(tmp_path / "wan"),
+        audio_source=str(tmp_path / "stable-audio"),
+    )
     pipe.save_pretrained(tmp_path / "bridged")
     assert not (tmp_path / "bridged" / "video").exists()  # only the bridge is stored
     index = json.loads((tmp_path / "bridged" / "model_index.json").read_text())
@@ -229,8 +278,13 @@ def test_towers_by_reference(tmp_path):
     # the checkpoint trained the last block of each tower: the loaded towers are no longer their sources
     assert loaded.video_source is None and loaded.audio_source is None
     bridges_only = ModelConfig(bridge=TINY_BRIDGE.bridge, trainable=TrainableConfig(policy="bridges"))
-    BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, bridges_only, video_source=str(tmp_path / "wan"),
-                                 audio_source=str(tmp_path / "stable-audio")).save_pretrained(tmp_path / "bridges-only")
+    BridgeDiTPipeline.from_pipes(
+        video_pipe,
+        audio_pipe,
+        bridges_only,
+        video_source=str(tmp_path / "wan"),
+        audio_source=str(tmp_path / "stable-audio"),
+    ).save_pretrained(tmp_path / "bridges-only")
     assert BridgeDiTPipeline.from_pretrained(tmp_path / "bridges-only").video_source == str(tmp_path / "wan")
 
 
@@ -241,8 +295,13 @@ def test_trained_towers_survive_a_save_under_another_policy(tmp_path):
     video_pipe.save_pretrained(tmp_path / "wan")
     audio_pipe.save_pretrained(tmp_path / "stable-audio")
     towers_config = ModelConfig(bridge=BridgeConfig(fusion="none"), trainable=TrainableConfig(policy="towers"))
-    stage1 = BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, towers_config, video_source=str(tmp_path / "wan"),
-                                          audio_source=str(tmp_path / "stable-audio"))
+    stage1 = BridgeDiTPipeline.from_pipes(
+        video_pipe,
+        audio_pipe,
+        towers_config,
+        video_source=str(tmp_path / "wan"),
+        audio_source=str(tmp_path / "stable-audio"),
+    )
     with torch.no_grad():
         for parameter in stage1.model.parameters():
             parameter.add_(0.01)  # "trained" towers
@@ -250,8 +309,13 @@ def test_trained_towers_survive_a_save_under_another_policy(tmp_path):
     trained = {k: v.clone() for k, v in stage1.model.state_dict().items()}
 
     loaded = BridgeDiTPipeline.from_pretrained(tmp_path / "stage1")
-    stage2 = BridgeDiTPipeline.from_pipes(loaded.video_pipe, loaded.audio_pipe, TINY_BRIDGE,
-                                          video_source=loaded.video_source, audio_source=loaded.audio_source)
+    stage2 = BridgeDiTPipeline.from_pipes(
+        loaded.video_pipe,
+        loaded.audio_pipe,
+        TINY_BRIDGE,
+        video_source=loaded.video_source,
+        audio_source=loaded.audio_source,
+    )
     stage2.save_pretrained(tmp_path / "stage2")
     final = BridgeDiTPipeline.from_pretrained(tmp_path / "stage2").model.state_dict()
     for key, value in trained.items():
@@ -264,8 +328,11 @@ def test_pipelines_loaded_from_a_folder_are_referenced_not_copied(tmp_path):
     audio_pipe.save_pretrained(tmp_path / "stable-audio")
     from diffusers import StableAudioPipeline, WanPipeline
 
-    pipe = BridgeDiTPipeline.from_pipes(WanPipeline.from_pretrained(tmp_path / "wan"),
-                                        StableAudioPipeline.from_pretrained(tmp_path / "stable-audio"), TINY_BRIDGE)
+    pipe = BridgeDiTPipeline.from_pipes(
+        WanPipeline.from_pretrained(tmp_path / "wan"),
+        StableAudioPipeline.from_pretrained(tmp_path / "stable-audio"),
+        TINY_BRIDGE,
+    )
     assert pipe.video_source == str(tmp_path / "wan") and pipe.audio_source == str(tmp_path / "stable-audio")
     pipe.save_pretrained(tmp_path / "bridged")
     assert sorted(p.name for p in (tmp_path / "bridged").iterdir()) == ["bridge", "model_index.json"]
@@ -329,7 +396,10 @@ def test_bf16_generation_on_a_cpu_runs_attention_as_matrix_products(monkeypatch)
 
     for stream in ("video", "audio"):
         expected = getattr(reference, stream)
-        ours_error, fused_error = relative_rms(getattr(ours, stream), expected), relative_rms(getattr(fused, stream), expected)
+        ours_error, fused_error = (
+            relative_rms(getattr(ours, stream), expected),
+            relative_rms(getattr(fused, stream), expected),
+        )
         assert 0 < ours_error <= 1.25 * fused_error, (stream, ours_error, fused_error)  # measured: 2.1 %, 4.8 % both
 
 
@@ -344,3 +414,17 @@ def test_bridges_follow_the_towers_dtype_without_touching_fp32_tower_modules(tmp
     pipe = BridgeDiTPipeline.from_pipes(wan, audio_pipe, TINY_BRIDGE)
     assert next(pipe.model.bridges.parameters()).dtype == torch.bfloat16
     assert wan.transformer.blocks[0].scale_shift_table.dtype == torch.float32
+
+
+def test_models_saved_before_the_codec_moved_still_load():
+    """The bundled demo model's video pipeline names its codec `bridgedit.patch_codec` (where it lived when the model
+    was saved); the codec now lives with the synthetic world, and the old name still loads it."""
+    import json
+
+    from bridgedit.generation import BUNDLED_MODEL
+    from bridgedit.synthetic.patch_codec import PatchVideoCodec
+
+    index = json.loads((BUNDLED_MODEL / "video" / "model_index.json").read_text())
+    assert index["vae"] == ["bridgedit.patch_codec", "PatchVideoCodec"]
+    pipe = BridgeDiTPipeline.from_pretrained(BUNDLED_MODEL)
+    assert type(pipe.video_pipe.vae) is PatchVideoCodec

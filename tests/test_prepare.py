@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from test_media_reading import make_source
 
 from bridgedit.cli.main import main
 from bridgedit.data.manifest import load_manifest
@@ -10,8 +11,6 @@ from bridgedit.data.prepare import prepare_dataset
 from bridgedit.data.sources import read_sources
 from bridgedit.jsonl import read_jsonl
 from bridgedit.media import ClipStandard, read_frames, read_wav
-
-from test_media_reading import make_source
 
 STANDARD = ClipStandard(seconds=1.0, fps=15, height=32, width=48, sample_rate=16_000)
 CLI_STANDARD = ["--seconds", "1", "--fps", "15", "--height", "32", "--width", "48", "--sample-rate", "16000"]
@@ -120,8 +119,22 @@ def test_av_filter_hook(source_folder, tmp_path):
     module.score = lambda frames, audio, rate: seen.append((frames.shape, audio.shape, rate)) or 0.25
     sys.modules["loudness_filter"] = module
     out = tmp_path / "ds"
-    assert main(["prepare", str(source_folder), "--out", str(out), *CLI_STANDARD, "--min-seconds", "0.5",
-                 "--av-filter", "loudness_filter:score"]) == 0  # the paper's threshold, 0.3
+    assert (
+        main(
+            [
+                "prepare",
+                str(source_folder),
+                "--out",
+                str(out),
+                *CLI_STANDARD,
+                "--min-seconds",
+                "0.5",
+                "--av-filter",
+                "loudness_filter:score",
+            ]
+        )
+        == 0
+    )  # the paper's threshold, 0.3
     reasons = [r["reason"] for r in read_jsonl(out / "rejects.jsonl")]
     assert sum(r == "audio-visual filter score 0.250 is not above 0.3" for r in reasons) == 2
     assert seen == [((15, 32, 48, 3), (16_000,), 16_000)] * 2
@@ -145,8 +158,9 @@ def test_dataset_layouts(tmp_path, layout):
     else:
         (root / "video").mkdir(parents=True)
         make_source(root / "video" / "abc_000010.mp4", seconds=1.2)
-        (root / "vggss.json").write_text(json.dumps([{"file": "abc_000010", "class": "dog barking"},
-                                                     {"file": "gone_000000", "class": "cat"}]))
+        (root / "vggss.json").write_text(
+            json.dumps([{"file": "abc_000010", "class": "dog barking"}, {"file": "gone_000000", "class": "cat"}])
+        )
         expected = {"abc_000010": ("train", "dog barking")}
     detected, entries = read_sources(root)
     assert detected == layout

@@ -44,11 +44,20 @@ def test_generates_with_the_real_towers(tmp_path):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     pipe = BridgeDiTPipeline.from_pipes(
-        WanPipeline.from_pretrained(WAN, dtype=dtype), StableAudioPipeline.from_pretrained(STABLE_AUDIO, dtype=dtype),
+        WanPipeline.from_pretrained(WAN, dtype=dtype),
+        StableAudioPipeline.from_pretrained(STABLE_AUDIO, dtype=dtype),
         BridgeConfig(),
     ).to(device)
-    out = pipe("a hammer strikes an anvil", "metallic clanging", height=160, width=160, num_frames=17,
-               num_inference_steps=2, generator=torch.Generator(device).manual_seed(0), progress=False)
+    out = pipe(
+        "a hammer strikes an anvil",
+        "metallic clanging",
+        height=160,
+        width=160,
+        num_frames=17,
+        num_inference_steps=2,
+        generator=torch.Generator(device).manual_seed(0),
+        progress=False,
+    )
     assert out.video.shape == (1, 17, 160, 160, 3) and out.audio.shape == (1, 2, round(17 / 15 * 44_100))
     pipe.save_pretrained(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["bridge", "model_index.json"]
@@ -58,8 +67,10 @@ RELEASE_CKPT = os.environ.get("BRIDGEDIT_RELEASE_CKPT")
 
 
 @requires_weights
-@pytest.mark.skipif(not (RELEASE_CKPT and Path(RELEASE_CKPT).is_file()),
-                    reason="no released checkpoint on disk (set BRIDGEDIT_RELEASE_CKPT to a Guan123/BridgeDiT .ckpt)")
+@pytest.mark.skipif(
+    not (RELEASE_CKPT and Path(RELEASE_CKPT).is_file()),
+    reason="no released checkpoint on disk (set BRIDGEDIT_RELEASE_CKPT to a Guan123/BridgeDiT .ckpt)",
+)
 def test_released_checkpoint_converts_and_generates(tmp_path):
     """The real release: every key of the checkpoint maps onto the released architecture over the public towers,
     and the converted folder generates a (short) sounding clip with the release's sampling settings."""
@@ -72,9 +83,18 @@ def test_released_checkpoint_converts_and_generates(tmp_path):
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     pipe = BridgeDiTPipeline.from_pretrained(tmp_path / "model", dtype=dtype).to(device)
     defaults = pipe.generation_defaults
-    out = pipe("a dog barks by a pool", "a dog barking", height=160, width=160, num_frames=17, num_inference_steps=2,
-               schedule=defaults["schedule"], audio_length_rounding=defaults["audio_length_rounding"],
-               negative_video_prompt=defaults["negative_video_prompt"],
-               negative_audio_prompt=defaults["negative_audio_prompt"],
-               generator=torch.Generator(device).manual_seed(0), progress=False)
+    out = pipe(
+        "a dog barks by a pool",
+        "a dog barking",
+        height=160,
+        width=160,
+        num_frames=17,
+        num_inference_steps=2,
+        schedule=defaults["schedule"],
+        audio_length_rounding=defaults["audio_length_rounding"],
+        negative_video_prompt=defaults["negative_video_prompt"],
+        negative_audio_prompt=defaults["negative_audio_prompt"],
+        generator=torch.Generator(device).manual_seed(0),
+        progress=False,
+    )
     assert out.video.shape == (1, 17, 160, 160, 3) and torch.isfinite(torch.from_numpy(out.audio)).all()

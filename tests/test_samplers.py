@@ -37,7 +37,9 @@ def exact_endpoint(noise, tau):
 
 def _noise():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(3, 4, 2, 2, 2, generator=g, dtype=torch.float64), torch.randn(3, 2, 5, generator=g, dtype=torch.float64)
+    return torch.randn(3, 4, 2, 2, 2, generator=g, dtype=torch.float64), torch.randn(
+        3, 2, 5, generator=g, dtype=torch.float64
+    )
 
 
 @pytest.mark.parametrize("sampler", [sample_euler, sample_heun])

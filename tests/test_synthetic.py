@@ -42,7 +42,6 @@ def test_sync_score_is_near_one_in_sync_and_near_zero_shifted():
     assert np.mean(aligned) >= 0.95 and np.mean(shifted) <= 0.1
 
 
-
 def test_event_statistics_score_every_pairing_as_sync_score_does():
     from bridgedit.synthetic.scoring import event_statistics
 
@@ -51,13 +50,21 @@ def test_event_statistics_score_every_pairing_as_sync_score_does():
     scenes = [_clip(i)[0] for i in range(4)]
     assert statistics["video_events"] == statistics["audio_events"] == np.mean([len(s.events) for s in scenes])
     assert statistics["sync_per_clip"] == [sync_score(f, fps, a, rate) for f, a, fps, rate in clips]
-    pairs = {(i, j): sync_score(clips[i][0], LONG.fps, clips[j][1], LONG.sample_rate)
-             for i in range(4) for j in range(4) if i != j}
-    assert statistics["sync_chance_per_clip"] == pytest.approx([np.mean([pairs[i, j] for j in range(4) if j != i])
-                                                                for i in range(4)])
+    pairs = {
+        (i, j): sync_score(clips[i][0], LONG.fps, clips[j][1], LONG.sample_rate)
+        for i in range(4)
+        for j in range(4)
+        if i != j
+    }
+    assert statistics["sync_chance_per_clip"] == pytest.approx(
+        [np.mean([pairs[i, j] for j in range(4) if j != i]) for i in range(4)]
+    )
     assert statistics["sync_chance"] == pytest.approx(np.mean(list(pairs.values())))
-    assert statistics["sync_with_another_clips_audio"] == pytest.approx(np.mean([pairs[i, (i + 1) % 4] for i in range(4)]))
+    assert statistics["sync_with_another_clips_audio"] == pytest.approx(
+        np.mean([pairs[i, (i + 1) % 4] for i in range(4)])
+    )
     assert statistics["sync"] >= 0.95 > statistics["sync_chance"]
+
 
 def test_silence_and_stillness_have_no_events():
     assert audio_events(np.zeros(4000), 4000) == []
@@ -72,7 +79,10 @@ def test_cli_writes_a_dataset_in_prepares_format(tmp_path, capsys):
     assert [r["split"] for r in records] == ["train"] * 3 + ["test"] * 2
     record = records[0]
     assert set(record["captions"]) == {"video", "audio", "shared"}
-    assert record["scene"]["colour"] in record["captions"]["video"] and record["scene"]["colour"] not in record["captions"]["audio"]
+    assert (
+        record["scene"]["colour"] in record["captions"]["video"]
+        and record["scene"]["colour"] not in record["captions"]["audio"]
+    )
     assert not any(str(t) in json.dumps(record["captions"]) for t in record["events"])  # timing never in the text
     frames = read_frames(out / record["path"])
     audio, rate = read_wav(out / record["audio_path"])
@@ -110,9 +120,12 @@ def test_faithfulness_notices_the_wrong_thing():
     from bridgedit.synthetic.faithfulness import faithfulness
 
     scene, frames, audio = _clip(3, WorldSettings())
-    wrong = {**asdict(scene), "colour": next(c for c in ("red", "blue") if c != scene.colour),
-             "shape": "cube" if scene.shape == "ball" else "ball",
-             "material": next(m for m in ("rubber", "metal") if m != scene.material)}
+    wrong = {
+        **asdict(scene),
+        "colour": next(c for c in ("red", "blue") if c != scene.colour),
+        "shape": "cube" if scene.shape == "ball" else "ball",
+        "material": next(m for m in ("rubber", "metal") if m != scene.material),
+    }
     assert faithfulness(frames, audio, 4000, wrong) == {"colour": False, "shape": False, "material": False}
 
 
@@ -133,3 +146,43 @@ def test_lamps_flash_and_ambience_is_only_heard():
         if scene.ambience != "none":
             heard = AMBIENCES[scene.ambience]
             assert heard in captions["audio"] and heard in captions["shared"] and heard not in captions["video"]
+
+
+def test_picture_marks_the_clips_events(tmp_path, capsys):
+    """`bridgedit synthetic picture`: a world clip with sound, drawn; the events it reports are the detectors' on the
+    decoded file, and they find the world's true impacts within a frame."""
+    from bridgedit.media import read_video, write_sounding_video
+
+    main(["synthetic", "make", "--out", str(tmp_path / "world"), "--clips", "1", "--seed", "5"])
+    record = load_manifest(tmp_path / "world")[0]
+    audio, rate = read_wav(tmp_path / "world" / record["audio_path"])
+    clip = tmp_path / "clip.mp4"
+    write_sounding_video(clip, read_frames(tmp_path / "world" / record["path"]), record["fps"], audio, rate)
+    capsys.readouterr()
+    assert main(["synthetic", "picture", str(clip), "--out", str(tmp_path / "clip.png")]) == 0
+    assert (tmp_path / "clip.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    frames, fps = read_video(clip)
+    detected = video_events(frames, fps)
+    reported = capsys.readouterr().out.split("video events at ")[1].split(" s;")[0]
+    assert reported == (", ".join(f"{t:.2f}" for t in detected) or "none")
+    assert record["events"] and all(min(abs(t - d) for d in detected) <= 1 / fps for t in record["events"])
+
+
+def test_pictures_mark_a_true_clips_events_where_they_happen():
+    from dataclasses import replace
+
+    from bridgedit.synthetic.picture import event_marks
+
+    world = WorldSettings()
+    scene = replace(draw_scene(np.random.default_rng(3), world), shape="ball", events=(0.2, 0.8))
+    frames, audio = render_clip(scene, world, np.random.default_rng(3))
+
+    marks = event_marks(frames, audio, world.fps, world.sample_rate, list(scene.events))
+
+    width = world.width  # at 15 fps an event at 0.2 s is in frame 3, one at 0.8 s in frame 12
+    assert marks["filmstrip"]["true"] == [3.5 * width, 12.5 * width]
+    assert marks["waveform"]["true"] == [0.2, 0.8]
+    # a real clip's detected events are its true events: within one frame on the frames, a few ms in the audio
+    assert len(marks["filmstrip"]["detected"]) == 2
+    assert np.allclose(marks["filmstrip"]["detected"], marks["filmstrip"]["true"], atol=width)
+    assert np.allclose(marks["waveform"]["detected"], [0.2, 0.8], atol=0.01)

@@ -19,8 +19,15 @@ def test_tiny_wan_pipeline_generates_frames():
     pipe = tiny.wan_pipeline(num_layers=2)
     assert isinstance(pipe, WanPipeline)
     out = pipe(
-        "a red ball bounces", negative_prompt="", height=32, width=32, num_frames=5, num_inference_steps=2,
-        output_type="pt", max_sequence_length=tiny.TINY_MAX_TEXT_TOKENS, generator=torch.Generator().manual_seed(0),
+        "a red ball bounces",
+        negative_prompt="",
+        height=32,
+        width=32,
+        num_frames=5,
+        num_inference_steps=2,
+        output_type="pt",
+        max_sequence_length=tiny.TINY_MAX_TEXT_TOKENS,
+        generator=torch.Generator().manual_seed(0),
     )
     assert out.frames.shape == (1, 5, 3, 32, 32)
     assert torch.isfinite(out.frames).all()
@@ -38,7 +45,12 @@ def test_schedulers_use_the_real_models_settings():
     wan = tiny.wan_scheduler().config
     assert (wan.prediction_type, wan.use_flow_sigmas, wan.flow_shift) == ("flow_prediction", True, 3.0)
     audio = tiny.stable_audio_scheduler().config
-    assert (audio.prediction_type, audio.sigma_min, audio.sigma_max, audio.sigma_data) == ("v_prediction", 0.3, 500.0, 1.0)
+    assert (audio.prediction_type, audio.sigma_min, audio.sigma_max, audio.sigma_data) == (
+        "v_prediction",
+        0.3,
+        500.0,
+        1.0,
+    )
 
 
 def test_tiny_vaes_encode_to_what_their_transformers_take():

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import tiny_inputs
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
 from bridgedit import tiny
 from bridgedit.towers import StableAudioTower, WanVideoTower
-
-from conftest import tiny_inputs
 
 
 def _wan_reference(transformer, inputs):
@@ -20,18 +19,28 @@ def _stable_audio_reference(transformer, inputs):
     conditions = inputs["audio_conditions"]
     # the rotary embedding exactly as StableAudioPipeline builds it: over the global token + T audio tokens
     rotary = get_1d_rotary_pos_embed(
-        transformer.config.attention_head_dim // 2, inputs["audio_latents"].shape[2] + 1,
-        use_real=True, repeat_interleave_real=False,
+        transformer.config.attention_head_dim // 2,
+        inputs["audio_latents"].shape[2] + 1,
+        use_real=True,
+        repeat_interleave_real=False,
     )
     return transformer(
-        inputs["audio_latents"], inputs["t_audio"], encoder_hidden_states=conditions.text_states,
-        global_hidden_states=conditions.global_states, rotary_embedding=rotary, return_dict=False,
+        inputs["audio_latents"],
+        inputs["t_audio"],
+        encoder_hidden_states=conditions.text_states,
+        global_hidden_states=conditions.global_states,
+        rotary_embedding=rotary,
+        return_dict=False,
     )[0]
 
 
 CASES = {
     "wan": (lambda: WanVideoTower(tiny.wan_transformer(num_layers=3)), _wan_reference, "video"),
-    "stable_audio": (lambda: StableAudioTower(tiny.stable_audio_transformer(num_layers=3)), _stable_audio_reference, "audio"),
+    "stable_audio": (
+        lambda: StableAudioTower(tiny.stable_audio_transformer(num_layers=3)),
+        _stable_audio_reference,
+        "audio",
+    ),
 }
 
 

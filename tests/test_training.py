@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from scipy.stats import binomtest
+from test_generate_cli import _free_port
 
 from bridgedit import tiny
 from bridgedit.config import ConfigError
@@ -20,11 +21,17 @@ from bridgedit.data.dataset import CachedClips
 from bridgedit.synthetic import make_dataset
 from bridgedit.training.config import TrainConfig
 from bridgedit.training.trainer import (
-    Trainer, batch_conditions, build_pipeline, cpu_has_native_bf16, diffusion_loss, draw_caption_drops, rank_batches,
+    Trainer,
+    batch_conditions,
+    build_pipeline,
+    cpu_has_native_bf16,
+    diffusion_loss,
+    draw_caption_drops,
+    rank_batches,
     sample_timesteps,
 )
 
-from test_generate_cli import _free_port
+pytestmark = pytest.mark.slow  # trainings, encoders, processes: `make test-fast` leaves this file out
 
 TEXT_TOKENS = 32
 
@@ -33,20 +40,28 @@ TEXT_TOKENS = 32
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     make_dataset(root / "dataset", clips=6, seed=1)
-    cache_dataset(tiny.bridgedit_pipeline(seed=0), root / "dataset", root / "dataset" / "cache", model="tiny",
-                  max_sequence_length=TEXT_TOKENS, progress=False)
+    cache_dataset(
+        tiny.bridgedit_pipeline(seed=0),
+        root / "dataset",
+        root / "dataset" / "cache",
+        model="tiny",
+        max_sequence_length=TEXT_TOKENS,
+        progress=False,
+    )
     return root
 
 
 def _config(root: Path, run: str, **train) -> TrainConfig:
-    return TrainConfig.from_dict({
-        "model": {"base": "tiny"},
-        "data": {"dataset": str(root / "dataset"), "max_sequence_length": TEXT_TOKENS},
-        "optim": {"lr": 1e-3, "warmup_steps": 2, "min_lr": 1e-4},
-        "train": {"steps": 6, "batch_size": 2, "mixed_precision": "no", "gradient_checkpointing": False, **train},
-        "checkpoint": {"dir": str(root / run), "every": 3},
-        "log": {"every": 100},
-    })
+    return TrainConfig.from_dict(
+        {
+            "model": {"base": "tiny"},
+            "data": {"dataset": str(root / "dataset"), "max_sequence_length": TEXT_TOKENS},
+            "optim": {"lr": 1e-3, "warmup_steps": 2, "min_lr": 1e-4},
+            "train": {"steps": 6, "batch_size": 2, "mixed_precision": "no", "gradient_checkpointing": False, **train},
+            "checkpoint": {"dir": str(root / run), "every": 3},
+            "log": {"every": 100},
+        }
+    )
 
 
 def _trainable(model):
@@ -95,9 +110,13 @@ def test_resume_continues_exactly(data):
 
 
 def test_frozen_parameters_stay_put_and_checkpoints_load(data):
-    trainer = Trainer(replace(_config(data, "frozen"), model=replace(_config(data, "frozen").model,
-                                                                     trainable={"policy": "bridges+last_blocks"})),
-                      progress=False)
+    trainer = Trainer(
+        replace(
+            _config(data, "frozen"),
+            model=replace(_config(data, "frozen").model, trainable={"policy": "bridges+last_blocks"}),
+        ),
+        progress=False,
+    )
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     result = trainer.run()
     for name, param in trainer.model.named_parameters():
@@ -119,8 +138,11 @@ def test_new_bridges_start_from_the_run_seed(data, tmp_path):
 
     def new_bridges(seed: int, earlier_draws: int) -> dict[str, torch.Tensor]:
         torch.randn(earlier_draws)  # whatever ran earlier in this process
-        config = replace(base, model=replace(base.model, base=str(tmp_path / "base"), bridge={"fusion": "v2a"}),
-                         train=replace(base.train, seed=seed))
+        config = replace(
+            base,
+            model=replace(base.model, base=str(tmp_path / "base"), bridge={"fusion": "v2a"}),
+            train=replace(base.train, seed=seed),
+        )
         bridges = build_pipeline(config).model.bridges
         assert bridges.config.fusion == "v2a"
         return bridges.state_dict()
@@ -133,7 +155,8 @@ def test_new_bridges_start_from_the_run_seed(data, tmp_path):
 
 def test_two_processes_keep_identical_parameters(data, tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         from safetensors.torch import save_file
         sys.path.insert(0, {str(Path(__file__).parent)!r})
@@ -144,12 +167,33 @@ def test_two_processes_keep_identical_parameters(data, tmp_path):
         trainer.run()
         rank = trainer.accelerator.process_index
         save_file({{k: v.contiguous() for k, v in _trainable(trainer.model).items()}}, {str(tmp_path)!r} + f"/rank{{rank}}.safetensors")
-    """))
-    command = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
-               "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"))
+    """)
+    )
+    command = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(_free_port()),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(script),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     initial = _trainable(tiny.bridgedit_pipeline(seed=0).model)
@@ -171,10 +215,24 @@ def test_dropped_captions_become_each_towers_null_condition(data):
     clips = CachedClips(data / "dataset", data / "dataset" / "cache")
     info = load_cache_info(data / "dataset" / "cache")
     batch = clips.batch([0, 1])
-    video, audio = batch_conditions(pipe, batch, torch.tensor([True, False]), torch.tensor([False, True]),
-                                    clips.null_video_text, info, torch.device("cpu"))
-    kept_video, kept_audio = batch_conditions(pipe, batch, torch.tensor([False, False]), torch.tensor([False, False]),
-                                              clips.null_video_text, info, torch.device("cpu"))
+    video, audio = batch_conditions(
+        pipe,
+        batch,
+        torch.tensor([True, False]),
+        torch.tensor([False, True]),
+        clips.null_video_text,
+        info,
+        torch.device("cpu"),
+    )
+    kept_video, kept_audio = batch_conditions(
+        pipe,
+        batch,
+        torch.tensor([False, False]),
+        torch.tensor([False, False]),
+        clips.null_video_text,
+        info,
+        torch.device("cpu"),
+    )
     null = pipe.encode_prompts([""], [""], audio_seconds=batch.seconds[0], max_sequence_length=TEXT_TOKENS)
     assert torch.equal(video.text_states[0], null.null_video.text_states[0])  # Wan: the encoded ""
     assert torch.equal(video.text_states[1], kept_video.text_states[1])
@@ -187,8 +245,11 @@ def test_timestep_sampling():
     generator = torch.Generator().manual_seed(0)
     t_video, t_audio = sample_timesteps(1000, {"distribution": "uniform", "coupling": "coupled"}, generator)
     assert torch.equal(t_video, 1000 * t_audio) and 0 <= t_audio.min() and t_audio.max() <= 1
-    t_video, t_audio = sample_timesteps(1000, {"distribution": "logit_normal", "coupling": "independent",
-                                               "logit_mean": 0.0, "logit_std": 1.0}, generator)
+    t_video, t_audio = sample_timesteps(
+        1000,
+        {"distribution": "logit_normal", "coupling": "independent", "logit_mean": 0.0, "logit_std": 1.0},
+        generator,
+    )
     assert not torch.allclose(t_video, 1000 * t_audio) and abs(t_audio.mean().item() - 0.5) < 0.05
 
 
@@ -248,21 +309,32 @@ def test_table_5_config_file():
     assert model.bridge.video_blocks == (3, 7, 11, 15) and model.bridge.audio_blocks == (2, 5, 8, 11)
     assert (model.bridge.width, model.bridge.num_heads, model.bridge.timestep_embed_dim) == (1536, 12, 1536)
     assert (model.trainable.video_last_blocks, model.trainable.audio_last_blocks) == (5, 5)
-    assert (config.optim.lr, config.optim.warmup_steps, config.optim.min_lr, config.train.steps) == (5e-5, 1000, 1e-6, 15000)
+    assert (config.optim.lr, config.optim.warmup_steps, config.optim.min_lr, config.train.steps) == (
+        5e-5,
+        1000,
+        1e-6,
+        15000,
+    )
     assert config.train.mixed_precision == "bf16" and config.train.caption_dropout == {"video": 0.1, "audio": 0.1}
 
 
-@pytest.mark.skipif(not (torch.cuda.is_available() or cpu_has_native_bf16()),
-                    reason="needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16 or AMX)")
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() or cpu_has_native_bf16()),
+    reason="needs a CUDA GPU or a CPU with native bf16 (AVX512-BF16 or AMX)",
+)
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_bf16_training_with_frozen_weights_in_bf16(data, checkpointing):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()  # earlier tests in this process set float32; one run per process otherwise
     base = _config(data, f"bf16-{checkpointing}")
-    config = replace(base, train=replace(base.train, mixed_precision="bf16", frozen_dtype="bfloat16", steps=4,
-                                         gradient_checkpointing=checkpointing),
-                     model=replace(base.model, trainable={"policy": "bridges+last_blocks"}))
+    config = replace(
+        base,
+        train=replace(
+            base.train, mixed_precision="bf16", frozen_dtype="bfloat16", steps=4, gradient_checkpointing=checkpointing
+        ),
+        model=replace(base.model, trainable={"policy": "bridges+last_blocks"}),
+    )
     trainer = Trainer(config, progress=False)
     assert trainer.accelerator.mixed_precision == "bf16"
     model = trainer.model

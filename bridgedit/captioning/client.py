@@ -25,8 +25,15 @@ class Endpoint:
 
 
 class ChatClient:
-    def __init__(self, endpoint: Endpoint, *, timeout: float = 300.0, max_retries: int = 4,
-                 temperature: float = 0.2, max_tokens: int = 1024) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float = 300.0,
+        max_retries: int = 4,
+        temperature: float = 0.2,
+        max_tokens: int = 1024,
+    ) -> None:
         if not endpoint.url or not endpoint.model:
             raise ConfigError("a captioning endpoint needs both a URL and a model name")
         # local servers accept any key; a hosted API needs the variable set
@@ -41,7 +48,10 @@ class ChatClient:
         """The answer's text (None when the server returned no content) and the seconds it took."""
         started = time.perf_counter()
         response = await self._client.chat.completions.create(
-            model=self.endpoint.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens,
+            model=self.endpoint.model,
+            messages=messages,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
         )
         text = response.choices[0].message.content if response.choices else None
         return text, time.perf_counter() - started

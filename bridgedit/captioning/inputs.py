@@ -27,17 +27,25 @@ def jpeg_data_url(frame: np.ndarray, quality: int = 90) -> str:
 
 
 def image_parts(video: Path, count: int) -> list[dict]:
-    return [{"type": "image_url", "image_url": {"url": jpeg_data_url(f)}} for f in sample_frames(read_frames(video), count)]
+    return [
+        {"type": "image_url", "image_url": {"url": jpeg_data_url(f)}} for f in sample_frames(read_frames(video), count)
+    ]
 
 
 def video_part(video: Path) -> dict:
     """The whole video file, for servers that take video input (e.g. vLLM's `video_url`)."""
-    return {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode()}}
+    return {
+        "type": "video_url",
+        "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode()},
+    }
 
 
 def audio_part(audio: Path) -> dict:
     """The clip's audio as OpenAI's `input_audio` (base64 WAV)."""
-    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(audio.read_bytes()).decode(), "format": "wav"}}
+    return {
+        "type": "input_audio",
+        "input_audio": {"data": base64.b64encode(audio.read_bytes()).decode(), "format": "wav"},
+    }
 
 
 def user_message(text: str, media: list[dict] | None = None) -> list[dict]:

@@ -31,8 +31,13 @@ from .inputs import audio_part, image_parts, user_message, video_part
 logger = logging.getLogger(__name__)
 
 MODES = ("hvgc", "hvgc-no-stage2", "shared", "audio-llm", "omni")
-NEEDS = {"hvgc": ("vlm", "llm"), "hvgc-no-stage2": ("vlm", "llm"), "shared": ("vlm",), "audio-llm": ("vlm", "audio_llm"),
-         "omni": ("omni",)}
+NEEDS = {
+    "hvgc": ("vlm", "llm"),
+    "hvgc-no-stage2": ("vlm", "llm"),
+    "shared": ("vlm",),
+    "audio-llm": ("vlm", "audio_llm"),
+    "omni": ("omni",),
+}
 
 
 @dataclass(frozen=True)
@@ -82,14 +87,24 @@ class Captioner:
     def __init__(self, dataset: Path, settings: CaptionSettings, clients: dict[str, ChatClient]) -> None:
         missing = [name for name in NEEDS[settings.mode] if name not in clients]
         if missing:
-            flags = {"vlm": "--vlm-url/--vlm-model", "llm": "--llm-url/--llm-model",
-                     "audio_llm": "--audio-llm-url/--audio-llm-model", "omni": "--omni-url/--omni-model"}
+            flags = {
+                "vlm": "--vlm-url/--vlm-model",
+                "llm": "--llm-url/--llm-model",
+                "audio_llm": "--audio-llm-url/--audio-llm-model",
+                "omni": "--omni-url/--omni-model",
+            }
             raise ConfigError(f"mode {settings.mode} needs {', '.join(flags[m] for m in missing)}")
         self.dataset, self.settings, self.clients = dataset, settings, clients
         self.semaphore = asyncio.Semaphore(settings.concurrency)
 
-    async def _ask(self, client_name: str, messages: list[dict], parse: Callable[[str | None], Any], stage: str,
-                   trace: dict[str, Any]) -> Any:
+    async def _ask(
+        self,
+        client_name: str,
+        messages: list[dict],
+        parse: Callable[[str | None], Any],
+        stage: str,
+        trace: dict[str, Any],
+    ) -> Any:
         import openai
 
         last_error = "no attempt"
@@ -113,31 +128,46 @@ class Captioner:
         mode = self.settings.mode
         video, audio = clip_files(self.dataset, record)
         trace: dict[str, Any] = {"raw": {}, "seconds": {}}
-        result: dict[str, Any] = {"id": record["id"], "mode": mode, "prompt_version": prompts.PROMPT_VERSION,
-                                  "models": {name: self.clients[name].endpoint.describe() for name in NEEDS[mode]}}
+        result: dict[str, Any] = {
+            "id": record["id"],
+            "mode": mode,
+            "prompt_version": prompts.PROMPT_VERSION,
+            "models": {name: self.clients[name].endpoint.describe() for name in NEEDS[mode]},
+        }
         try:
             if mode == "omni":
                 media = await asyncio.to_thread(lambda: self._visual(video) + [audio_part(audio)])
-                result["video_caption"] = await self._ask("omni", user_message(prompts.OMNI_CAPTION, media), clean_caption,
-                                                          "omni", trace)
+                result["video_caption"] = await self._ask(
+                    "omni", user_message(prompts.OMNI_CAPTION, media), clean_caption, "omni", trace
+                )
             else:
                 media = await asyncio.to_thread(self._visual, video)
-                t_v = await self._ask("vlm", user_message(prompts.STAGE1_VIDEO_CAPTION, media), clean_caption, "stage1", trace)
+                t_v = await self._ask(
+                    "vlm", user_message(prompts.STAGE1_VIDEO_CAPTION, media), clean_caption, "stage1", trace
+                )
                 result["video_caption"] = t_v
                 if mode == "hvgc":
-                    labels = await self._ask("llm", user_message(prompts.render_stage2(t_v)), parse_labels, "stage2", trace)
+                    labels = await self._ask(
+                        "llm", user_message(prompts.render_stage2(t_v)), parse_labels, "stage2", trace
+                    )
                     result["audio_labels"] = labels
-                    result["audio_caption"] = await self._ask("llm", user_message(prompts.render_stage3(t_v, labels)),
-                                                              clean_caption, "stage3", trace)
+                    result["audio_caption"] = await self._ask(
+                        "llm", user_message(prompts.render_stage3(t_v, labels)), clean_caption, "stage3", trace
+                    )
                 elif mode == "hvgc-no-stage2":
-                    result["audio_caption"] = await self._ask("llm", user_message(prompts.render_no_stage2(t_v)),
-                                                              clean_caption, "stage3", trace)
+                    result["audio_caption"] = await self._ask(
+                        "llm", user_message(prompts.render_no_stage2(t_v)), clean_caption, "stage3", trace
+                    )
                 elif mode == "shared":
                     result["audio_caption"] = t_v
                 else:  # audio-llm
                     result["audio_caption"] = await self._ask(
-                        "audio_llm", user_message(prompts.AUDIO_LLM_CAPTION, [audio_part(audio)]), clean_caption,
-                        "audio_llm", trace)
+                        "audio_llm",
+                        user_message(prompts.AUDIO_LLM_CAPTION, [audio_part(audio)]),
+                        clean_caption,
+                        "audio_llm",
+                        trace,
+                    )
             result["status"] = "done"
         except (StageFailed, OSError, ValueError) as error:
             result["status"], result["error"] = "failed", str(error)
@@ -183,8 +213,17 @@ async def _run(captioner: Captioner, todo: list[dict], out: Path, report: Captio
             await client.close()
 
 
-def caption_dataset(dataset: str | Path, out: str | Path, settings: CaptionSettings, endpoints: dict[str, Endpoint], *,
-                    timeout: float = 300.0, retries: int = 4, merge: bool = True, progress: bool = True) -> CaptionReport:
+def caption_dataset(
+    dataset: str | Path,
+    out: str | Path,
+    settings: CaptionSettings,
+    endpoints: dict[str, Endpoint],
+    *,
+    timeout: float = 300.0,
+    retries: int = 4,
+    merge: bool = True,
+    progress: bool = True,
+) -> CaptionReport:
     """Caption every clip of a prepared dataset not captioned yet; merge the finished captions into its manifest."""
     dataset, out = Path(dataset), Path(out)
     if dataset.name == MANIFEST_NAME:
@@ -194,11 +233,18 @@ def caption_dataset(dataset: str | Path, out: str | Path, settings: CaptionSetti
     existing = latest_records(out)
     todo = [r for r in records if not is_finished(existing.get(r["id"]), settings)]
     report = CaptionReport(skipped=len(records) - len(todo))
-    stale = [i for i, r in existing.items() if r.get("status") == "done" and r.get("prompt_version") != prompts.PROMPT_VERSION]
+    stale = [
+        i
+        for i, r in existing.items()
+        if r.get("status") == "done" and r.get("prompt_version") != prompts.PROMPT_VERSION
+    ]
     if stale and not settings.force:
         logger.warning("%d captions were made with another prompt version; kept (use --force to redo them)", len(stale))
-    clients = {name: ChatClient(endpoint, timeout=timeout, max_retries=retries) for name, endpoint in endpoints.items()
-               if name in NEEDS[settings.mode]}
+    clients = {
+        name: ChatClient(endpoint, timeout=timeout, max_retries=retries)
+        for name, endpoint in endpoints.items()
+        if name in NEEDS[settings.mode]
+    }
     captioner = Captioner(dataset, settings, clients)
     asyncio.run(_run(captioner, todo, out, report, progress))
     if merge:

@@ -36,8 +36,15 @@ def run(args: argparse.Namespace) -> int:
     dtype = generation.resolve_dtype(args.dtype, device)
     out = Path(args.out) if args.out else Path(args.dataset) / "cache"
     pipe = BridgeDiTPipeline.from_pretrained(args.model, dtype=dtype).to(device)
-    encoded = cache_dataset(pipe, args.dataset, out, model=args.model, state=state,
-                            max_sequence_length=args.max_sequence_length, progress=state.is_main_process)
+    encoded = cache_dataset(
+        pipe,
+        args.dataset,
+        out,
+        model=args.model,
+        state=state,
+        max_sequence_length=args.max_sequence_length,
+        progress=state.is_main_process,
+    )
     sys.stdout.write(f"process {state.process_index}: encoded {encoded} clip(s) into {out}\n")  # one line, one write
     sys.stdout.flush()
     return 0

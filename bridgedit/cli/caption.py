@@ -24,10 +24,14 @@ def add_parser(subparsers) -> None:
         "The API key is read from the environment variable named by --api-key-env.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("dataset", metavar="DATASET_OR_MANIFEST", help="a prepared dataset folder or its manifest.jsonl")
+    parser.add_argument(
+        "dataset", metavar="DATASET_OR_MANIFEST", help="a prepared dataset folder or its manifest.jsonl"
+    )
     parser.add_argument("--out", required=True, metavar="captions.jsonl")
     parser.add_argument("--mode", choices=MODES, default=defaults.mode)
-    parser.add_argument("--vlm-url", help="base URL of the vision-language model's server, e.g. http://localhost:8000/v1")
+    parser.add_argument(
+        "--vlm-url", help="base URL of the vision-language model's server, e.g. http://localhost:8000/v1"
+    )
     parser.add_argument("--vlm-model", default=DEFAULT_VLM)
     parser.add_argument("--llm-url", help="base URL of the LLM's server (stages 2 and 3)")
     parser.add_argument("--llm-model", default=DEFAULT_LLM)
@@ -37,8 +41,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--omni-model", default="Qwen/Qwen2.5-Omni-7B")
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     parser.add_argument("--frames", type=int, default=defaults.frames, help="frames shown to the vision model")
-    parser.add_argument("--video-input", choices=("frames", "video"), default=defaults.video_input,
-                        help="send sampled frames as images, or the video file (servers that accept video)")
+    parser.add_argument(
+        "--video-input",
+        choices=("frames", "video"),
+        default=defaults.video_input,
+        help="send sampled frames as images, or the video file (servers that accept video)",
+    )
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="requests in flight at most")
     parser.add_argument("--attempts", type=int, default=defaults.attempts, help="tries per stage for unusable answers")
     parser.add_argument("--retries", type=int, default=4, help="HTTP retries (429, 5xx, connection) with backoff")
@@ -49,17 +57,28 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = CaptionSettings(mode=args.mode, frames=args.frames, video_input=args.video_input,
-                               concurrency=args.concurrency, attempts=args.attempts, force=args.force)
+    settings = CaptionSettings(
+        mode=args.mode,
+        frames=args.frames,
+        video_input=args.video_input,
+        concurrency=args.concurrency,
+        attempts=args.attempts,
+        force=args.force,
+    )
     endpoints = {}
-    for name, url, model in (("vlm", args.vlm_url, args.vlm_model), ("llm", args.llm_url, args.llm_model),
-                             ("audio_llm", args.audio_llm_url, args.audio_llm_model), ("omni", args.omni_url, args.omni_model)):
+    for name, url, model in (
+        ("vlm", args.vlm_url, args.vlm_model),
+        ("llm", args.llm_url, args.llm_model),
+        ("audio_llm", args.audio_llm_url, args.audio_llm_model),
+        ("omni", args.omni_url, args.omni_model),
+    ):
         if url:
             endpoints[name] = Endpoint(url=url, model=model, api_key_env=args.api_key_env)
     if not endpoints:
         raise ConfigError("no server given: pass --vlm-url and --llm-url (or the URLs your --mode needs)")
-    report = caption_dataset(args.dataset, args.out, settings, endpoints, timeout=args.timeout, retries=args.retries,
-                             merge=not args.no_merge)
+    report = caption_dataset(
+        args.dataset, args.out, settings, endpoints, timeout=args.timeout, retries=args.retries, merge=not args.no_merge
+    )
     print(report)
     for clip_id, reason in list(report.failures.items())[:10]:
         print(f"  failed {clip_id}: {reason}")

@@ -12,8 +12,18 @@ from ..config import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SIZE_KEYS = ("height", "width", "num_frames", "fps", "audio_seconds", "num_inference_steps", "video_guidance",
-             "audio_guidance", "schedule", "sampler")
+SIZE_KEYS = (
+    "height",
+    "width",
+    "num_frames",
+    "fps",
+    "audio_seconds",
+    "num_inference_steps",
+    "video_guidance",
+    "audio_guidance",
+    "schedule",
+    "sampler",
+)
 
 
 def _positive_int(text: str) -> int:
@@ -38,9 +48,12 @@ def add_parser(subparsers) -> None:
     text.add_argument("--prompt", help="one caption shared by both towers (instead of the two above)")
     text.add_argument("--negative-video-prompt")
     text.add_argument("--negative-audio-prompt")
-    text.add_argument("--prompts", metavar="FILE.jsonl",
-                      help='batch: one JSON object per line, {"id", "video_prompt", "audio_prompt"} or {"id", "prompt"}, '
-                      'optional "seed" and negatives')
+    text.add_argument(
+        "--prompts",
+        metavar="FILE.jsonl",
+        help='batch: one JSON object per line, {"id", "video_prompt", "audio_prompt"} or {"id", "prompt"}, '
+        'optional "seed" and negatives',
+    )
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="FILE.mp4", help="where to write the video (single mode)")
     out.add_argument("--out-dir", metavar="DIR", help="where to write <id>.mp4 files (batch mode)")
@@ -50,8 +63,14 @@ def add_parser(subparsers) -> None:
     sampling.add_argument("--model", help="model folder or hub id (default: the bundled demo model)")
     sampling.add_argument("--seed", type=int, default=0, help="seed (batch: base seed, plus the line index)")
     sampling.add_argument("--steps", dest="num_inference_steps", type=_positive_int)
-    sampling.add_argument("--video-guidance", type=float, help="video CFG scale w_v (default: the model's own, else the paper's 6.0)")
-    sampling.add_argument("--audio-guidance", type=float, help="audio CFG scale w_a (default: the model's own, else the paper's 7.0; the bundled demo model's is 2.0)")
+    sampling.add_argument(
+        "--video-guidance", type=float, help="video CFG scale w_v (default: the model's own, else the paper's 6.0)"
+    )
+    sampling.add_argument(
+        "--audio-guidance",
+        type=float,
+        help="audio CFG scale w_a (default: the model's own, else the paper's 7.0; the bundled demo model's is 2.0)",
+    )
     sampling.add_argument("--schedule", choices=("coupled", "native"))
     sampling.add_argument("--sampler", choices=("euler", "heun"), help="solver of the coupled schedule")
     sampling.add_argument("--height", type=int)
@@ -60,9 +79,14 @@ def add_parser(subparsers) -> None:
     sampling.add_argument("--fps", type=float)
     sampling.add_argument("--audio-seconds", type=float, help="audio length (default: frames / fps)")
     sampling.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
-    sampling.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16")
-    sampling.add_argument("--offload-text-encoders", action="store_true",
-                          help="move the text encoders (UMT5-XXL, T5) to the CPU once the prompts are encoded")
+    sampling.add_argument(
+        "--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16"
+    )
+    sampling.add_argument(
+        "--offload-text-encoders",
+        action="store_true",
+        help="move the text encoders (UMT5-XXL, T5) to the CPU once the prompts are encoded",
+    )
     parser.set_defaults(run=run)
 
 
@@ -89,10 +113,18 @@ def run(args: argparse.Namespace) -> int:
     if mode == "single":
         out_path = generation.check_writable_file(args.out)
         item = generation.parse_prompt_item(
-            {k: v for k, v in dict(id=out_path.stem if generation.ID_PATTERN.match(out_path.stem) else "video",
-                                   video_prompt=args.video_prompt, audio_prompt=args.audio_prompt, prompt=args.prompt,
-                                   negative_video_prompt=args.negative_video_prompt,
-                                   negative_audio_prompt=args.negative_audio_prompt).items() if v is not None},
+            {
+                k: v
+                for k, v in dict(
+                    id=out_path.stem if generation.ID_PATTERN.match(out_path.stem) else "video",
+                    video_prompt=args.video_prompt,
+                    audio_prompt=args.audio_prompt,
+                    prompt=args.prompt,
+                    negative_video_prompt=args.negative_video_prompt,
+                    negative_audio_prompt=args.negative_audio_prompt,
+                ).items()
+                if v is not None
+            },
             "the command line",
         )
         items = [item]
@@ -103,13 +135,16 @@ def run(args: argparse.Namespace) -> int:
     dtype = generation.resolve_dtype(args.dtype, device)
     model = args.model or generation.default_model()
     if model is None:
-        raise ConfigError(f"no --model given, and this install has no bundled demo model ({generation.BUNDLED_MODEL} is "
-                          "missing): pass --model FOLDER_OR_HUB_ID (a folder written by BridgeDiTPipeline.save_pretrained), "
-                          "or train the demo model with `bridgedit synthetic recipe --out outputs/demo --install`")
+        raise ConfigError(
+            f"no --model given, and this install has no bundled demo model ({generation.BUNDLED_MODEL} is "
+            "missing): pass --model FOLDER_OR_HUB_ID (a folder written by BridgeDiTPipeline.save_pretrained), "
+            "or train the demo model with `bridgedit synthetic recipe --out outputs/demo --install`"
+        )
 
     pipe = BridgeDiTPipeline.from_pretrained(model, dtype=dtype).to(device)
-    settings = generation.settings_with_model_defaults(explicit, pipe.generation_defaults, write_wav=args.wav,
-                                                       offload_text_encoders=args.offload_text_encoders)
+    settings = generation.settings_with_model_defaults(
+        explicit, pipe.generation_defaults, write_wav=args.wav, offload_text_encoders=args.offload_text_encoders
+    )
     settings.check()
 
     if mode == "single":
@@ -120,7 +155,11 @@ def run(args: argparse.Namespace) -> int:
             logger.warning("%d of %d prompts already have a video in %s: skipped", skipped, len(items), out_dir)
         records = generation.run_batch(pipe, items, out_dir, settings, args.seed, state)
     for record in records:
-        text = json.dumps(record) if args.json else f"wrote {record['video']}" + (f" and {record['wav']}" if "wav" in record else "")
+        text = (
+            json.dumps(record)
+            if args.json
+            else f"wrote {record['video']}" + (f" and {record['wav']}" if "wav" in record else "")
+        )
         # one write of one whole line, flushed: several processes share stdout under `accelerate launch`, and a
         # single write below the pipe buffer size is never interleaved with another process's
         sys.stdout.write(text + "\n")

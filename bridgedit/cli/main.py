@@ -12,7 +12,18 @@ from ..evaluation.extractors import ExtractorUnavailable
 from ..media import MediaError
 from . import cache, caption, convert_official, convert_weights, describe, evaluate, generate, prepare, synthetic, train
 
-SUBCOMMANDS = (describe, prepare, caption, cache, train, generate, evaluate, convert_official, convert_weights, synthetic)
+SUBCOMMANDS = (
+    describe,
+    prepare,
+    caption,
+    cache,
+    train,
+    generate,
+    evaluate,
+    convert_official,
+    convert_weights,
+    synthetic,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.run(args) or 0
-    except (ConfigError, CheckpointError, ExtractorUnavailable, MediaError, FileNotFoundError, PermissionError,
-            IsADirectoryError) as error:
+    except (
+        ConfigError,
+        CheckpointError,
+        ExtractorUnavailable,
+        MediaError,
+        FileNotFoundError,
+        PermissionError,
+        IsADirectoryError,
+    ) as error:
         print(f"bridgedit {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,5 @@
-"""`bridgedit synthetic make`: a procedural sounding dataset with exact event times, in prepare's format."""
+"""`bridgedit synthetic make | recipe | picture`: the procedural sounding world, its demo model's recipe, and a picture
+of a sounding clip with its events marked."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def add_parser(subparsers) -> None:
 
     recipe_defaults = RecipeSettings()
     recipe = actions.add_parser(
-        "recipe", help="train the demo model from nothing: world, codecs, towers, then DCA bridges (46-50 min measured on 2 free cores with native bf16)",
+        "recipe",
+        help="train the demo model from nothing: world, codecs, towers, then DCA bridges (46-50 min measured on 2 free cores with native bf16)",
         description="The paper's recipe at toy scale, one command: make the world, train tiny codecs, pretrain a "
         "text-to-video and a text-to-audio tower separately, then freeze all but their last blocks and train DCA "
         "bridges. Resumable: re-run the same command after an interruption. The model lands in OUT/model.",
@@ -42,22 +44,56 @@ def add_parser(subparsers) -> None:
     )
     recipe.add_argument("--out", required=True, metavar="DIR")
     recipe.add_argument("--seed", type=int, default=recipe_defaults.seed)
-    recipe.add_argument("--install", action="store_true",
-                        help="then copy OUT/model into the package as `bridgedit generate`'s default model")
-    recipe.add_argument("--scale", type=int, default=1, metavar="N",
-                        help="divide every budget (clips, steps) by N: a quick, much worse model")
-    recipe.add_argument("--precision", choices=tuple(PRECISION_MODES), default=None,
-                        help=f"train the towers and the bridges in float32 or under bf16 autocast (only on a CPU with "
-                        "native bf16, AVX512-BF16 or AMX, or a GPU; about 1.8 times the tower steps per minute on "
-                        f"this project's test machine). Default: {recipe_defaults.tower_precision} where it is native, "
-                        "else fp32 (slower, and a model with other numbers than the bundled one)")
+    recipe.add_argument(
+        "--install",
+        action="store_true",
+        help="then copy OUT/model into the package as `bridgedit generate`'s default model",
+    )
+    recipe.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        metavar="N",
+        help="divide every budget (clips, steps) by N: a quick, much worse model",
+    )
+    recipe.add_argument(
+        "--precision",
+        choices=tuple(PRECISION_MODES),
+        default=None,
+        help=f"train the towers and the bridges in float32 or under bf16 autocast (only on a CPU with "
+        "native bf16, AVX512-BF16 or AMX, or a GPU; about 1.8 times the tower steps per minute on "
+        f"this project's test machine). Default: {recipe_defaults.tower_precision} where it is native, "
+        "else fp32 (slower, and a model with other numbers than the bundled one)",
+    )
     recipe.set_defaults(run=run_recipe)
+
+    picture = actions.add_parser(
+        "picture",
+        help="draw a sounding .mp4: its frames over its spectrogram, the detected events marked (needs matplotlib)",
+        description="One picture of a sounding clip: its frames side by side over the spectrogram of its sound, "
+        "with the synthetic world's detectors' events marked (video events red, audio onsets orange; the video "
+        "events also dotted on the spectrogram, where sound and picture should meet).",
+    )
+    picture.add_argument("video", metavar="CLIP.mp4")
+    picture.add_argument("--out", required=True, metavar="PICTURE.png")
+    picture.add_argument("--title", help="default: the file's name")
+    picture.set_defaults(run=run_picture)
 
 
 def run(args: argparse.Namespace) -> int:
-    out = make_dataset(args.out, clips=args.clips, seed=args.seed, test_clips=args.test_clips, progress=True,
-                       seconds=args.seconds, fps=args.fps, height=args.height, width=args.width,
-                       sample_rate=args.sample_rate, max_events=args.max_events)
+    out = make_dataset(
+        args.out,
+        clips=args.clips,
+        seed=args.seed,
+        test_clips=args.test_clips,
+        progress=True,
+        seconds=args.seconds,
+        fps=args.fps,
+        height=args.height,
+        width=args.width,
+        sample_rate=args.sample_rate,
+        max_events=args.max_events,
+    )
     print(f"wrote {args.clips} clips to {out} (manifest: {out}/manifest.jsonl)")
     return 0
 
@@ -89,7 +125,20 @@ def recipe_precision(default: str, bf16_unavailable: str | None) -> str:
     """The recipe's precision when --precision is not given: its default, or float32 where bf16 is not native (said
     on stderr: the recipe then takes longer and makes a model with other numbers than the bundled one)."""
     if default == "bf16" and bf16_unavailable:
-        print(f"training in float32, not the recipe's bf16: {bf16_unavailable}; this takes longer than the documented "
-              "hour and makes a model with other numbers than the bundled one", file=sys.stderr)
+        print(
+            f"training in float32, not the recipe's bf16: {bf16_unavailable}; this takes longer than the documented "
+            "hour and makes a model with other numbers than the bundled one",
+            file=sys.stderr,
+        )
         return "fp32"
     return default
+
+
+def run_picture(args: argparse.Namespace) -> int:
+    from ..synthetic.picture import clip_picture
+
+    events = clip_picture(args.video, args.out, title=args.title)
+    times = ", ".join(f"{t:.2f}" for t in events["video_events"]) or "none"
+    onsets = ", ".join(f"{t:.2f}" for t in events["audio_onsets"]) or "none"
+    print(f"wrote {args.out}: video events at {times} s; audio onsets at {onsets} s")
+    return 0

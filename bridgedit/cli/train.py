@@ -17,8 +17,13 @@ def add_parser(subparsers) -> None:
         "Several GPUs or nodes: `accelerate launch -m bridgedit.cli.main train --config FILE` (see configs/).",
     )
     parser.add_argument("--config", required=True, metavar="FILE.yaml")
-    parser.add_argument("--resume", metavar="CHECKPOINT", nargs="?", const="latest",
-                        help="continue a run exactly: a checkpoint folder, or (no value) the latest in checkpoint.dir")
+    parser.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        nargs="?",
+        const="latest",
+        help="continue a run exactly: a checkpoint folder, or (no value) the latest in checkpoint.dir",
+    )
     parser.add_argument("--steps", type=int, help="override train.steps")
     parser.set_defaults(run=run)
 
@@ -36,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     if trainer.accelerator.is_main_process:
         summary = summarize(result.history)
         if summary:
-            print(f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f} "
-                  f"(mean of the first and last steps, {summary['ratio']:.1f}x lower)")
+            print(
+                f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f} "
+                f"(mean of the first and last steps, {summary['ratio']:.1f}x lower)"
+            )
         print(f"checkpoint: {result.checkpoint}")
     return 0

@@ -46,8 +46,9 @@ def _true_length(tokenizer, prompt: str, max_length: int) -> int:
 @torch.no_grad()
 def encode_video_text(pipe, prompt: str, max_sequence_length: int) -> torch.Tensor:
     """(L_true, D) UMT5 states, as WanPipeline.encode_prompt computes them."""
-    states = pipe.video_pipe.encode_prompt(prompt=[prompt], do_classifier_free_guidance=False,
-                                           max_sequence_length=max_sequence_length, device=pipe.device)[0]
+    states = pipe.video_pipe.encode_prompt(
+        prompt=[prompt], do_classifier_free_guidance=False, max_sequence_length=max_sequence_length, device=pipe.device
+    )[0]
     return states[0, : _true_length(pipe.video_pipe.tokenizer, prompt, max_sequence_length)].float().cpu()
 
 
@@ -63,7 +64,9 @@ def encode_audio_text(pipe, prompt: str) -> torch.Tensor:
 def encode_video(pipe, frames: np.ndarray) -> torch.Tensor:
     """(F, H, W, 3) uint8 -> (C, F', H', W') normalised Wan latents (the inverse of the pipeline's decoding)."""
     vae = pipe.video_pipe.vae
-    pixels = torch.from_numpy(frames).to(device=vae.device, dtype=vae.dtype).permute(3, 0, 1, 2)[None]  # (1, 3, F, H, W)
+    pixels = (
+        torch.from_numpy(frames).to(device=vae.device, dtype=vae.dtype).permute(3, 0, 1, 2)[None]
+    )  # (1, 3, F, H, W)
     latents = vae.encode(pixels / 127.5 - 1.0).latent_dist.mode()
     shape = (1, vae.config.z_dim, 1, 1, 1)
     mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
@@ -90,8 +93,11 @@ def model_identity(model: str | Path) -> str:
 
 def cache_info(pipe, model: str | Path, max_sequence_length: int) -> dict[str, Any]:
     return {
-        "format": FORMAT, "model": model_identity(model), "video_max_tokens": max_sequence_length,
-        "audio_max_tokens": int(pipe.audio_pipe.tokenizer.model_max_length), "sample_rate": pipe.sample_rate,
+        "format": FORMAT,
+        "model": model_identity(model),
+        "video_max_tokens": max_sequence_length,
+        "audio_max_tokens": int(pipe.audio_pipe.tokenizer.model_max_length),
+        "sample_rate": pipe.sample_rate,
     }
 
 
@@ -107,7 +113,9 @@ def check_dataset_fits(pipe, records: list[dict[str, Any]]) -> None:
                 f"at {record['fps']:g} fps for 81 frames)"
             )
         if record["height"] % multiple or record["width"] % multiple:
-            raise ConfigError(f"clips are {record['width']}x{record['height']}; the model needs multiples of {multiple}")
+            raise ConfigError(
+                f"clips are {record['width']}x{record['height']}; the model needs multiples of {multiple}"
+            )
         if record["sample_rate"] != pipe.sample_rate:
             raise ConfigError(
                 f"clips' audio is at {record['sample_rate']} Hz; this model's audio VAE takes {pipe.sample_rate} Hz "
@@ -118,7 +126,10 @@ def check_dataset_fits(pipe, records: list[dict[str, Any]]) -> None:
 def _encode_clip(pipe, dataset: Path, record: dict[str, Any], max_sequence_length: int) -> dict[str, torch.Tensor]:
     video_path, audio_path = clip_files(dataset, record)
     audio, _ = read_wav(audio_path)
-    tensors = {"video_latents": encode_video(pipe, read_frames(video_path)), "audio_latents": encode_audio(pipe, audio[:1])}
+    tensors = {
+        "video_latents": encode_video(pipe, read_frames(video_path)),
+        "audio_latents": encode_audio(pipe, audio[:1]),
+    }
     captions = record.get("captions") or {}
     if captions.get("video"):
         tensors["video_text"] = encode_video_text(pipe, captions["video"], max_sequence_length)
@@ -130,8 +141,16 @@ def _encode_clip(pipe, dataset: Path, record: dict[str, Any], max_sequence_lengt
     return tensors
 
 
-def cache_dataset(pipe, dataset: str | Path, out: str | Path, *, model: str, state=None,
-                  max_sequence_length: int = 512, progress: bool = True) -> int:
+def cache_dataset(
+    pipe,
+    dataset: str | Path,
+    out: str | Path,
+    *,
+    model: str,
+    state=None,
+    max_sequence_length: int = 512,
+    progress: bool = True,
+) -> int:
     """Encode every clip of the manifest (all splits) not cached yet; returns how many this process encoded."""
     from accelerate import PartialState
 
@@ -162,8 +181,11 @@ def cache_dataset(pipe, dataset: str | Path, out: str | Path, *, model: str, sta
         for record in tqdm(mine, desc=f"cache (process {state.process_index})", disable=not progress):
             tensors = _encode_clip(pipe, dataset, record, max_sequence_length)
             with atomic_path(out / CLIPS_DIR / f"{record['id']}.safetensors") as temporary:
-                save_file({k: v.contiguous() for k, v in tensors.items()}, str(temporary),
-                          metadata={"seconds": str(record["duration"])})
+                save_file(
+                    {k: v.contiguous() for k, v in tensors.items()},
+                    str(temporary),
+                    metadata={"seconds": str(record["duration"])},
+                )
             encoded += 1
     state.wait_for_everyone()
     return encoded

@@ -28,14 +28,23 @@ class CachedBatch:
 class CachedClips:
     """The cached clips of one split, with the caption states chosen by `captions` ("hvgc" or "shared")."""
 
-    def __init__(self, dataset: str | Path, cache: str | Path, *, split: str = "train", captions: str = "hvgc",
-                 allow_missing_captions: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: str | Path,
+        cache: str | Path,
+        *,
+        split: str = "train",
+        captions: str = "hvgc",
+        allow_missing_captions: bool = False,
+    ) -> None:
         self.cache = Path(cache)
         self.info = load_cache_info(self.cache)
         self.records = load_manifest(dataset, split=split)
         missing = [r["id"] for r in self.records if not (self.cache / CLIPS_DIR / f"{r['id']}.safetensors").is_file()]
         if missing:
-            raise ConfigError(f"{len(missing)} clip(s) of split {split!r} are not cached yet (e.g. {missing[0]}); run bridgedit cache")
+            raise ConfigError(
+                f"{len(missing)} clip(s) of split {split!r} are not cached yet (e.g. {missing[0]}); run bridgedit cache"
+            )
         self.keys = ("video_text", "audio_text") if captions == "hvgc" else ("shared_video_text", "shared_audio_text")
         self.null_video_text = load_file(str(self.cache / NULL_NAME))["video_text"]
         lacking = [r["id"] for r in self.records if not self._has_captions(r)]

@@ -28,7 +28,9 @@ def load_manifest(dataset: str | Path, *, split: str | None = None) -> list[dict
     dataset = Path(dataset)
     path = dataset / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{dataset} is not a prepared dataset: {MANIFEST_NAME} is missing (run bridgedit prepare)")
+        raise FileNotFoundError(
+            f"{dataset} is not a prepared dataset: {MANIFEST_NAME} is missing (run bridgedit prepare)"
+        )
     records = read_jsonl(path)
     if split is not None:
         records = [r for r in records if r.get("split") == split]

@@ -79,7 +79,9 @@ def assign_splits(records: list[dict], test_size: int | None, seed: int) -> list
     test = set()
     if test_size:
         if test_size > len(undecided):
-            raise ConfigError(f"--test-size {test_size} is larger than the {len(undecided)} clips without a given split")
+            raise ConfigError(
+                f"--test-size {test_size} is larger than the {len(undecided)} clips without a given split"
+            )
         test = set(np.random.default_rng(seed).choice(undecided, size=test_size, replace=False).tolist())
     for record in records:
         if not record.get("given_split"):
@@ -109,7 +111,9 @@ def prepare_dataset(
         try:
             if not entry.path.is_file():
                 raise MediaError("file not found")
-            clip = read_standard_clip(entry.path, standard, segment=(entry.start, entry.end), rng=_clip_rng(seed, entry.id))
+            clip = read_standard_clip(
+                entry.path, standard, segment=(entry.start, entry.end), rng=_clip_rng(seed, entry.id)
+            )
             if av_filter is not None:
                 score = float(av_filter(clip.frames, clip.audio, standard.sample_rate))
                 if not score > av_threshold:
@@ -121,14 +125,28 @@ def prepare_dataset(
         video_path, audio_path = out / CLIPS_DIR / f"{entry.id}.mp4", out / CLIPS_DIR / f"{entry.id}.wav"
         write_wav(audio_path, clip.audio[None], standard.sample_rate, subtype="PCM_16")
         write_sounding_video(video_path, clip.frames, standard.fps, clip.audio[None], standard.sample_rate)
-        append_jsonl(manifest_path, {
-            "id": entry.id, "path": f"{CLIPS_DIR}/{entry.id}.mp4", "audio_path": f"{CLIPS_DIR}/{entry.id}.wav",
-            "source": str(entry.path), "source_start": entry.start, "source_end": entry.end,
-            "start": round(clip.start, 6), "duration": standard.seconds, "padded_seconds": round(clip.padded_seconds, 6),
-            "split": entry.split, "given_split": entry.split is not None, "label": entry.label,
-            "captions": dict(entry.captions), "fps": standard.fps, "width": standard.width,
-            "height": standard.height, "sample_rate": standard.sample_rate,
-        })
+        append_jsonl(
+            manifest_path,
+            {
+                "id": entry.id,
+                "path": f"{CLIPS_DIR}/{entry.id}.mp4",
+                "audio_path": f"{CLIPS_DIR}/{entry.id}.wav",
+                "source": str(entry.path),
+                "source_start": entry.start,
+                "source_end": entry.end,
+                "start": round(clip.start, 6),
+                "duration": standard.seconds,
+                "padded_seconds": round(clip.padded_seconds, 6),
+                "split": entry.split,
+                "given_split": entry.split is not None,
+                "label": entry.label,
+                "captions": dict(entry.captions),
+                "fps": standard.fps,
+                "width": standard.width,
+                "height": standard.height,
+                "sample_rate": standard.sample_rate,
+            },
+        )
         report.accepted += 1
 
     records = read_jsonl(manifest_path)

@@ -61,7 +61,9 @@ def _videos_under(root: Path) -> list[Path]:
 
 
 def from_folder(root: Path) -> list[SourceEntry]:
-    return _unique([SourceEntry(id=safe_id(str(p.relative_to(root).with_suffix(""))), path=p) for p in _videos_under(root)])
+    return _unique(
+        [SourceEntry(id=safe_id(str(p.relative_to(root).with_suffix(""))), path=p) for p in _videos_under(root)]
+    )
 
 
 def _float_or_none(value, where: str) -> float | None:
@@ -91,18 +93,24 @@ def from_manifest(path: Path) -> list[SourceEntry]:
     for number, row in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
         where = f"{path}:{number}"
         if not row.get("path"):
-            raise ConfigError(f"{where}: the \"path\" column is missing or empty")
+            raise ConfigError(f'{where}: the "path" column is missing or empty')
         video = Path(row["path"])
         video = video if video.is_absolute() else path.parent / video
         start, end = _float_or_none(row.get("start"), where), _float_or_none(row.get("end"), where)
         if start is not None and end is not None and end <= start:
             raise ConfigError(f"{where}: end ({end}) must be after start ({start})")
         default_id = video.stem + (f"_{round(start * 1000)}ms" if start is not None else "")
-        entries.append(SourceEntry(
-            id=safe_id(row.get("id") or default_id), path=video, start=start, end=end,
-            split=row.get("split") or None, label=row.get("label") or None,
-            captions={key: row[column] for column, key in CAPTION_COLUMNS.items() if row.get(column)},
-        ))
+        entries.append(
+            SourceEntry(
+                id=safe_id(row.get("id") or default_id),
+                path=video,
+                start=start,
+                end=end,
+                split=row.get("split") or None,
+                label=row.get("label") or None,
+                captions={key: row[column] for column, key in CAPTION_COLUMNS.items() if row.get(column)},
+            )
+        )
     return _unique(entries)
 
 
@@ -116,8 +124,14 @@ def avsync15(root: Path) -> list[SourceEntry]:
             relative = line.strip()
             if relative:
                 path = root / "videos" / relative
-                entries.append(SourceEntry(id=safe_id(str(Path(relative).with_suffix(""))), path=path, split=split,
-                                           label=Path(relative).parent.name or None))
+                entries.append(
+                    SourceEntry(
+                        id=safe_id(str(Path(relative).with_suffix(""))),
+                        path=path,
+                        split=split,
+                        label=Path(relative).parent.name or None,
+                    )
+                )
     return _unique(entries)
 
 
@@ -140,8 +154,14 @@ def landscape(root: Path) -> list[SourceEntry]:
         if not (root / split).is_dir():
             raise ConfigError(f"{root} is not a Landscape folder: {split}/ is missing")
         for path in _videos_under(root / split):
-            entries.append(SourceEntry(id=safe_id(f"{split}/{path.relative_to(root / split).with_suffix('')}"), path=path,
-                                       split=split, label=path.parent.name))
+            entries.append(
+                SourceEntry(
+                    id=safe_id(f"{split}/{path.relative_to(root / split).with_suffix('')}"),
+                    path=path,
+                    split=split,
+                    label=path.parent.name,
+                )
+            )
     return _unique(entries)
 
 
@@ -164,8 +184,13 @@ def read_sources(source: str | Path, layout: str = "auto") -> tuple[str, list[So
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     layout = detect_layout(source) if layout == "auto" else layout
-    readers = {"folder": from_folder, "manifest": from_manifest, "avsync15": avsync15,
-               "vggsound-ss": vggsound_ss, "landscape": landscape}
+    readers = {
+        "folder": from_folder,
+        "manifest": from_manifest,
+        "avsync15": avsync15,
+        "vggsound-ss": vggsound_ss,
+        "landscape": landscape,
+    }
     entries = readers[layout](source)
     if not entries:
         raise ConfigError(f"no videos found in {source} (layout {layout}; extensions {', '.join(VIDEO_EXTENSIONS)})")

@@ -2,13 +2,32 @@
 
 from .guidance import GuidedDenoiser, concat_conditions
 from .objectives import (
-    audio_alpha_sigma, audio_target, audio_v_to_data, couple_timesteps, noise_audio, noise_video,
-    video_target, video_velocity_to_data,
+    audio_alpha_sigma,
+    audio_target,
+    audio_v_to_data,
+    couple_timesteps,
+    noise_audio,
+    noise_video,
+    video_target,
+    video_velocity_to_data,
 )
 from .samplers import COUPLED_SAMPLERS, coupled_grid, hold_fixed, sample_euler, sample_heun, sample_native
 
 __all__ = [
-    "COUPLED_SAMPLERS", "GuidedDenoiser", "audio_alpha_sigma", "audio_target", "audio_v_to_data", "concat_conditions",
-    "couple_timesteps", "coupled_grid", "hold_fixed", "noise_audio", "noise_video", "sample_euler", "sample_heun", "sample_native",
-    "video_target", "video_velocity_to_data",
+    "COUPLED_SAMPLERS",
+    "GuidedDenoiser",
+    "audio_alpha_sigma",
+    "audio_target",
+    "audio_v_to_data",
+    "concat_conditions",
+    "couple_timesteps",
+    "coupled_grid",
+    "hold_fixed",
+    "noise_audio",
+    "noise_video",
+    "sample_euler",
+    "sample_heun",
+    "sample_native",
+    "video_target",
+    "video_velocity_to_data",
 ]

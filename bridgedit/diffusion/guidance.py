@@ -30,7 +30,7 @@ def concat_conditions(first: Any, second: Any) -> Any:
 class GuidedDenoiser:
     """fn(x_video, x_audio, t_video, t_audio) -> (pred_video, pred_audio), guided per Eq. 11-12:
 
-        pred = pred(x, null) + w * (pred(x, T) - pred(x, null)),   w = video_scale or audio_scale
+    pred = pred(x, null) + w * (pred(x, T) - pred(x, null)),   w = video_scale or audio_scale
     """
 
     model: BridgeDiT
@@ -51,9 +51,12 @@ class GuidedDenoiser:
         if not self.guided:
             return self.model(x_video, x_audio, t_video, t_audio, self.video_conditions, self.audio_conditions)
         pred_video, pred_audio = self.model(
-            torch.cat([x_video, x_video]), torch.cat([x_audio, x_audio]),
-            torch.cat([t_video, t_video]), torch.cat([t_audio, t_audio]),
-            self._video_both, self._audio_both,
+            torch.cat([x_video, x_video]),
+            torch.cat([x_audio, x_audio]),
+            torch.cat([t_video, t_video]),
+            torch.cat([t_audio, t_audio]),
+            self._video_both,
+            self._audio_both,
         )
         null_video, cond_video = pred_video.chunk(2)
         null_audio, cond_audio = pred_audio.chunk(2)

@@ -27,8 +27,11 @@ class AudioSetClassifier:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
         model = load_or_explain("AudioSet classifier", path_or_id, AutoModelForAudioClassification.from_pretrained)
-        return cls(model, AutoFeatureExtractor.from_pretrained(path_or_id),
-                   f"{type(model).__name__} ({path_or_id}), softmax over {model.config.num_labels} classes")
+        return cls(
+            model,
+            AutoFeatureExtractor.from_pretrained(path_or_id),
+            f"{type(model).__name__} ({path_or_id}), softmax over {model.config.num_labels} classes",
+        )
 
     @torch.no_grad()
     def features(self, clip) -> np.ndarray:

@@ -24,8 +24,18 @@ VARIANTS = ("current", "original")
 
 def optical_flow_magnitude(previous: np.ndarray, current: np.ndarray) -> float:
     """Mean Farneback flow magnitude between two RGB frames."""
-    flow = cv2.calcOpticalFlowFarneback(cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY), cv2.cvtColor(current, cv2.COLOR_RGB2GRAY),
-                                        None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    flow = cv2.calcOpticalFlowFarneback(
+        cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY),
+        cv2.cvtColor(current, cv2.COLOR_RGB2GRAY),
+        None,
+        0.5,
+        3,
+        15,
+        3,
+        5,
+        1.2,
+        0,
+    )
     return float(cv2.mean(cv2.magnitude(flow[..., 0], flow[..., 1]))[0])
 
 
@@ -36,8 +46,11 @@ def detect_video_peaks(frames: np.ndarray, fps: float, *, variant: str = "curren
     flows = [optical_flow_magnitude(frames[i - 1], frames[i]) for i in range(1, len(frames))]
     trajectory = [flows[0], *flows]
     threshold = PEAK_THRESHOLD if variant == "current" else -np.inf
-    peaks = [i / fps for i in range(1, len(trajectory) - 1)
-             if trajectory[i - 1] < trajectory[i] > trajectory[i + 1] and trajectory[i] >= threshold]
+    peaks = [
+        i / fps
+        for i in range(1, len(trajectory) - 1)
+        if trajectory[i - 1] < trajectory[i] > trajectory[i + 1] and trajectory[i] >= threshold
+    ]
     return trajectory, peaks
 
 
@@ -53,8 +66,9 @@ def detect_audio_peaks(audio: np.ndarray, sample_rate: int) -> list[float]:
     return librosa.frames_to_time(frames, sr=LIBROSA_RATE).tolist()
 
 
-def intersection_over_union(audio_peaks: list[float], video_peaks: list[float], fps: float, *,
-                            variant: str = "current") -> float:
+def intersection_over_union(
+    audio_peaks: list[float], video_peaks: list[float], fps: float, *, variant: str = "current"
+) -> float:
     if not audio_peaks and not video_peaks:
         return 0.0
     matches, used = 0, [False] * len(video_peaks)

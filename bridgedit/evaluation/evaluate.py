@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from ..config import ConfigError
 from ..media import read_audio_track, read_video, read_wav
-from .av_align import av_align
 from .audioset import AUDIOSET_CLASSIFIER_DEFAULT, AudioSetClassifier
+from .av_align import av_align
 from .extractors import CLAP_DEFAULT, CLIP_DEFAULT, WEIGHTS_DIR, ClapScorer, ClipScorer
 from .i3d import I3DExtractor
 from .imagebind import ImageBindScorer
@@ -34,8 +34,16 @@ from .vggish import VGGishExtractor
 logger = logging.getLogger(__name__)
 
 METRICS = ("fvd", "kvd", "fad", "kl", "clipsim", "clap", "ib_va", "av_align")
-HEADERS = {"fvd": "FVD↓", "kvd": "KVD↓", "fad": "FAD↓", "kl": "KL↓", "clipsim": "CLIPSIM↑", "clap": "CLAP↑",
-           "ib_va": "IB-VA↑", "av_align": "AV-Align↑"}
+HEADERS = {
+    "fvd": "FVD↓",
+    "kvd": "KVD↓",
+    "fad": "FAD↓",
+    "kl": "KL↓",
+    "clipsim": "CLIPSIM↑",
+    "clap": "CLAP↑",
+    "ib_va": "IB-VA↑",
+    "av_align": "AV-Align↑",
+}
 REFERENCE_METRICS = ("fvd", "kvd", "fad", "kl")  # those that compare with the reference set
 DISTRIBUTIONS = {"fvd": frechet_distance, "kvd": mmd2_polynomial, "fad": frechet_distance}  # set-level statistics
 FEATURES_OF = {"fvd": "i3d", "kvd": "i3d", "fad": "vggish", "kl": "audioset"}  # metric -> the extractor it reads
@@ -59,7 +67,13 @@ class Evaluation:
     unpaired: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.values, "n": self.n, "backbones": self.backbones, "unpaired": self.unpaired, "per_clip": self.per_clip}
+        return {
+            **self.values,
+            "n": self.n,
+            "backbones": self.backbones,
+            "unpaired": self.unpaired,
+            "per_clip": self.per_clip,
+        }
 
     def markdown(self, label: str = "generated") -> str:
         header = "| Method | " + " | ".join(HEADERS[m] for m in METRICS) + " |"
@@ -74,8 +88,10 @@ def find_clips(folder: str | Path) -> dict[str, tuple[Path, Path | None]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    return {video.stem: (video, video.with_suffix(".wav") if video.with_suffix(".wav").is_file() else None)
-            for video in sorted(folder.glob("*.mp4"))}
+    return {
+        video.stem: (video, video.with_suffix(".wav") if video.with_suffix(".wav").is_file() else None)
+        for video in sorted(folder.glob("*.mp4"))
+    }
 
 
 def load_clip(stem: str, video: Path, wav: Path | None) -> EvalClip:
@@ -94,11 +110,13 @@ def read_captions(path: str | Path) -> dict[str, dict[str, str]]:
         except json.JSONDecodeError as error:
             raise ConfigError(f"{path}:{number}: not valid JSON ({error.msg})") from None
         if "id" not in record:
-            raise ConfigError(f"{path}:{number}: no \"id\"")
+            raise ConfigError(f'{path}:{number}: no "id"')
         given = record.get("captions") or {}
         shared = record.get("prompt") or given.get("shared")
-        captions[record["id"]] = {"video": record.get("video_prompt") or given.get("video") or shared,
-                                  "audio": record.get("audio_prompt") or given.get("audio") or shared}
+        captions[record["id"]] = {
+            "video": record.get("video_prompt") or given.get("video") or shared,
+            "audio": record.get("audio_prompt") or given.get("audio") or shared,
+        }
     return captions
 
 
@@ -117,25 +135,42 @@ def _choose_metrics(metrics: list[str] | None, has_reference: bool, has_captions
 
 
 def _load_extractors(chosen: list[str], given: dict[str, Any], *, i3d_weights, vggish_weights, audioset_model) -> dict:
-    loaders = {"i3d": lambda: I3DExtractor.from_pretrained(str(i3d_weights)),
-               "vggish": lambda: VGGishExtractor.from_pretrained(str(vggish_weights)),
-               "audioset": lambda: AudioSetClassifier.from_pretrained(audioset_model)}
+    loaders = {
+        "i3d": lambda: I3DExtractor.from_pretrained(str(i3d_weights)),
+        "vggish": lambda: VGGishExtractor.from_pretrained(str(vggish_weights)),
+        "audioset": lambda: AudioSetClassifier.from_pretrained(audioset_model),
+    }
     needed = {FEATURES_OF[m] for m in chosen if m in FEATURES_OF}
     return {kind: given[kind] if kind in given else loaders[kind]() for kind in sorted(needed)}
 
 
 def _distribution_values(chosen: list[str], generated: dict[str, list], reference: dict[str, list]) -> dict[str, float]:
     """FVD, KVD, FAD from the per-clip feature arrays of both sets (all rows of all clips pooled per set)."""
-    return {metric: statistic(np.concatenate(generated[FEATURES_OF[metric]]), np.concatenate(reference[FEATURES_OF[metric]]))
-            for metric, statistic in DISTRIBUTIONS.items() if metric in chosen}
+    return {
+        metric: statistic(
+            np.concatenate(generated[FEATURES_OF[metric]]), np.concatenate(reference[FEATURES_OF[metric]])
+        )
+        for metric, statistic in DISTRIBUTIONS.items()
+        if metric in chosen
+    }
 
 
-def evaluate(generated: str | Path, *, reference: str | Path | None = None, captions: str | Path | None = None,
-             metrics: list[str] | None = None, clip_model: str = CLIP_DEFAULT, clap_model: str = CLAP_DEFAULT,
-             audioset_model: str = AUDIOSET_CLASSIFIER_DEFAULT, i3d_weights: str | Path = WEIGHTS_DIR,
-             vggish_weights: str | Path = WEIGHTS_DIR, imagebind_weights: str | Path = WEIGHTS_DIR,
-             av_align_variant: str = "current",
-             scorers: dict[str, Any] | None = None, progress: bool = True) -> Evaluation:
+def evaluate(
+    generated: str | Path,
+    *,
+    reference: str | Path | None = None,
+    captions: str | Path | None = None,
+    metrics: list[str] | None = None,
+    clip_model: str = CLIP_DEFAULT,
+    clap_model: str = CLAP_DEFAULT,
+    audioset_model: str = AUDIOSET_CLASSIFIER_DEFAULT,
+    i3d_weights: str | Path = WEIGHTS_DIR,
+    vggish_weights: str | Path = WEIGHTS_DIR,
+    imagebind_weights: str | Path = WEIGHTS_DIR,
+    av_align_variant: str = "current",
+    scorers: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Evaluation:
     """Score the generated set. `scorers` may supply ready scorers ("clipsim", "clap", "ib_va") and feature extractors
     ("i3d", "vggish", "audioset"), e.g. tiny models in tests."""
     found = find_clips(generated)
@@ -146,13 +181,19 @@ def evaluate(generated: str | Path, *, reference: str | Path | None = None, capt
     reference_found = {}
     if reference is not None:
         reference_found = find_clips(reference)
-        unpaired = {"generated_only": sorted(set(stems) - set(reference_found)),
-                    "reference_only": sorted(set(reference_found) - set(stems))}
+        unpaired = {
+            "generated_only": sorted(set(stems) - set(reference_found)),
+            "reference_only": sorted(set(reference_found) - set(stems)),
+        }
         stems = sorted(set(stems) & set(reference_found))
         for side, listed in unpaired.items():
             if listed:
-                logger.warning("%d %s file(s) have no partner and are left out: %s", len(listed), side.replace("_", " "),
-                               ", ".join(listed[:5]))
+                logger.warning(
+                    "%d %s file(s) have no partner and are left out: %s",
+                    len(listed),
+                    side.replace("_", " "),
+                    ", ".join(listed[:5]),
+                )
         if not stems:
             raise ConfigError(f"no file of {generated} pairs with one of {reference} by name")
     texts = read_captions(captions) if captions else {}
@@ -169,8 +210,9 @@ def evaluate(generated: str | Path, *, reference: str | Path | None = None, capt
         scorers["clap"] = ClapScorer.from_pretrained(clap_model)
     if "ib_va" in chosen and "ib_va" not in scorers:
         scorers["ib_va"] = ImageBindScorer.from_pretrained(str(imagebind_weights))
-    extractors = _load_extractors(chosen, scorers, i3d_weights=i3d_weights, vggish_weights=vggish_weights,
-                                  audioset_model=audioset_model)
+    extractors = _load_extractors(
+        chosen, scorers, i3d_weights=i3d_weights, vggish_weights=vggish_weights, audioset_model=audioset_model
+    )
 
     per_clip: dict[str, dict[str, float]] = {}
     features = {side: {kind: [] for kind in extractors} for side in ("generated", "reference")}
@@ -191,7 +233,9 @@ def evaluate(generated: str | Path, *, reference: str | Path | None = None, capt
                 features["generated"][kind].append(extractor.features(clip))
                 features["reference"][kind].append(extractor.features(partner))
             if "kl" in chosen:
-                scores["kl"] = kl_divergence(features["reference"]["audioset"][-1], features["generated"]["audioset"][-1])
+                scores["kl"] = kl_divergence(
+                    features["reference"]["audioset"][-1], features["generated"]["audioset"][-1]
+                )
         per_clip[stem] = scores
     values = {m: float(np.mean([per_clip[s][m] for s in stems])) for m in chosen if m not in DISTRIBUTIONS}
     values.update(_distribution_values(chosen, features["generated"], features["reference"]))

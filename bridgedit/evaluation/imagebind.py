@@ -120,23 +120,39 @@ class ImageBindAudioVisual(nn.Module):
     """ImageBind's vision and audio encoders: (N, 3, 2, 224, 224) views or (N, 1, 128, 204) filter banks -> (N, E)
     unit embeddings."""
 
-    def __init__(self, vision: EncoderSize = HUGE["vision"], audio: EncoderSize = HUGE["audio"],
-                 embedding: int = HUGE["embedding"]) -> None:
+    def __init__(
+        self,
+        vision: EncoderSize = HUGE["vision"],
+        audio: EncoderSize = HUGE["audio"],
+        embedding: int = HUGE["embedding"],
+    ) -> None:
         super().__init__()
         # the reference's stem starts with PadIm2Video (repeats a still image to 2 frames): an identity for video
-        vision_stem = PatchStem(nn.Sequential(nn.Identity(), nn.Conv3d(3, vision.width, (2, 14, 14), (2, 14, 14),
-                                                                       bias=False)))
+        vision_stem = PatchStem(
+            nn.Sequential(nn.Identity(), nn.Conv3d(3, vision.width, (2, 14, 14), (2, 14, 14), bias=False))
+        )
         audio_stem = PatchStem(nn.Conv2d(1, audio.width, 16, 10, bias=False), nn.LayerNorm(audio.width))
         audio_grid = ((AUDIO_MEL_BANDS - 16) // 10 + 1) * ((AUDIO_FRAMES - 16) // 10 + 1)  # 12 x 19
-        self.modality_preprocessors = nn.ModuleDict({
-            "vision": Tokenizer(vision_stem, (IMAGE_SIZE // 14) ** 2, vision.width),
-            "audio": Tokenizer(audio_stem, audio_grid, audio.width)})
-        self.modality_trunks = nn.ModuleDict({"vision": Trunk(vision, pre_norm=True, add_bias_kv=False),
-                                              "audio": Trunk(audio, pre_norm=False, add_bias_kv=True)})
-        self.modality_heads = nn.ModuleDict({
-            name: nn.Sequential(nn.LayerNorm(size.width, eps=1e-6), FirstToken(), nn.Linear(size.width, embedding,
-                                                                                             bias=False))
-            for name, size in (("vision", vision), ("audio", audio))})
+        self.modality_preprocessors = nn.ModuleDict(
+            {
+                "vision": Tokenizer(vision_stem, (IMAGE_SIZE // 14) ** 2, vision.width),
+                "audio": Tokenizer(audio_stem, audio_grid, audio.width),
+            }
+        )
+        self.modality_trunks = nn.ModuleDict(
+            {
+                "vision": Trunk(vision, pre_norm=True, add_bias_kv=False),
+                "audio": Trunk(audio, pre_norm=False, add_bias_kv=True),
+            }
+        )
+        self.modality_heads = nn.ModuleDict(
+            {
+                name: nn.Sequential(
+                    nn.LayerNorm(size.width, eps=1e-6), FirstToken(), nn.Linear(size.width, embedding, bias=False)
+                )
+                for name, size in (("vision", vision), ("audio", audio))
+            }
+        )
 
     def embed(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         tokens = self.modality_trunks[modality](self.modality_preprocessors[modality](x))
@@ -187,19 +203,36 @@ def audio_views(audio: np.ndarray, sample_rate: int) -> torch.Tensor:
         wave = librosa.resample(wave, orig_sr=sample_rate, target_sr=AUDIO_RATE)
     with warnings.catch_warnings():  # one of Kaldi's 128 bands is empty at 512-point FFTs, in torchaudio too
         warnings.simplefilter("ignore", UserWarning)
-        mel_filters = mel_filter_bank(num_frequency_bins=257, num_mel_filters=AUDIO_MEL_BANDS, min_frequency=20,
-                                      max_frequency=AUDIO_RATE // 2, sampling_rate=AUDIO_RATE, norm=None,
-                                      mel_scale="kaldi", triangularize_in_mel_space=True)
+        mel_filters = mel_filter_bank(
+            num_frequency_bins=257,
+            num_mel_filters=AUDIO_MEL_BANDS,
+            min_frequency=20,
+            max_frequency=AUDIO_RATE // 2,
+            sampling_rate=AUDIO_RATE,
+            norm=None,
+            mel_scale="kaldi",
+            triangularize_in_mel_space=True,
+        )
     views = []
     for start in clip_starts(len(wave) / AUDIO_RATE, AUDIO_CLIPS):
         piece = wave[int(start * AUDIO_RATE) : int((start + CLIP_SECONDS) * AUDIO_RATE)].astype(np.float64)
         if len(piece) < 400:
             raise MediaError("ImageBind's audio clips need at least 25 ms of sound")
         # torchaudio.compliance.kaldi.fbank(htk_compat, Hanning, dither 0, no energy) as transformers computes it
-        bank = spectrogram(piece - piece.mean(), window_function(400, "hann", periodic=False), frame_length=400,
-                           hop_length=160, fft_length=512, power=2.0, center=False, preemphasis=0.97,
-                           mel_filters=mel_filters, log_mel="log", mel_floor=1.192092955078125e-07,
-                           remove_dc_offset=True)  # (128, frames)
+        bank = spectrogram(
+            piece - piece.mean(),
+            window_function(400, "hann", periodic=False),
+            frame_length=400,
+            hop_length=160,
+            fft_length=512,
+            power=2.0,
+            center=False,
+            preemphasis=0.97,
+            mel_filters=mel_filters,
+            log_mel="log",
+            mel_floor=1.192092955078125e-07,
+            remove_dc_offset=True,
+        )  # (128, frames)
         bank = np.pad(bank, ((0, 0), (0, max(AUDIO_FRAMES - bank.shape[1], 0))))[:, :AUDIO_FRAMES]
         views.append((bank - AUDIO_MEAN) / AUDIO_STD)
     return torch.from_numpy(np.stack(views)).float()[:, None]  # (3, 1, 128, 204)
@@ -215,16 +248,28 @@ class ImageBindScorer:
     def from_pretrained(cls, path: str, sizes: dict = HUGE) -> ImageBindScorer:
         """`path`: a .safetensors file, or a folder holding `imagebind.safetensors` (all of imagebind_huge; `sizes`
         other than HUGE are for tests)."""
-        prefixes = tuple(f"{part}.{modality}." for part in ("modality_preprocessors", "modality_trunks", "modality_heads")
-                         for modality in MODALITIES)
+        prefixes = tuple(
+            f"{part}.{modality}."
+            for part in ("modality_preprocessors", "modality_trunks", "modality_heads")
+            for modality in MODALITIES
+        )
         model = ImageBindAudioVisual(sizes["vision"], sizes["audio"], sizes["embedding"])
-        file = load_converted_weights(model, "ImageBind", path, "imagebind.safetensors", "imagebind_huge.pth",
-                                      WEIGHTS_URL, "--imagebind-weights", keep=lambda name: name.startswith(prefixes))
+        file = load_converted_weights(
+            model,
+            "ImageBind",
+            path,
+            "imagebind.safetensors",
+            "imagebind_huge.pth",
+            WEIGHTS_URL,
+            "--imagebind-weights",
+            keep=lambda name: name.startswith(prefixes),
+        )
         return cls(model, f"ImageBind huge ({file.name}), 15 video / 3 audio views")
 
     def _embed(self, modality: str, views: torch.Tensor) -> torch.Tensor:
-        embeddings = torch.cat([self.model.embed(modality, views[i : i + self.batch_size])
-                                for i in range(0, len(views), self.batch_size)])
+        embeddings = torch.cat(
+            [self.model.embed(modality, views[i : i + self.batch_size]) for i in range(0, len(views), self.batch_size)]
+        )
         return embeddings.mean(dim=0)
 
     @torch.no_grad()

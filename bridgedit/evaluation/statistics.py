@@ -27,8 +27,9 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of Gaussians fitted to two feature sets (FVD, FAD)."""
     mu_a, sigma_a = _mean_and_covariance(feats_a)
     mu_b, sigma_b = _mean_and_covariance(feats_b)
-    distance = float(np.sum((mu_a - mu_b) ** 2) + np.trace(sigma_a) + np.trace(sigma_b)
-                     - 2 * _trace_sqrt_product(sigma_a, sigma_b))
+    distance = float(
+        np.sum((mu_a - mu_b) ** 2) + np.trace(sigma_a) + np.trace(sigma_b) - 2 * _trace_sqrt_product(sigma_a, sigma_b)
+    )
     return max(distance, 0.0)
 
 

@@ -13,7 +13,6 @@ release.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn
@@ -76,8 +75,9 @@ class VGGish(nn.Module):
                 layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
                 channels = width
         self.features = nn.Sequential(*layers)
-        self.embeddings = nn.Sequential(nn.Linear(512 * 6 * 4, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(),
-                                        nn.Linear(4096, 128))
+        self.embeddings = nn.Sequential(
+            nn.Linear(512 * 6 * 4, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 128)
+        )
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         maps = self.features(examples)  # (N, 512, 6, 4)
@@ -95,8 +95,9 @@ class VGGishExtractor:
     def from_pretrained(cls, path: str) -> VGGishExtractor:
         """`path`: a .safetensors file, or a folder holding `vggish.safetensors`."""
         model = VGGish()
-        file = load_converted_weights(model, "VGGish", path, "vggish.safetensors", "vggish-10086976.pth", WEIGHTS_URL,
-                                      "--vggish-weights")
+        file = load_converted_weights(
+            model, "VGGish", path, "vggish.safetensors", "vggish-10086976.pth", WEIGHTS_URL, "--vggish-weights"
+        )
         return cls(model, f"VGGish ({file.name}), 128-d embeddings before PCA")
 
     @torch.no_grad()
@@ -104,5 +105,13 @@ class VGGishExtractor:
         examples = torch.from_numpy(log_mel_examples(mono_audio(clip, SAMPLE_RATE))).float()[:, None]  # (N, 1, 96, 64)
         if len(examples) == 0:
             raise MediaError(f"{clip.stem}: shorter than one VGGish example (0.96 s), so FAD cannot read it")
-        return torch.cat([self.model(examples[start : start + self.batch_size])
-                          for start in range(0, len(examples), self.batch_size)]).double().numpy()
+        return (
+            torch.cat(
+                [
+                    self.model(examples[start : start + self.batch_size])
+                    for start in range(0, len(examples), self.batch_size)
+                ]
+            )
+            .double()
+            .numpy()
+        )

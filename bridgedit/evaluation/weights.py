@@ -24,8 +24,9 @@ def convert_to_safetensors(source: str | Path, destination: str | Path) -> int:
     try:
         state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as error:  # the restricted unpickler raises several kinds for a foreign or damaged file
-        raise ConfigError(f"{source} is not a plain PyTorch state dict ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0][:200]})") from None
+        raise ConfigError(
+            f"{source} is not a plain PyTorch state dict ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -1,5 +1,5 @@
 """The demo model's codecs, trained on a dataset's clips so that a small model's latents decode to real pictures
-and sounds: the patch video codec (`bridgedit.patch_codec`) and a tiny diffusers AutoencoderOobleck.
+and sounds: the patch video codec (`bridgedit.synthetic.patch_codec`) and a tiny diffusers AutoencoderOobleck.
 
 The video codec learns from random single frames (it codes each frame's patches independently); its loss is the
 L1 pixel error with object pixels (those unlike the frame's median colour) weighted 21x, since objects cover
@@ -24,7 +24,7 @@ from diffusers import AutoencoderOobleck
 
 from ..data.manifest import clip_files, load_manifest
 from ..media import read_frames, read_wav
-from ..patch_codec import PatchVideoCodec
+from .patch_codec import PatchVideoCodec
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,15 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int = 20) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _train(model: torch.nn.Module, loss_of_batch: Callable[[torch.Generator], torch.Tensor], steps: int, lr: float,
-           seed: int, name: str, log_every: int = 50) -> list[float]:
+def _train(
+    model: torch.nn.Module,
+    loss_of_batch: Callable[[torch.Generator], torch.Tensor],
+    steps: int,
+    lr: float,
+    seed: int,
+    name: str,
+    log_every: int = 50,
+) -> list[float]:
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
@@ -92,8 +99,15 @@ def foreground(x: torch.Tensor) -> torch.Tensor:
     return ((x - background).abs().sum(dim=1, keepdim=True) > 0.15).float()
 
 
-def train_video_codec(codec: PatchVideoCodec, frames: np.ndarray, *, steps: int, frames_per_batch: int = 48,
-                      lr: float = 1e-3, seed: int = 0) -> list[float]:
+def train_video_codec(
+    codec: PatchVideoCodec,
+    frames: np.ndarray,
+    *,
+    steps: int,
+    frames_per_batch: int = 48,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> list[float]:
     """Train `codec` in place on random single frames of `frames` (N, F, H, W, 3); returns the loss per step."""
     flat = frames.reshape(-1, *frames.shape[2:])  # (N * F, H, W, 3)
 
@@ -112,8 +126,9 @@ def train_video_codec(codec: PatchVideoCodec, frames: np.ndarray, *, steps: int,
 @torch.no_grad()
 def set_latent_statistics(vae: PatchVideoCodec, frames: np.ndarray, batch_size: int = 8) -> None:
     """Write the per-channel mean and std of the posterior means over `frames` into the VAE's config."""
-    latents = torch.cat([vae.encode(_pixels(frames[i : i + batch_size])).latent_dist.mode()
-                         for i in range(0, len(frames), batch_size)])  # (N, C, F', H', W')
+    latents = torch.cat(
+        [vae.encode(_pixels(frames[i : i + batch_size])).latent_dist.mode() for i in range(0, len(frames), batch_size)]
+    )  # (N, C, F', H', W')
     channels = latents.transpose(0, 1).reshape(latents.shape[1], -1)  # (C, N * F' * H' * W')
     vae.register_to_config(latents_mean=channels.mean(1).tolist(), latents_std=channels.std(1).clamp_min(1e-4).tolist())
 
@@ -123,21 +138,32 @@ def set_latent_statistics(vae: PatchVideoCodec, frames: np.ndarray, batch_size: 
 # ----------------------------------------------------------------------------------------------------
 
 
-def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor,
-                               resolutions=STFT_RESOLUTIONS) -> torch.Tensor:
+def multi_resolution_stft_loss(
+    estimate: torch.Tensor, target: torch.Tensor, resolutions=STFT_RESOLUTIONS
+) -> torch.Tensor:
     """Mean over resolutions of spectral convergence + L1 of log magnitudes; inputs (B, samples)."""
     total = estimate.new_zeros(())
     for n_fft, hop in resolutions:
         window = torch.hann_window(n_fft, device=estimate.device)
-        spectra = [torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-5)
-                   for x in (estimate, target)]
+        spectra = [
+            torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-5)
+            for x in (estimate, target)
+        ]
         convergence = torch.linalg.norm(spectra[1] - spectra[0]) / torch.linalg.norm(spectra[1]).clamp_min(1e-5)
         total = total + convergence + F.l1_loss(spectra[0].log(), spectra[1].log())
     return total / len(resolutions)
 
 
-def train_audio_codec(vae: AutoencoderOobleck, audio: np.ndarray, *, steps: int, batch_size: int = 8,
-                      window_samples: int = 2048, lr: float = 2e-3, seed: int = 0) -> list[float]:
+def train_audio_codec(
+    vae: AutoencoderOobleck,
+    audio: np.ndarray,
+    *,
+    steps: int,
+    batch_size: int = 8,
+    window_samples: int = 2048,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> list[float]:
     """Train `vae` in place on random windows of mono `audio` (N, samples), duplicated to the codec's channels."""
     hop = math.prod(vae.config.downsampling_ratios)
     window_samples = min(window_samples, audio.shape[1]) // hop * hop
@@ -152,8 +178,11 @@ def train_audio_codec(vae: AutoencoderOobleck, audio: np.ndarray, *, steps: int,
         reconstruction = vae.decode(posterior.mode()).sample[..., :window_samples]
         estimate = reconstruction.reshape(-1, window_samples)
         target = x.reshape(-1, window_samples)
-        return (F.l1_loss(estimate, target) + multi_resolution_stft_loss(estimate, target)
-                + KL_WEIGHT * posterior.kl().mean())
+        return (
+            F.l1_loss(estimate, target)
+            + multi_resolution_stft_loss(estimate, target)
+            + KL_WEIGHT * posterior.kl().mean()
+        )
 
     losses = _train(vae, loss_of_batch, steps, lr, seed, "audio")
     vae.eval()

@@ -42,27 +42,52 @@ logger = logging.getLogger(__name__)
 
 #: Wan transformer of the demo: width 256 (4 heads x 64), as bridgedit.tiny's; 16 latent channels.
 DEMO_WAN_TRANSFORMER = dict(
-    patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64, in_channels=16, out_channels=16,
-    text_dim=32, freq_dim=32, ffn_dim=512, num_layers=4, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+    patch_size=(1, 2, 2),
+    num_attention_heads=4,
+    attention_head_dim=64,
+    in_channels=16,
+    out_channels=16,
+    text_dim=32,
+    freq_dim=32,
+    ffn_dim=512,
+    num_layers=4,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
     rope_max_seq_len=64,
 )
 #: Stable Audio DiT of the demo: width 128 (4 heads x 32, 2 key/value heads) over 8 latent channels.
 DEMO_STABLE_AUDIO_TRANSFORMER = dict(
-    sample_size=512, in_channels=8, num_layers=4, attention_head_dim=32, num_attention_heads=4,
-    num_key_value_attention_heads=2, out_channels=8, cross_attention_dim=16, time_proj_dim=16,
-    global_states_input_dim=32, cross_attention_input_dim=16,
+    sample_size=512,
+    in_channels=8,
+    num_layers=4,
+    attention_head_dim=32,
+    num_attention_heads=4,
+    num_key_value_attention_heads=2,
+    out_channels=8,
+    cross_attention_dim=16,
+    time_proj_dim=16,
+    global_states_input_dim=32,
+    cross_attention_input_dim=16,
 )
-#: The patch video codec (bridgedit.patch_codec): 8x8-pixel patches -> 16 channels, 8x in space like the real Wan
+#: The patch video codec (bridgedit.synthetic.patch_codec): 8x8-pixel patches -> 16 channels, 8x in space like the real Wan
 #: VAE, none in time, so every frame (and so every event's frame) has its own latent frame: 17 x 8 x 8 latents,
 #: 17 x 4 x 4 = 272 video tokens.
 DEMO_VIDEO_CODEC = dict(patch_size=8, z_dim=16, hidden_dim=256)
 #: Hop 16 at 4 kHz (250 latent frames/s, 4 ms each), 8 latent channels.
-DEMO_OOBLECK_VAE = dict(encoder_hidden_size=16, downsampling_ratios=[4, 4], decoder_channels=16, decoder_input_channels=8,
-                        audio_channels=2, channel_multiples=[1, 2], sampling_rate=4_000)
+DEMO_OOBLECK_VAE = dict(
+    encoder_hidden_size=16,
+    downsampling_ratios=[4, 4],
+    decoder_channels=16,
+    decoder_input_channels=8,
+    audio_channels=2,
+    channel_multiples=[1, 2],
+    sampling_rate=4_000,
+)
 #: time_bias 2: an audio token's attention to a video frame one latent frame away starts 2 (head 0) / 1 (head 1) logits
 #: lower than to its own frame (BridgeConfig.time_bias), so the untrained bridges already read the matching moment
-DEMO_BRIDGE = BridgeConfig(fusion="dca", video_blocks=(1, 3), audio_blocks=(1, 3), width=64, num_heads=2,
-                           timestep_embed_dim=32, time_bias=2.0)
+DEMO_BRIDGE = BridgeConfig(
+    fusion="dca", video_blocks=(1, 3), audio_blocks=(1, 3), width=64, num_heads=2, timestep_embed_dim=32, time_bias=2.0
+)
 #: audio guidance 2, not the paper's 7: at 7 these small towers' audio guidance places onsets by the text alone, 5 per
 #: clip where the world makes 1.6, and DCA's sync lead over "none" with both streams generated is gone; at 2 it is
 #: there (picked on the ablation's seeds 0-6, confirmed on fresh seeds 7-13: docs/synthetic.md, "The audio guidance
@@ -121,8 +146,13 @@ def _stage_done(folder: Path) -> bool:
 def make_world(out: Path, settings: RecipeSettings) -> Path:
     dataset = out / "dataset"
     if not (dataset / MANIFEST_NAME).is_file():
-        make_dataset(dataset, clips=settings.train_clips + settings.test_clips, seed=settings.seed,
-                     test_clips=settings.test_clips, progress=True)
+        make_dataset(
+            dataset,
+            clips=settings.train_clips + settings.test_clips,
+            seed=settings.seed,
+            test_clips=settings.test_clips,
+            progress=True,
+        )
     return dataset
 
 
@@ -130,8 +160,8 @@ def train_codecs(out: Path, dataset: Path, settings: RecipeSettings):
     """The two trained codecs (loaded from OUT/codecs when already trained)."""
     from diffusers import AutoencoderOobleck
 
-    from ..patch_codec import PatchVideoCodec
     from .codecs import load_clips, set_latent_statistics, train_audio_codec, train_video_codec
+    from .patch_codec import PatchVideoCodec
 
     video_dir, audio_dir = out / "codecs" / "video", out / "codecs" / "audio"
     if not (video_dir / "config.json").is_file() or not (audio_dir / "config.json").is_file():
@@ -161,29 +191,56 @@ def initial_pipeline(video_vae, audio_vae, seed: int):
     torch.manual_seed(seed)
     video_transformer = WanTransformer3DModel(**DEMO_WAN_TRANSFORMER)
     audio_transformer = StableAudioDiTModel(**DEMO_STABLE_AUDIO_TRANSFORMER)
-    video_pipe = WanPipeline(tokenizer=tokenizer, text_encoder=tiny.umt5_encoder(len(tokenizer), seed=seed), vae=video_vae,
-                             transformer=video_transformer, scheduler=tiny.wan_scheduler())
+    video_pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=tiny.umt5_encoder(len(tokenizer), seed=seed),
+        vae=video_vae,
+        transformer=video_transformer,
+        scheduler=tiny.wan_scheduler(),
+    )
     audio_pipe = StableAudioPipeline(
-        tokenizer=tokenizer, text_encoder=tiny.t5_encoder(len(tokenizer), seed=seed + 1),
-        projection_model=tiny.stable_audio_projection(seed=seed + 2), vae=audio_vae, transformer=audio_transformer,
+        tokenizer=tokenizer,
+        text_encoder=tiny.t5_encoder(len(tokenizer), seed=seed + 1),
+        projection_model=tiny.stable_audio_projection(seed=seed + 2),
+        vae=audio_vae,
+        transformer=audio_transformer,
         scheduler=tiny.stable_audio_scheduler(),
     )
     config = ModelConfig(bridge=BridgeConfig(fusion="none"), trainable=TrainableConfig(policy="towers"))
-    return BridgeDiTPipeline.from_pipes(video_pipe, audio_pipe, config, video_source=None, audio_source=None,
-                                        generation_defaults=DEMO_GENERATION)
+    return BridgeDiTPipeline.from_pipes(
+        video_pipe, audio_pipe, config, video_source=None, audio_source=None, generation_defaults=DEMO_GENERATION
+    )
 
 
-def training_config(*, base: Path, dataset: Path, cache: Path, run_dir: Path, steps: int, lr: float, batch_size: int,
-                    seed: int, bridge: dict[str, Any], trainable: dict[str, Any], captions: str = "hvgc",
-                    timestep_coupling: str = "coupled", precision: str = "fp32") -> dict[str, Any]:
+def training_config(
+    *,
+    base: Path,
+    dataset: Path,
+    cache: Path,
+    run_dir: Path,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    bridge: dict[str, Any],
+    trainable: dict[str, Any],
+    captions: str = "hvgc",
+    timestep_coupling: str = "coupled",
+    precision: str = "fp32",
+) -> dict[str, Any]:
     """A `bridgedit train` config (as a dict; the recipe also writes it as YAML beside the run)."""
     return {
         "model": {"base": str(base), "bridge": bridge, "trainable": trainable},
         "data": {"dataset": str(dataset), "cache": str(cache), "captions": captions, "max_sequence_length": 32},
         "optim": {"lr": lr, "warmup_steps": min(50, steps // 10), "min_lr": lr / 10, "weight_decay": 1e-3},
-        "train": {"steps": steps, "batch_size": batch_size, "mixed_precision": PRECISION_MODES[precision],
-                  "gradient_checkpointing": False,
-                  "seed": seed, "timesteps": {"distribution": "uniform", "coupling": timestep_coupling}},
+        "train": {
+            "steps": steps,
+            "batch_size": batch_size,
+            "mixed_precision": PRECISION_MODES[precision],
+            "gradient_checkpointing": False,
+            "seed": seed,
+            "timesteps": {"distribution": "uniform", "coupling": timestep_coupling},
+        },
         "checkpoint": {"dir": str(run_dir), "every": max(100, steps // 4)},
         "log": {"every": 50},
     }
@@ -213,24 +270,41 @@ def pretrain_towers(out: Path, dataset: Path, settings: RecipeSettings) -> Path:
         video_vae, audio_vae = train_codecs(out, dataset, settings)
         initial_pipeline(video_vae, audio_vae, settings.seed).save_pretrained(init, copy_towers=True)
     config = training_config(
-        base=init, dataset=dataset, cache=out / "cache" / "towers", run_dir=out / "runs" / "towers",
-        steps=settings.tower_steps, lr=settings.tower_lr, batch_size=settings.batch_size, seed=settings.seed,
-        bridge={"fusion": "none"}, trainable={"policy": "towers"}, captions=settings.captions,
+        base=init,
+        dataset=dataset,
+        cache=out / "cache" / "towers",
+        run_dir=out / "runs" / "towers",
+        steps=settings.tower_steps,
+        lr=settings.tower_lr,
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        bridge={"fusion": "none"},
+        trainable={"policy": "towers"},
+        captions=settings.captions,
         precision=settings.tower_precision,
     )
     return run_training(config, out / "runs" / "towers")
 
 
-def train_bridges(out: Path, dataset: Path, towers: Path, settings: RecipeSettings, name: str = "bridges",
-                  cache: Path | None = None) -> Path:
+def train_bridges(
+    out: Path, dataset: Path, towers: Path, settings: RecipeSettings, name: str = "bridges", cache: Path | None = None
+) -> Path:
     """Stage 5: bridges + the last block of each tower, from the pretrained towers. `cache`: the latent cache
     (default OUT/cache/bridges; a cache belongs to one towers folder)."""
     config = training_config(
-        base=towers, dataset=dataset, cache=cache or out / "cache" / "bridges", run_dir=out / "runs" / name,
-        steps=settings.bridge_steps, lr=settings.bridge_lr, batch_size=settings.bridge_batch_size, seed=settings.seed,
+        base=towers,
+        dataset=dataset,
+        cache=cache or out / "cache" / "bridges",
+        run_dir=out / "runs" / name,
+        steps=settings.bridge_steps,
+        lr=settings.bridge_lr,
+        batch_size=settings.bridge_batch_size,
+        seed=settings.seed,
         bridge=settings.bridge,
         trainable=dict(BRIDGE_STAGE_TRAINABLE),
-        captions=settings.captions, timestep_coupling=settings.bridge_timesteps, precision=settings.bridge_precision,
+        captions=settings.captions,
+        timestep_coupling=settings.bridge_timesteps,
+        precision=settings.bridge_precision,
     )
     return run_training(config, out / "runs" / name)
 
@@ -255,9 +329,13 @@ def environment() -> dict[str, Any]:
     import importlib.metadata
     import platform
 
-    return {"python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
-            "threads": torch.get_num_threads(),
-            "packages": {name: importlib.metadata.version(name) for name in ENVIRONMENT_PACKAGES}}
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "threads": torch.get_num_threads(),
+        "packages": {name: importlib.metadata.version(name) for name in ENVIRONMENT_PACKAGES},
+    }
 
 
 def record_environment(out: Path) -> dict[str, Any]:
@@ -277,8 +355,12 @@ def record_environment(out: Path) -> dict[str, Any]:
     differing = {key: (value, now.get(key)) for key, value in was.items() if now.get(key) != value}
     if differing:
         changes = ", ".join(f"{key} {before} -> {after}" for key, (before, after) in differing.items())
-        logger.warning("%s was started in another environment (%s): the stages run now may not repeat that run's "
-                       "weights bit for bit", out, changes)
+        logger.warning(
+            "%s was started in another environment (%s): the stages run now may not repeat that run's "
+            "weights bit for bit",
+            out,
+            changes,
+        )
     return recorded
 
 
@@ -293,8 +375,10 @@ def check_same_settings(out: Path, settings: RecipeSettings) -> None:
     differing = sorted(key for key in wanted.keys() | recorded.keys() if recorded.get(key) != wanted.get(key))
     if differing:
         changes = ", ".join(f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}" for key in differing)
-        raise ConfigError(f"{out} holds a recipe made with other settings ({changes}); give another --out to start "
-                          "afresh, or the settings it was made with to resume it")
+        raise ConfigError(
+            f"{out} holds a recipe made with other settings ({changes}); give another --out to start "
+            "afresh, or the settings it was made with to resume it"
+        )
 
 
 def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> Path:
@@ -357,8 +441,12 @@ def install(model: str | Path, target: Path = BUNDLED_MODEL, dtype: torch.dtype 
 
 def smaller(settings: RecipeSettings, factor: int) -> RecipeSettings:
     """The same recipe with every budget divided by `factor` (for tests and quick looks)."""
-    return replace(settings, train_clips=max(settings.batch_size, settings.bridge_batch_size, settings.train_clips // factor),
-                   test_clips=max(2, settings.test_clips // factor),
-                   video_codec_steps=max(2, settings.video_codec_steps // factor),
-                   audio_codec_steps=max(2, settings.audio_codec_steps // factor),
-                   tower_steps=max(2, settings.tower_steps // factor), bridge_steps=max(2, settings.bridge_steps // factor))
+    return replace(
+        settings,
+        train_clips=max(settings.batch_size, settings.bridge_batch_size, settings.train_clips // factor),
+        test_clips=max(2, settings.test_clips // factor),
+        video_codec_steps=max(2, settings.video_codec_steps // factor),
+        audio_codec_steps=max(2, settings.audio_codec_steps // factor),
+        tower_steps=max(2, settings.tower_steps // factor),
+        bridge_steps=max(2, settings.bridge_steps // factor),
+    )

@@ -28,7 +28,9 @@ def prompts_for(record: dict[str, Any], captions: str) -> dict[str, str]:
     return {"video_prompt": record["captions"]["video"], "audio_prompt": record["captions"]["audio"]}
 
 
-def score_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int, scene: dict[str, Any]) -> dict[str, float]:
+def score_clip(
+    frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int, scene: dict[str, Any]
+) -> dict[str, float]:
     """frames (F, H, W, 3) uint8, audio (channels, samples): every score of one generated clip."""
     mono = np.asarray(audio, dtype=np.float32).mean(axis=0)
     scores = {"sync": sync_score(frames, fps, mono, sample_rate), "av_align": av_align(frames, fps, mono, sample_rate)}
@@ -37,8 +39,17 @@ def score_clip(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: i
 
 
 @torch.no_grad()
-def generate_for(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16,
-                 given: str | None = None, given_latents: list[torch.Tensor] | None = None, **call_kwargs):
+def generate_for(
+    pipe,
+    records: list[dict[str, Any]],
+    *,
+    captions: str = "hvgc",
+    seed: int = 0,
+    batch_size: int = 16,
+    given: str | None = None,
+    given_latents: list[torch.Tensor] | None = None,
+    **call_kwargs,
+):
     """Yield (record, frames (F, H, W, 3) uint8, audio (channels, samples), fps, sample rate): the sample generated
     from each record's captions (clip i uses seed `seed + i`). With `given` ("video" or "audio") and one clean latent
     per record (`real_latents`), only the other stream is generated, next to those latents (the given stream comes
@@ -91,21 +102,36 @@ def event_statistics(clips: list[tuple[np.ndarray, np.ndarray, float, int]]) -> 
     audio = [audio_events(sound, rate) for _, sound, _, rate in clips]
     fps = [clip[2] for clip in clips]
     per_clip = [intersection_over_union(audio[i], video[i], fps[i]) for i in range(len(clips))]
-    others = [[intersection_over_union(audio[j], video[i], fps[i]) for j in range(len(clips)) if j != i]
-              for i in range(len(clips))]
+    others = [
+        [intersection_over_union(audio[j], video[i], fps[i]) for j in range(len(clips)) if j != i]
+        for i in range(len(clips))
+    ]
     chance_per_clip = [float(np.mean(row)) if row else float("nan") for row in others]
-    return {"video_events": float(np.mean([len(v) for v in video])),
-            "audio_events": float(np.mean([len(a) for a in audio])),
-            "sync": float(np.mean(per_clip)), "sync_per_clip": [float(x) for x in per_clip],
-            "sync_with_another_clips_audio": float(np.mean([row[i % len(row)] for i, row in enumerate(others)]))
-            if len(clips) > 1 else float("nan"),
-            "sync_chance": float(np.mean(chance_per_clip)), "sync_chance_per_clip": chance_per_clip,
-            "sync_above_chance": float(np.mean(per_clip) - np.mean(chance_per_clip))}
+    return {
+        "video_events": float(np.mean([len(v) for v in video])),
+        "audio_events": float(np.mean([len(a) for a in audio])),
+        "sync": float(np.mean(per_clip)),
+        "sync_per_clip": [float(x) for x in per_clip],
+        "sync_with_another_clips_audio": float(np.mean([row[i % len(row)] for i, row in enumerate(others)]))
+        if len(clips) > 1
+        else float("nan"),
+        "sync_chance": float(np.mean(chance_per_clip)),
+        "sync_chance_per_clip": chance_per_clip,
+        "sync_above_chance": float(np.mean(per_clip) - np.mean(chance_per_clip)),
+    }
 
 
 @torch.no_grad()
-def score_next_to_real(pipe, dataset, records: list[dict[str, Any]], *, seed: int = HELD_OUT_SEED, captions: str = "hvgc",
-                       directions: tuple[str, ...] = tuple(NEXT_TO_REAL), **call_kwargs) -> dict[str, dict[str, Any]]:
+def score_next_to_real(
+    pipe,
+    dataset,
+    records: list[dict[str, Any]],
+    *,
+    seed: int = HELD_OUT_SEED,
+    captions: str = "hvgc",
+    directions: tuple[str, ...] = tuple(NEXT_TO_REAL),
+    **call_kwargs,
+) -> dict[str, dict[str, Any]]:
     """Per direction (a key of NEXT_TO_REAL): `event_statistics` of (real frames, generated audio) or (generated
     frames, real audio) pairs, plus "sync_above_chance"; the model is prompted with each clip's T_V and T_A ("hvgc")
     or its shared caption ("shared"), clip i with seed `seed + i`; `call_kwargs` override its generation defaults (as
@@ -118,8 +144,11 @@ def score_next_to_real(pipe, dataset, records: list[dict[str, Any]], *, seed: in
         given = NEXT_TO_REAL[direction]
         pairs = []
         for (_, frames, audio, fps, rate), (real_frames, real_audio, real_rate) in zip(
-                generate_for(pipe, records, captions=captions, seed=seed, given=given, given_latents=latents[given],
-                             **call_kwargs), real):
+            generate_for(
+                pipe, records, captions=captions, seed=seed, given=given, given_latents=latents[given], **call_kwargs
+            ),
+            real,
+        ):
             if given == "video":
                 pairs.append((real_frames, audio.mean(axis=0), fps, rate))
             else:
@@ -141,20 +170,26 @@ def paired_lead(runs: list[dict[str, Any]], baseline_runs: list[dict[str, Any]],
     from scipy.stats import ttest_rel
 
     if len(baseline_runs) < len(runs):
-        raise ValueError(f"a paired comparison needs as many baseline runs as variant runs ({len(runs)}), "
-                         f"got {len(baseline_runs)}")
+        raise ValueError(
+            f"a paired comparison needs as many baseline runs as variant runs ({len(runs)}), got {len(baseline_runs)}"
+        )
 
     ours = np.concatenate([sync_above_chance_per_clip(run[direction]) for run in runs])
     theirs = np.concatenate([sync_above_chance_per_clip(run[direction]) for run in baseline_runs[: len(runs)]])
     if len(ours) != len(theirs):
         raise ValueError("a paired comparison needs the same clips in the variant's and the baseline's runs")
     differences = ours - theirs
-    return {"mean": float(differences.mean()), "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences))),
-            "p_value": float(ttest_rel(ours, theirs, alternative="greater").pvalue), "pairs": len(differences)}
+    return {
+        "mean": float(differences.mean()),
+        "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences))),
+        "p_value": float(ttest_rel(ours, theirs, alternative="greater").pvalue),
+        "pairs": len(differences),
+    }
 
 
-def score_model(pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16,
-                **call_kwargs) -> tuple[list[dict[str, float]], dict[str, Any]]:
+def score_model(
+    pipe, records: list[dict[str, Any]], *, captions: str = "hvgc", seed: int = 0, batch_size: int = 16, **call_kwargs
+) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """The samples generated from the records' captions (`generate_for`): per clip, their scores (`score_clip`); and
     their `event_statistics`, the event-level sync next to its chance level (each clip's frames against every other
     clip's audio)."""

@@ -52,8 +52,14 @@ class WorldSettings:
 
     @property
     def standard(self) -> ClipStandard:
-        return ClipStandard(seconds=self.seconds, fps=self.fps, height=self.height, width=self.width,
-                            sample_rate=self.sample_rate, min_seconds=self.seconds)
+        return ClipStandard(
+            seconds=self.seconds,
+            fps=self.fps,
+            height=self.height,
+            width=self.width,
+            sample_rate=self.sample_rate,
+            min_seconds=self.seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -96,9 +102,14 @@ def draw_scene(rng: np.random.Generator, settings: WorldSettings) -> Scene:
     shape = str(rng.choice(SHAPES))
     material = "electric" if shape == LAMP else str(rng.choice(BOUNCING_MATERIALS))
     return Scene(
-        shape=shape, colour=str(rng.choice(list(COLOURS))), material=material,
-        background=str(rng.choice(list(BACKGROUNDS))), size=float(rng.uniform(0.08, 0.15)), x=float(rng.uniform(0.3, 0.7)),
-        events=tuple(round(float(t), 4) for t in events), ambience=str(rng.choice(list(AMBIENCES))),
+        shape=shape,
+        colour=str(rng.choice(list(COLOURS))),
+        material=material,
+        background=str(rng.choice(list(BACKGROUNDS))),
+        size=float(rng.uniform(0.08, 0.15)),
+        x=float(rng.uniform(0.3, 0.7)),
+        events=tuple(round(float(t), 4) for t in events),
+        ambience=str(rng.choice(list(AMBIENCES))),
     )
 
 
@@ -169,8 +180,9 @@ def _render_audio(scene: Scene, settings: WorldSettings, rng: np.random.Generato
     return np.clip(audio, -1, 1).astype(np.float32)
 
 
-def make_dataset(out: str | Path, clips: int = 16, seed: int = 0, test_clips: int = 0, progress: bool = False,
-                 **settings) -> Path:
+def make_dataset(
+    out: str | Path, clips: int = 16, seed: int = 0, test_clips: int = 0, progress: bool = False, **settings
+) -> Path:
     """Write `clips` sounding clips and a manifest in the format `bridgedit prepare` writes."""
     world = WorldSettings(**settings)
     out = Path(out)
@@ -183,15 +195,29 @@ def make_dataset(out: str | Path, clips: int = 16, seed: int = 0, test_clips: in
         clip_id = f"clip{index:05d}"
         write_wav(out / CLIPS_DIR / f"{clip_id}.wav", audio[None], world.sample_rate, subtype="PCM_16")
         write_sounding_video(out / CLIPS_DIR / f"{clip_id}.mp4", frames, world.fps, audio[None], world.sample_rate)
-        records.append({
-            "id": clip_id, "path": f"{CLIPS_DIR}/{clip_id}.mp4", "audio_path": f"{CLIPS_DIR}/{clip_id}.wav",
-            "source": f"synthetic:{seed}:{index}", "source_start": None, "source_end": None, "start": 0.0,
-            "duration": world.seconds, "padded_seconds": 0.0,
-            "split": "test" if index >= clips - test_clips else "train", "given_split": True,
-            "label": f"{scene.material} {scene.shape}", "captions": scene.captions(), "fps": world.fps,
-            "width": world.width, "height": world.height, "sample_rate": world.sample_rate,
-            "events": list(scene.events), "scene": asdict(scene),
-        })
+        records.append(
+            {
+                "id": clip_id,
+                "path": f"{CLIPS_DIR}/{clip_id}.mp4",
+                "audio_path": f"{CLIPS_DIR}/{clip_id}.wav",
+                "source": f"synthetic:{seed}:{index}",
+                "source_start": None,
+                "source_end": None,
+                "start": 0.0,
+                "duration": world.seconds,
+                "padded_seconds": 0.0,
+                "split": "test" if index >= clips - test_clips else "train",
+                "given_split": True,
+                "label": f"{scene.material} {scene.shape}",
+                "captions": scene.captions(),
+                "fps": world.fps,
+                "width": world.width,
+                "height": world.height,
+                "sample_rate": world.sample_rate,
+                "events": list(scene.events),
+                "scene": asdict(scene),
+            }
+        )
     write_text_atomic(out / SETTINGS_NAME, json.dumps({"synthetic": asdict(world), "seed": seed}, indent=2))
     write_jsonl(out / MANIFEST_NAME, records)  # last: the manifest marks the dataset complete
     return out

@@ -32,7 +32,9 @@ class AudioConditions:
     text_mask: torch.Tensor | None = None
 
 
-def stable_audio_rotary_embedding(transformer: StableAudioDiTModel, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stable_audio_rotary_embedding(
+    transformer: StableAudioDiTModel, num_tokens: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotary embedding over the global token plus `num_tokens` audio tokens, as StableAudioPipeline makes it."""
     return get_1d_rotary_pos_embed(
         transformer.config.attention_head_dim // 2, num_tokens + 1, use_real=True, repeat_interleave_real=False

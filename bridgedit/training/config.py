@@ -1,19 +1,19 @@
 """The training recipe as a YAML-backed schema. Defaults are Table 5's (the paper's recipe); unknown keys are errors.
 
-    model:      base: PATH_OR_ID | "tiny"     # a saved BridgeDiTPipeline (or hub id), or tiny random towers
-                video: HUB_ID_OR_PATH          # or build from two diffusers tower pipelines
-                audio: HUB_ID_OR_PATH
-                bridge: {...}                  # BridgeConfig fields (fusion, placement, width, ...)
-                trainable: {...}               # TrainableConfig fields (policy, last blocks)
-    data:       dataset: PATH                  # a prepared dataset (bridgedit prepare)
-                cache: PATH                    # default DATASET/cache
-                synthetic: {clips, seed, ...}  # optional: make the dataset first if it does not exist
-                split, captions (hvgc | shared), allow_missing_captions
-    optim:      lr, weight_decay, betas, warmup_steps, min_lr, max_grad_norm, schedule (cosine | constant)
-    train:      steps, batch_size, grad_accum, mixed_precision, gradient_checkpointing, seed, frozen_dtype,
-                caption_dropout {video, audio}, timesteps {distribution, coupling, logit_mean, logit_std}
-    checkpoint: dir, every
-    log:        every, tensorboard
+model:      base: PATH_OR_ID | "tiny"     # a saved BridgeDiTPipeline (or hub id), or tiny random towers
+            video: HUB_ID_OR_PATH          # or build from two diffusers tower pipelines
+            audio: HUB_ID_OR_PATH
+            bridge: {...}                  # BridgeConfig fields (fusion, placement, width, ...)
+            trainable: {...}               # TrainableConfig fields (policy, last blocks)
+data:       dataset: PATH                  # a prepared dataset (bridgedit prepare)
+            cache: PATH                    # default DATASET/cache
+            synthetic: {clips, seed, ...}  # optional: make the dataset first if it does not exist
+            split, captions (hvgc | shared), allow_missing_captions
+optim:      lr, weight_decay, betas, warmup_steps, min_lr, max_grad_norm, schedule (cosine | constant)
+train:      steps, batch_size, grad_accum, mixed_precision, gradient_checkpointing, seed, frozen_dtype,
+            caption_dropout {video, audio}, timesteps {distribution, coupling, logit_mean, logit_std}
+checkpoint: dir, every
+log:        every, tensorboard
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ class ModelSection:
 
     def __post_init__(self) -> None:
         if (self.base is None) == (self.video is None or self.audio is None):
-            raise ConfigError("model: give either `base` (a saved model, a hub id, or \"tiny\") or both `video` and `audio`")
+            raise ConfigError(
+                'model: give either `base` (a saved model, a hub id, or "tiny") or both `video` and `audio`'
+            )
 
     def model_config(self, fallback: ModelConfig | None = None) -> ModelConfig:
         """The bridge/trainable sections over the base model's own config (or the paper's defaults)."""
@@ -121,7 +123,13 @@ class TrainSection:
         if set(dropout) != {"video", "audio"} or not all(0 <= p <= 1 for p in dropout.values()):
             raise ConfigError("train.caption_dropout takes video and audio probabilities in [0, 1]")
         object.__setattr__(self, "caption_dropout", dropout)
-        timesteps = {"distribution": "uniform", "coupling": "coupled", "logit_mean": 0.0, "logit_std": 1.0, **self.timesteps}
+        timesteps = {
+            "distribution": "uniform",
+            "coupling": "coupled",
+            "logit_mean": 0.0,
+            "logit_std": 1.0,
+            **self.timesteps,
+        }
         if timesteps["distribution"] not in TIMESTEP_DISTRIBUTIONS:
             raise ConfigError(f"train.timesteps.distribution must be one of {', '.join(TIMESTEP_DISTRIBUTIONS)}")
         if timesteps["coupling"] not in COUPLINGS:
@@ -156,15 +164,23 @@ class TrainConfig:
         unknown = sorted(set(data) - set(sections))
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sections)}")
-        classes = {"model": ModelSection, "data": DataSection, "optim": OptimSection, "train": TrainSection,
-                   "checkpoint": CheckpointSection, "log": LogSection}
+        classes = {
+            "model": ModelSection,
+            "data": DataSection,
+            "optim": OptimSection,
+            "train": TrainSection,
+            "checkpoint": CheckpointSection,
+            "log": LogSection,
+        }
         built = {}
         for name, section_class in classes.items():
             values = data.get(name) or {}
             known = {f.name for f in fields(section_class)}
             extra = sorted(set(values) - known)
             if extra:
-                raise ConfigError(f"{source}: unknown key(s) in {name}: {', '.join(extra)}; known: {', '.join(sorted(known))}")
+                raise ConfigError(
+                    f"{source}: unknown key(s) in {name}: {', '.join(extra)}; known: {', '.join(sorted(known))}"
+                )
             if name in ("model", "data") or values:
                 built[name] = section_class(**values)
         return cls(**built)

@@ -31,8 +31,15 @@ NOISE_LEVELS = (0.5, 0.7, 0.85, 0.95)
 
 
 @torch.no_grad()
-def cross_modal_gain(model, batch: CachedBatch, conditions, *, noise_levels=NOISE_LEVELS, seed: int = 0,
-                     device: torch.device | str = "cpu") -> dict[str, Any]:
+def cross_modal_gain(
+    model,
+    batch: CachedBatch,
+    conditions,
+    *,
+    noise_levels=NOISE_LEVELS,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
     """{"audio"|"video": {"levels": [{"t", "matched", "mismatched", "gain"}...], "mean_gain", "mean_relative_gain"}}.
 
     `model` is a BridgeDiT (called as in training); `conditions` the batch's tower conditions without caption drops
@@ -53,27 +60,40 @@ def cross_modal_gain(model, batch: CachedBatch, conditions, *, noise_levels=NOIS
         t_video = couple_timesteps(t_audio)
         audio_in, video_in = noise_audio(x_audio, noise_a, t_audio), noise_video(x_video, noise_v, t_video)
         audio_losses = [  # audio denoised next to clean video: the matching clip's, then another clip's
-            F.mse_loss(model(video, audio_in, clean, t_audio, *conditions)[1].float(),
-                       audio_target(x_audio, noise_a, t_audio)).item()
+            F.mse_loss(
+                model(video, audio_in, clean, t_audio, *conditions)[1].float(), audio_target(x_audio, noise_a, t_audio)
+            ).item()
             for video in (x_video, x_video[other])
         ]
         video_losses = [  # video denoised next to clean audio
-            F.mse_loss(model(video_in, audio, t_video, clean, *conditions)[0].float(),
-                       video_target(x_video, noise_v)).item()
+            F.mse_loss(
+                model(video_in, audio, t_video, clean, *conditions)[0].float(), video_target(x_video, noise_v)
+            ).item()
             for audio in (x_audio, x_audio[other])
         ]
         for stream, (matched, mismatched) in (("audio", audio_losses), ("video", video_losses)):
-            result[stream]["levels"].append({"t": float(level), "matched": matched, "mismatched": mismatched,
-                                             "gain": mismatched - matched})
+            result[stream]["levels"].append(
+                {"t": float(level), "matched": matched, "mismatched": mismatched, "gain": mismatched - matched}
+            )
     for stream in ("audio", "video"):
         levels = result[stream]["levels"]
         result[stream]["mean_gain"] = sum(entry["gain"] for entry in levels) / len(levels)
-        result[stream]["mean_relative_gain"] = sum(entry["gain"] / entry["mismatched"] for entry in levels) / len(levels)
+        result[stream]["mean_relative_gain"] = sum(entry["gain"] / entry["mismatched"] for entry in levels) / len(
+            levels
+        )
     return result
 
 
-def cross_modal_gain_on_cache(model: str | Path, dataset: str | Path, cache: str | Path, *, split: str = "test",
-                              captions: str = "hvgc", max_clips: int = 64, seed: int = 0) -> dict[str, Any]:
+def cross_modal_gain_on_cache(
+    model: str | Path,
+    dataset: str | Path,
+    cache: str | Path,
+    *,
+    split: str = "test",
+    captions: str = "hvgc",
+    max_clips: int = 64,
+    seed: int = 0,
+) -> dict[str, Any]:
     """`cross_modal_gain` of a saved model or training checkpoint on (up to `max_clips` of) a split's cached clips,
     all in one batch, with no caption dropped."""
     from ..data.cache import load_cache_info

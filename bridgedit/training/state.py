@@ -36,7 +36,9 @@ def save_training_state(directory: str | Path, optimizer, scheduler, progress: d
                 entries[str(index)][name] = {"value": value}
     with atomic_path(directory / "optimizer.safetensors") as temporary:
         save_file(tensors, str(temporary))
-    write_text_atomic(directory / "optimizer.json", json.dumps({"state": entries, "param_groups": state["param_groups"]}))
+    write_text_atomic(
+        directory / "optimizer.json", json.dumps({"state": entries, "param_groups": state["param_groups"]})
+    )
     write_text_atomic(directory / "scheduler.json", json.dumps(scheduler.state_dict()))
     write_text_atomic(directory / "progress.json", json.dumps(progress, indent=2))
 
@@ -48,7 +50,9 @@ def load_training_state(directory: str | Path, optimizer, scheduler) -> dict[str
     tensors = load_file(str(directory / "optimizer.safetensors"))
     saved = json.loads((directory / "optimizer.json").read_text())
     state = {
-        int(index): {name: tensors[spec["tensor"]] if "tensor" in spec else spec["value"] for name, spec in values.items()}
+        int(index): {
+            name: tensors[spec["tensor"]] if "tensor" in spec else spec["value"] for name, spec in values.items()
+        }
         for index, values in saved["state"].items()
     }
     optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})

@@ -28,7 +28,12 @@ from ..cpu_attention import MatmulAttention
 from ..data.cache import cache_dataset, load_cache_info
 from ..data.dataset import CachedBatch, CachedClips
 from ..diffusion.objectives import (
-    VIDEO_TIMESTEP_SCALE, audio_target, couple_timesteps, noise_audio, noise_video, video_target,
+    VIDEO_TIMESTEP_SCALE,
+    audio_target,
+    couple_timesteps,
+    noise_audio,
+    noise_video,
+    video_target,
 )
 from ..pipeline import BridgeDiTPipeline
 from ..towers import AudioConditions
@@ -42,7 +47,7 @@ LATEST_NAME = "latest"
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX): bf16 autocast is then faster than float32
-    (benchmarks/bridge_step_cost.py); elsewhere bf16 is emulated, with no gain to expect."""
+    (experiments/synthetic/bridge_step_cost.py); elsewhere bf16 is emulated, with no gain to expect."""
     checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     return any(check() for check in checks if check is not None)
 
@@ -78,7 +83,9 @@ def step_generator(seed: int, step: int, micro: int, process: int) -> torch.Gene
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + micro * 101 + process)
 
 
-def sample_timesteps(batch_size: int, settings: dict[str, Any], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_timesteps(
+    batch_size: int, settings: dict[str, Any], generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(t_video in [0, 1000], t_audio in [0, 1]); coupled: t_V = 1000 t_A (§3.1); integer: t_V = floor(999 t_A), the
     release's integer video timestep; independent: each drawn on its own.
 
@@ -107,8 +114,15 @@ def draw_caption_drops(batch_size: int, p_video: float, p_audio: float, generato
 
 
 @torch.no_grad()
-def batch_conditions(pipe: BridgeDiTPipeline, batch: CachedBatch, drop_video: torch.Tensor, drop_audio: torch.Tensor,
-                     null_video_text: torch.Tensor, info: dict[str, Any], device: torch.device):
+def batch_conditions(
+    pipe: BridgeDiTPipeline,
+    batch: CachedBatch,
+    drop_video: torch.Tensor,
+    drop_audio: torch.Tensor,
+    null_video_text: torch.Tensor,
+    info: dict[str, Any],
+    device: torch.device,
+):
     """The towers' conditions for a batch, with dropped or missing captions set to each tower's null condition."""
     drop_video = drop_video | torch.tensor([t is None for t in batch.video_text])
     drop_audio = drop_audio | torch.tensor([t is None for t in batch.audio_text])
@@ -116,16 +130,24 @@ def batch_conditions(pipe: BridgeDiTPipeline, batch: CachedBatch, drop_video: to
     video = video_conditions(pad_states([t.to(device) for t in video_text], info["video_max_tokens"]))
     width = pipe.audio_pipe.transformer.config.cross_attention_input_dim
     audio_text = [torch.zeros(1, width) if text is None else text for text in batch.audio_text]
-    audio = audio_conditions(pipe.audio_pipe, pad_states([t.to(device) for t in audio_text], info["audio_max_tokens"]),
-                             batch.seconds)
+    audio = audio_conditions(
+        pipe.audio_pipe, pad_states([t.to(device) for t in audio_text], info["audio_max_tokens"]), batch.seconds
+    )
     keep = (~drop_audio).to(device=device, dtype=audio.text_states.dtype)[:, None, None]
     # Stable Audio's null: zero text-and-duration states, the same global (duration) token
     audio = AudioConditions(audio.text_states * keep, audio.global_states)
     return video, audio
 
 
-def diffusion_loss(model, pipe, batch: CachedBatch, conditions, generator: torch.Generator, settings: dict[str, Any],
-                   device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+def diffusion_loss(
+    model,
+    pipe,
+    batch: CachedBatch,
+    conditions,
+    generator: torch.Generator,
+    settings: dict[str, Any],
+    device: torch.device,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """L = L_audio + L_video (Eq. 4-6) for one batch."""
     x_video, x_audio = batch.video_latents.to(device), batch.audio_latents.to(device)
     t_video, t_audio = sample_timesteps(x_video.shape[0], settings, generator)
@@ -140,12 +162,16 @@ def diffusion_loss(model, pipe, batch: CachedBatch, conditions, generator: torch
     return loss_audio + loss_video, {"loss_video": loss_video.item(), "loss_audio": loss_audio.item()}
 
 
-def rank_batches(num_items: int, batch_size: int, num_processes: int, process: int, seed: int, epoch: int) -> list[list[int]]:
+def rank_batches(
+    num_items: int, batch_size: int, num_processes: int, process: int, seed: int, epoch: int
+) -> list[list[int]]:
     """This process's batches of one epoch: a seeded permutation cut into global batches, each split by process."""
     order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed * 7_919 + epoch)).tolist()
     global_size = batch_size * num_processes
     if num_items < global_size:
-        raise ConfigError(f"{num_items} training clips cannot fill one batch of {batch_size} x {num_processes} process(es)")
+        raise ConfigError(
+            f"{num_items} training clips cannot fill one batch of {batch_size} x {num_processes} process(es)"
+        )
     starts = range(0, num_items - global_size + 1, global_size)
     return [order[s + process * batch_size : s + (process + 1) * batch_size] for s in starts]
 
@@ -166,8 +192,9 @@ def build_pipeline(config: TrainConfig) -> BridgeDiTPipeline:
     else:
         from diffusers import StableAudioPipeline, WanPipeline
 
-        pipe = BridgeDiTPipeline.from_pipes(WanPipeline.from_pretrained(section.video),
-                                            StableAudioPipeline.from_pretrained(section.audio))
+        pipe = BridgeDiTPipeline.from_pipes(
+            WanPipeline.from_pretrained(section.video), StableAudioPipeline.from_pretrained(section.audio)
+        )
     model_config = section.model_config(pipe.model.config)
     if model_config != pipe.model.config:
         bridges = pipe.model.bridges
@@ -176,9 +203,14 @@ def build_pipeline(config: TrainConfig) -> BridgeDiTPipeline:
         # the global state is left as it was
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.train.seed)
-            pipe = BridgeDiTPipeline.from_pipes(pipe.video_pipe, pipe.audio_pipe, model_config,
-                                                video_source=pipe.video_source, audio_source=pipe.audio_source,
-                                                generation_defaults=pipe.generation_defaults)
+            pipe = BridgeDiTPipeline.from_pipes(
+                pipe.video_pipe,
+                pipe.audio_pipe,
+                model_config,
+                video_source=pipe.video_source,
+                audio_source=pipe.audio_source,
+                generation_defaults=pipe.generation_defaults,
+            )
         if model_config.bridge == bridges.config:  # only the freezing policy changed: keep the bridges' weights
             pipe.model.bridges.load_state_dict(bridges.state_dict())
     return pipe
@@ -189,14 +221,23 @@ def ensure_dataset_and_cache(config: TrainConfig, pipe: BridgeDiTPipeline, state
     dataset = Path(config.data.dataset)
     if not (dataset / "manifest.jsonl").is_file():
         if config.data.synthetic is None:
-            raise FileNotFoundError(f"{dataset} is not a prepared dataset (run bridgedit prepare, or set data.synthetic)")
+            raise FileNotFoundError(
+                f"{dataset} is not a prepared dataset (run bridgedit prepare, or set data.synthetic)"
+            )
         if state.is_main_process:
             from ..synthetic import make_dataset
 
             make_dataset(dataset, **config.data.synthetic)
         state.wait_for_everyone()
-    cache_dataset(pipe, dataset, config.data.cache_dir, model=model_name, state=state,
-                  max_sequence_length=config.data.max_sequence_length, progress=state.is_main_process)
+    cache_dataset(
+        pipe,
+        dataset,
+        config.data.cache_dir,
+        model=model_name,
+        state=state,
+        max_sequence_length=config.data.max_sequence_length,
+        progress=state.is_main_process,
+    )
 
 
 @dataclass
@@ -214,8 +255,10 @@ class Trainer:
         train = config.train
         use_cpu = not torch.cuda.is_available()
         self.accelerator = Accelerator(
-            mixed_precision=effective_precision(train.mixed_precision, use_cpu), cpu=use_cpu,
-            log_with="tensorboard" if config.log.tensorboard else None, project_dir=config.checkpoint.dir,
+            mixed_precision=effective_precision(train.mixed_precision, use_cpu),
+            cpu=use_cpu,
+            log_with="tensorboard" if config.log.tensorboard else None,
+            project_dir=config.checkpoint.dir,
         )
         self.progress = progress and self.accelerator.is_main_process
         self.device = self.accelerator.device
@@ -223,14 +266,24 @@ class Trainer:
         self.pipe.to(self.device)
         model_name = config.model.base or f"{config.model.video}+{config.model.audio}"
         ensure_dataset_and_cache(config, self.pipe, self.accelerator.state, model_name)
-        self.clips = CachedClips(config.data.dataset, config.data.cache_dir, split=config.data.split,
-                                 captions=config.data.captions, allow_missing_captions=config.data.allow_missing_captions)
+        self.clips = CachedClips(
+            config.data.dataset,
+            config.data.cache_dir,
+            split=config.data.split,
+            captions=config.data.captions,
+            allow_missing_captions=config.data.allow_missing_captions,
+        )
         self.info = load_cache_info(config.data.cache_dir)
         self.null_video_text = self.clips.null_video_text
 
         self.model = self.pipe.model
-        for component in (self.pipe.video_pipe.text_encoder, self.pipe.video_pipe.vae, self.pipe.audio_pipe.text_encoder,
-                          self.pipe.audio_pipe.vae, self.pipe.audio_pipe.projection_model):
+        for component in (
+            self.pipe.video_pipe.text_encoder,
+            self.pipe.video_pipe.vae,
+            self.pipe.audio_pipe.text_encoder,
+            self.pipe.audio_pipe.vae,
+            self.pipe.audio_pipe.projection_model,
+        ):
             component.requires_grad_(False).eval()  # encoders only make inputs; the BridgeDiT policy covers the rest
         if train.frozen_dtype == "bfloat16":
             if self.accelerator.mixed_precision == "bf16":
@@ -242,7 +295,9 @@ class Trainer:
         self.model.train()
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         optim = config.optim
-        self.optimizer = torch.optim.AdamW(self.parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+        )
         from transformers import get_constant_schedule_with_warmup, get_cosine_with_min_lr_schedule_with_warmup
 
         if optim.schedule == "constant":  # the release: linear warm-up, then the base lr
@@ -277,15 +332,23 @@ class Trainer:
         load_bridge_weights(self.model, path / "bridge")
         progress = load_training_state(path, self.optimizer, self.scheduler)
         if progress["seed"] != self.config.train.seed:
-            raise ConfigError(f"{path} was trained with seed {progress['seed']}, the config says {self.config.train.seed}")
+            raise ConfigError(
+                f"{path} was trained with seed {progress['seed']}, the config says {self.config.train.seed}"
+            )
         self.step, self.epoch, self.batch_in_epoch = progress["step"], progress["epoch"], progress["batch_in_epoch"]
         logger.info("resumed from %s at step %d", path, self.step)
 
     def _next_batch(self) -> CachedBatch:
         state = self.accelerator.state
         while True:
-            batches = rank_batches(len(self.clips), self.config.train.batch_size, state.num_processes,
-                                   state.process_index, self.config.train.seed, self.epoch)
+            batches = rank_batches(
+                len(self.clips),
+                self.config.train.batch_size,
+                state.num_processes,
+                state.process_index,
+                self.config.train.seed,
+                self.epoch,
+            )
             if self.batch_in_epoch < len(batches):
                 indices = batches[self.batch_in_epoch]
                 self.batch_in_epoch += 1
@@ -297,9 +360,17 @@ class Trainer:
         model_state = self.accelerator.get_state_dict(self.wrapped)  # gathered in full under FSDP (collective)
         if self.accelerator.is_main_process:
             self.pipe.save_pretrained(directory, model_state=model_state)
-            save_training_state(directory, self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer,
-                                self.scheduler, {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                                                 "seed": self.config.train.seed})
+            save_training_state(
+                directory,
+                self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer,
+                self.scheduler,
+                {
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "batch_in_epoch": self.batch_in_epoch,
+                    "seed": self.config.train.seed,
+                },
+            )
             (Path(self.config.checkpoint.dir) / LATEST_NAME).write_text(directory.name)
         self.accelerator.wait_for_everyone()
         return directory
@@ -317,12 +388,19 @@ class Trainer:
             for micro in range(train.grad_accum):
                 generator = step_generator(train.seed, self.step, micro, process)
                 batch = self._next_batch()
-                drops = draw_caption_drops(len(batch.seconds), train.caption_dropout["video"], train.caption_dropout["audio"],
-                                           generator)
+                drops = draw_caption_drops(
+                    len(batch.seconds), train.caption_dropout["video"], train.caption_dropout["audio"], generator
+                )
                 conditions = batch_conditions(self.pipe, batch, *drops, self.null_video_text, self.info, self.device)
                 sync = micro == train.grad_accum - 1
-                with accelerator.autocast(), self.attention, (accelerator.no_sync(self.wrapped) if not sync else nullcontext()):
-                    loss, values = diffusion_loss(self.wrapped, self.pipe, batch, conditions, generator, train.timesteps, self.device)
+                with (
+                    accelerator.autocast(),
+                    self.attention,
+                    accelerator.no_sync(self.wrapped) if not sync else nullcontext(),
+                ):
+                    loss, values = diffusion_loss(
+                        self.wrapped, self.pipe, batch, conditions, generator, train.timesteps, self.device
+                    )
                     accelerator.backward(loss / train.grad_accum)
                 for key, value in values.items():
                     parts[key] += value / train.grad_accum
@@ -334,18 +412,25 @@ class Trainer:
             self.step += 1
 
             seconds = time.perf_counter() - started
-            record = {"step": self.step, "loss": parts["loss_video"] + parts["loss_audio"], **parts,
-                      "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                      "samples_per_s": train.batch_size * train.grad_accum * accelerator.num_processes / seconds}
+            record = {
+                "step": self.step,
+                "loss": parts["loss_video"] + parts["loss_audio"],
+                **parts,
+                "lr": self.scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "samples_per_s": train.batch_size * train.grad_accum * accelerator.num_processes / seconds,
+            }
             history.append(record)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
             if self.config.log.tensorboard:
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=self.step)
             if self.progress and (self.step % self.config.log.every == 0 or self.step == 1):
-                tqdm.write(f"step {self.step:6d}  loss {record['loss']:.4f} (video {parts['loss_video']:.4f}, "
-                           f"audio {parts['loss_audio']:.4f})  lr {record['lr']:.2e}  grad {record['grad_norm']:.3f}  "
-                           f"{record['samples_per_s']:.1f} samples/s")
+                tqdm.write(
+                    f"step {self.step:6d}  loss {record['loss']:.4f} (video {parts['loss_video']:.4f}, "
+                    f"audio {parts['loss_audio']:.4f})  lr {record['lr']:.2e}  grad {record['grad_norm']:.3f}  "
+                    f"{record['samples_per_s']:.1f} samples/s"
+                )
             if self.step % self.config.checkpoint.every == 0 or self.step == train.steps:
                 last_checkpoint = self.save_checkpoint()
         bar.close()
