@@ -1,5 +1,5 @@
 """The ablation benchmark's run bookkeeping: committed results are reused only from bit-identical towers, and the
-recipe's own bridge stage is not trained twice; the sample sheet marks events where they happen."""
+recipe's own bridge stage is not trained twice."""
 
 import importlib.util
 import json
@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from bridgedit import tiny
-from bridgedit.synthetic import WorldSettings, render_clip
-from bridgedit.synthetic.world import draw_scene
 from bridgedit.synthetic.recipe import RecipeSettings
 from bridgedit.training import trainer as trainer_module
 from bridgedit.training.trainer import checkpoint_folder
 
-ABLATION = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
+pytestmark = pytest.mark.slow  # trainings, encoders, processes: `make test-fast` leaves this file out
+
+ABLATION = Path(__file__).resolve().parents[1] / "experiments" / "synthetic" / "ablation.py"
 
 
 def load_benchmark(path: Path):
@@ -60,24 +60,43 @@ def test_run_names_spell_out_every_varied_setting():
     ablation = load_ablation()
     base = RecipeSettings(bridge_precision="fp32")  # the first tables' precision: their folders carry no precision
     name = ablation.run_name("dca", 1, base)
-    assert name == (f"ablation-{base.bridge_steps}-lr{base.bridge_lr:g}-{base.bridge_timesteps}"
-                    f"-tb{base.bridge['time_bias']:g}/dca-seed1")
-    paper = replace(base, bridge_steps=150, bridge_lr=5e-4, bridge_timesteps="coupled",
-                    bridge={**base.bridge, "time_bias": 0.0})
-    assert ablation.run_name("dca (shared caption)", 0, paper) == "ablation-150-lr0.0005-coupled/dca_shared_caption-seed0"
+    assert name == (
+        f"ablation-{base.bridge_steps}-lr{base.bridge_lr:g}-{base.bridge_timesteps}"
+        f"-tb{base.bridge['time_bias']:g}/dca-seed1"
+    )
+    paper = replace(
+        base, bridge_steps=150, bridge_lr=5e-4, bridge_timesteps="coupled", bridge={**base.bridge, "time_bias": 0.0}
+    )
+    assert (
+        ablation.run_name("dca (shared caption)", 0, paper) == "ablation-150-lr0.0005-coupled/dca_shared_caption-seed0"
+    )
     smaller_batch = replace(base, bridge_steps=600, bridge_batch_size=8)
     assert ablation.run_name("none", 2, smaller_batch) == "ablation-600-lr0.005-independent-tb2-batch8/none-seed2"
     in_bf16 = replace(smaller_batch, bridge_precision="bf16")  # never mixed with the float32 runs
     assert ablation.run_name("none", 2, in_bf16) == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
-    assert ablation.run_name("none", 2, replace(RecipeSettings(), bridge_steps=600, bridge_batch_size=8)) == \
-        "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"  # named by precision, not by the default
+    assert (
+        ablation.run_name("none", 2, replace(RecipeSettings(), bridge_steps=600, bridge_batch_size=8))
+        == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
+    )  # named by precision, not by the default
 
 
-def test_each_stages_precision_reaches_its_training_config_and_bf16_is_refused_where_it_is_not_native(tmp_path, monkeypatch):
+def test_each_stages_precision_reaches_its_training_config_and_bf16_is_refused_where_it_is_not_native(
+    tmp_path, monkeypatch
+):
     from bridgedit.synthetic import recipe
 
-    common = dict(base=tmp_path, dataset=tmp_path, cache=tmp_path, run_dir=tmp_path, steps=10, lr=1e-3, batch_size=2,
-                  seed=0, bridge={"fusion": "dca"}, trainable={"policy": "bridges"})
+    common = dict(
+        base=tmp_path,
+        dataset=tmp_path,
+        cache=tmp_path,
+        run_dir=tmp_path,
+        steps=10,
+        lr=1e-3,
+        batch_size=2,
+        seed=0,
+        bridge={"fusion": "dca"},
+        trainable={"policy": "bridges"},
+    )
     assert recipe.training_config(**common)["train"]["mixed_precision"] == "no"
     assert recipe.training_config(**common, precision="bf16")["train"]["mixed_precision"] == "bf16"
     with pytest.raises(ValueError, match="bridge_precision"):
@@ -135,37 +154,22 @@ def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
     (tmp_path / "recipe.json").write_text(json.dumps(older, indent=2))
     assert ablation.recipe_run_name(tmp_path, dca_seed0) == "bridges"
     assert ablation.recipe_run_name(tmp_path, replace(dca_seed0, bridge_batch_size=8)) is None
-    for other in (ablation.variant_settings(settings, "none", 0), ablation.variant_settings(settings, "dca", 1),
-                  ablation.variant_settings(settings, "dca (shared caption)", 0),
-                  replace(dca_seed0, bridge_steps=150), replace(dca_seed0, bridge_precision="fp32")):
+    for other in (
+        ablation.variant_settings(settings, "none", 0),
+        ablation.variant_settings(settings, "dca", 1),
+        ablation.variant_settings(settings, "dca (shared caption)", 0),
+        replace(dca_seed0, bridge_steps=150),
+        replace(dca_seed0, bridge_precision="fp32"),
+    ):
         assert ablation.recipe_run_name(tmp_path, other) is None
-
-
-def test_sample_sheet_marks_a_true_clips_events_where_they_happen():
-    sample_sheet = load_benchmark(ABLATION.parent / "sample_sheet.py")
-    world = WorldSettings()
-    scene = replace(draw_scene(np.random.default_rng(3), world), shape="ball", events=(0.2, 0.8))
-    frames, audio = render_clip(scene, world, np.random.default_rng(3))
-
-    marks = sample_sheet.event_marks(frames, audio, world.fps, world.sample_rate, list(scene.events))
-
-    width = world.width  # at 15 fps an event at 0.2 s is in frame 3, one at 0.8 s in frame 12
-    assert marks["filmstrip"]["true"] == [3.5 * width, 12.5 * width]
-    assert marks["waveform"]["true"] == [0.2, 0.8]
-    # a real clip's detected events are its true events: within one frame on the frames, a few ms in the audio
-    assert len(marks["filmstrip"]["detected"]) == 2
-    assert np.allclose(marks["filmstrip"]["detected"], marks["filmstrip"]["true"], atol=width)
-    assert np.allclose(marks["waveform"]["detected"], [0.2, 0.8], atol=0.01)
 
 
 def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tmp_path, monkeypatch):
     """A model that returns the real clip itself scores in sync both ways; one that returns the next clip's
     generated stream scores at the chance level (each clip's real stream against every other clip's)."""
     from bridgedit.data.manifest import load_manifest
-    from bridgedit.synthetic import make_dataset
+    from bridgedit.synthetic import make_dataset, scoring
     from bridgedit.synthetic.scoring import real_clips
-
-    from bridgedit.synthetic import scoring
 
     dataset = make_dataset(tmp_path / "world", clips=6, test_clips=6, seed=2, seconds=4 + 1 / 15, max_events=4)
     records = load_manifest(dataset, split="test")
@@ -178,6 +182,7 @@ def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tm
             for index, record in enumerate(records):
                 frames, audio, rate = clips[(index + shift) % len(records)]
                 yield record, frames, audio, record["fps"], rate
+
         return generate_for
 
     monkeypatch.setattr(scoring, "real_latents", lambda pipe, dataset, records: (["video"] * 6, ["audio"] * 6))
@@ -224,20 +229,33 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
     joint = ablation.PAPER_JOINT_PROTOCOL
 
     def statistics(sync, direction=direction):
-        return {direction: {"sync_per_clip": sync, "sync_chance_per_clip": [0.1] * len(sync),
-                            "sync": float(np.mean(sync)), "sync_above_chance": float(np.mean(sync)) - 0.1}}
+        return {
+            direction: {
+                "sync_per_clip": sync,
+                "sync_chance_per_clip": [0.1] * len(sync),
+                "sync": float(np.mean(sync)),
+                "sync_above_chance": float(np.mean(sync)) - 0.1,
+            }
+        }
 
     def run(variant, seed, sync, unguided_sync, joint_sync=(0.3, 0.3, 0.3)):
-        result = {"variant": variant, "seed": seed, "scores": {name: 0.0 for name in ablation.SCORES + ablation.GAINS},
-                  guided.result_key: statistics(sync), unguided.result_key: statistics(unguided_sync),
-                  joint.result_key: statistics(list(joint_sync), ablation.JOINT_DIRECTION)}
+        result = {
+            "variant": variant,
+            "seed": seed,
+            "scores": {name: 0.0 for name in ablation.SCORES + ablation.GAINS},
+            guided.result_key: statistics(sync),
+            unguided.result_key: statistics(unguided_sync),
+            joint.result_key: statistics(list(joint_sync), ablation.JOINT_DIRECTION),
+        }
         for protocol in (joint, guided, unguided):
             ablation.record_scores(result, protocol)
         return result
 
     none = [run("none", 0, [0.1, 0.2, 0.1], [0.1, 0.1, 0.1]), run("none", 1, [0.3, 0.3, 0.2], [0.2, 0.1, 0.2])]
-    dca = [run("dca", 1, [0.5, 0.6, 0.4], [0.7, 0.8, 0.6], [0.2, 0.5, 0.3]),  # out of seed order
-           run("dca", 0, [0.2, 0.4, 0.3], [0.5, 0.5, 0.6], [0.3, 0.4, 0.4])]
+    dca = [
+        run("dca", 1, [0.5, 0.6, 0.4], [0.7, 0.8, 0.6], [0.2, 0.5, 0.3]),  # out of seed order
+        run("dca", 0, [0.2, 0.4, 0.3], [0.5, 0.5, 0.6], [0.3, 0.4, 0.4]),
+    ]
     table = ablation.aggregate([dca[0], none[1], none[0], dca[1]])
 
     assert table["dca"]["seeds"] == [0, 1]
@@ -249,8 +267,11 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
     leads = table["dca"]["lead over none"]
     assert set(leads) == {joint.label, guided.label, unguided.label}
     assert leads[joint.label]["mean"] == pytest.approx(np.mean([0.0, 0.1, 0.1, -0.1, 0.2, 0.0]))
-    expected = paired_lead([dca[1][guided.result_key], dca[0][guided.result_key]],
-                           [none[0][guided.result_key], none[1][guided.result_key]], direction)
+    expected = paired_lead(
+        [dca[1][guided.result_key], dca[0][guided.result_key]],
+        [none[0][guided.result_key], none[1][guided.result_key]],
+        direction,
+    )
     assert leads[guided.label] == expected
     assert expected["mean"] == pytest.approx(np.mean([0.1, 0.2, 0.2, 0.2, 0.3, 0.2]))
     assert leads[unguided.label]["mean"] == pytest.approx(np.mean([0.4, 0.4, 0.5, 0.5, 0.7, 0.4]))
@@ -273,8 +294,14 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
     ablation = load_ablation()
     settings = RecipeSettings()
     name = ablation.run_name("dca", 0, settings)
-    stored = {"variant": "dca", "seed": 0, "scores": {"sync": 0.3}, "cross_modal_gain": {}, "next_to_real": {},
-              "towers_fingerprint": "f" * 64}
+    stored = {
+        "variant": "dca",
+        "seed": 0,
+        "scores": {"sync": 0.3},
+        "cross_modal_gain": {},
+        "next_to_real": {},
+        "towers_fingerprint": "f" * 64,
+    }
     (tmp_path / "runs" / name).mkdir(parents=True)
     (tmp_path / "runs" / name / "scores.json").write_text(json.dumps(stored))
     checkpoint_folder(tmp_path / "runs" / name, settings.bridge_steps).mkdir()  # its trained model is here
@@ -298,21 +325,43 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
     monkeypatch.setattr(ablation, "cross_modal_gain_on_cache", must_not_run)
     monkeypatch.setattr(ablation.recipe, "train_bridges", must_not_run)
 
-    result = ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "dca", 0, [],
-                                  fingerprint="f" * 64, commit_to=tmp_path / "committed",
-                                  protocols=ablation.PROTOCOLS)  # --extra-protocols
+    result = ablation.run_variant(
+        tmp_path,
+        tmp_path / "dataset",
+        tmp_path / "towers",
+        settings,
+        "dca",
+        0,
+        [],
+        fingerprint="f" * 64,
+        commit_to=tmp_path / "committed",
+        protocols=ablation.PROTOCOLS,
+    )  # --extra-protocols
 
-    assert calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "directions": (ablation.REAL_DIRECTION,),
-                      "audio_guidance": 1.0}]
-    assert joint_calls == [{"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "audio_guidance": audio_guidance}
-                           for audio_guidance in (7.0, 2.0, 1.0)]  # at 7: the same samples as when scored
+    assert calls == [
+        {
+            "captions": "hvgc",
+            "seed": ablation.HELD_OUT_SEED,
+            "directions": (ablation.REAL_DIRECTION,),
+            "audio_guidance": 1.0,
+        }
+    ]
+    assert joint_calls == [
+        {"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "audio_guidance": audio_guidance}
+        for audio_guidance in (7.0, 2.0, 1.0)
+    ]  # at 7: the same samples as when scored
     assert ablation.PAPER_AUDIO_GUIDANCE == 7.0 and ablation.DEMO_AUDIO_GUIDANCE == 2.0
-    assert result["scores"] == {**dict.fromkeys(ablation.SCORES, 0.4),  # SCORES now those of the w_a = 2 samples
-                                "audio_for_real_video_unguided_sync": 0.4,
-                                "audio_for_real_video_unguided_sync_above_chance": 0.2,
-                                "both_generated_sync": 0.3, "both_generated_sync_above_chance": 0.05,
-                                "both_generated_wa2_sync": 0.4, "both_generated_wa2_sync_above_chance": 0.15,
-                                "both_generated_unguided_sync": 0.5, "both_generated_unguided_sync_above_chance": 0.25}
+    assert result["scores"] == {
+        **dict.fromkeys(ablation.SCORES, 0.4),  # SCORES now those of the w_a = 2 samples
+        "audio_for_real_video_unguided_sync": 0.4,
+        "audio_for_real_video_unguided_sync_above_chance": 0.2,
+        "both_generated_sync": 0.3,
+        "both_generated_sync_above_chance": 0.05,
+        "both_generated_wa2_sync": 0.4,
+        "both_generated_wa2_sync_above_chance": 0.15,
+        "both_generated_unguided_sync": 0.5,
+        "both_generated_unguided_sync_above_chance": 0.25,
+    }
     assert result["scores_protocol"] == "both_generated_wa2"
     for protocol, sync in zip(ablation.JOINT_PROTOCOLS, (0.3, 0.4, 0.5)):  # each joint protocol keeps its own
         assert ablation.per_clip_scores(result, protocol) == [dict.fromkeys(ablation.SCORES, sync)]
@@ -352,11 +401,22 @@ def test_by_default_a_run_is_scored_two_ways_and_extra_protocols_add_the_other_t
     monkeypatch.setattr(ablation.recipe, "train_bridges", train_bridges)
 
     def run(protocols):
-        return ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "dca", 0, [],
-                                    fingerprint="f" * 64, commit_to=None, protocols=protocols)
+        return ablation.run_variant(
+            tmp_path,
+            tmp_path / "dataset",
+            tmp_path / "towers",
+            settings,
+            "dca",
+            0,
+            [],
+            fingerprint="f" * 64,
+            commit_to=None,
+            protocols=protocols,
+        )
 
-    assert ablation.DEFAULT_PROTOCOLS == tuple(p for p in ablation.PROTOCOLS if p.result_key in (
-        "both_generated_wa2", "next_to_real_unguided"))
+    assert ablation.DEFAULT_PROTOCOLS == tuple(
+        p for p in ablation.PROTOCOLS if p.result_key in ("both_generated_wa2", "next_to_real_unguided")
+    )
     result = run(ablation.DEFAULT_PROTOCOLS)
     assert calls == [("train", ablation.run_name("dca", 0, settings)), ("joint", 2.0), ("real", 1.0)]
     assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0))
@@ -364,7 +424,11 @@ def test_by_default_a_run_is_scored_two_ways_and_extra_protocols_add_the_other_t
     assert result["scores_protocol"] == "both_generated_wa2" and result["scores"]["av_align"] == 0.5
     calls.clear()
     result = run(ablation.PROTOCOLS)
-    assert calls == [("joint", 7.0), ("joint", 1.0), ("real", 7.0)]  # only what the default left out; nothing trained again
+    assert calls == [
+        ("joint", 7.0),
+        ("joint", 1.0),
+        ("real", 7.0),
+    ]  # only what the default left out; nothing trained again
     assert result["scores"]["audio_for_real_video_sync"] == 0.4
     assert result["scores"]["audio_gain_pct"] == pytest.approx(10.0)  # measured once, with the first scoring
     calls.clear()
@@ -378,8 +442,16 @@ def test_a_committed_run_whose_model_is_not_here_is_tabulated_as_it_is(tmp_path,
     ablation = load_ablation()
     settings = RecipeSettings()
     name = ablation.run_name("none", 1, settings)
-    committed = {"variant": "none", "seed": 1, "scores": {"sync": 0.3}, "cross_modal_gain": {}, "next_to_real": {},
-                 "next_to_real_unguided": {}, "both_generated": {}, "towers_fingerprint": "f" * 64}
+    committed = {
+        "variant": "none",
+        "seed": 1,
+        "scores": {"sync": 0.3},
+        "cross_modal_gain": {},
+        "next_to_real": {},
+        "next_to_real_unguided": {},
+        "both_generated": {},
+        "towers_fingerprint": "f" * 64,
+    }
     (tmp_path / "committed" / name).parent.mkdir(parents=True)
     (tmp_path / "committed" / f"{name}.json").write_text(json.dumps(committed))
 
@@ -392,8 +464,17 @@ def test_a_committed_run_whose_model_is_not_here_is_tabulated_as_it_is(tmp_path,
     monkeypatch.setattr(ablation.recipe, "train_bridges", must_not_run)
 
     with caplog.at_level("WARNING"):
-        result = ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "none", 1, [],
-                                      fingerprint="f" * 64, commit_to=tmp_path / "committed")
+        result = ablation.run_variant(
+            tmp_path,
+            tmp_path / "dataset",
+            tmp_path / "towers",
+            settings,
+            "none",
+            1,
+            [],
+            fingerprint="f" * 64,
+            commit_to=tmp_path / "committed",
+        )
 
     assert result == committed
     assert "lacks both_generated_wa2, but" in caplog.text and "not here" in caplog.text  # of DEFAULT_PROTOCOLS
@@ -421,27 +502,56 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
     monkeypatch.setattr(ablation.recipe, "train_bridges", train_bridges)
     monkeypatch.setattr(ablation, "cross_modal_gain_on_cache", cross_modal_gain_on_cache)
     monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
-    monkeypatch.setattr(ablation, "score_model", lambda pipe, records, **kwargs: (
-        [dict.fromkeys(ablation.SCORES, 0.5)], {"sync": 0.5, "sync_above_chance": 0.1}))
-    monkeypatch.setattr(ablation, "score_next_to_real", lambda *args, **kwargs: {
-        ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}})
+    monkeypatch.setattr(
+        ablation,
+        "score_model",
+        lambda pipe, records, **kwargs: (
+            [dict.fromkeys(ablation.SCORES, 0.5)],
+            {"sync": 0.5, "sync_above_chance": 0.1},
+        ),
+    )
+    monkeypatch.setattr(
+        ablation,
+        "score_next_to_real",
+        lambda *args, **kwargs: {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}},
+    )
 
     tag = ablation.towers_tag_for("abcdef12" + "0" * 56, recipe_towers=False)
     assert tag == "-towersabcdef12" and ablation.towers_tag_for("f" * 64, recipe_towers=True) == ""
     # the recipe's towers (untagged, and tagged because the committed runs of these settings came from other
     # towers) stand for the recipe's bridge stage; other towers (--towers) never do
-    for towers, towers_tag, recipe_towers in (("towers", "", True), ("towers", "-towersffffffff", True),
-                                              ("more", tag, False)):
-        ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / towers, settings, "dca", 0, [],
-                             fingerprint="f" * 64, commit_to=None, towers_tag=towers_tag, recipe_towers=recipe_towers)
+    for towers, towers_tag, recipe_towers in (
+        ("towers", "", True),
+        ("towers", "-towersffffffff", True),
+        ("more", tag, False),
+    ):
+        ablation.run_variant(
+            tmp_path,
+            tmp_path / "dataset",
+            tmp_path / towers,
+            settings,
+            "dca",
+            0,
+            [],
+            fingerprint="f" * 64,
+            commit_to=None,
+            towers_tag=towers_tag,
+            recipe_towers=recipe_towers,
+        )
     name = ablation.run_name("dca", 0, settings, tag)
     assert name == ablation.run_name("dca", 0, settings).replace("/", f"{tag}/", 1)
-    assert trained == [("towers", "bridges", tmp_path / "cache" / "bridges"),
-                       ("towers", "bridges", tmp_path / "cache" / "bridges"),
-                       ("more", name, tmp_path / "cache" / f"bridges{tag}")]
+    assert trained == [
+        ("towers", "bridges", tmp_path / "cache" / "bridges"),
+        ("towers", "bridges", tmp_path / "cache" / "bridges"),
+        ("more", name, tmp_path / "cache" / f"bridges{tag}"),
+    ]
     assert gains == [tmp_path / "cache" / "bridges"] * 2 + [tmp_path / "cache" / f"bridges{tag}"]
-    assert ablation.stored_result(tmp_path, settings, "dca", 0, fingerprint="f" * 64, commit_to=None,
-                                  towers_tag=tag)["variant"] == "dca"
+    assert (
+        ablation.stored_result(tmp_path, settings, "dca", 0, fingerprint="f" * 64, commit_to=None, towers_tag=tag)[
+            "variant"
+        ]
+        == "dca"
+    )
     assert (tmp_path / "runs" / name / "scores.json").is_file()
 
 
@@ -468,8 +578,14 @@ def test_reference_scores_summarise_the_demo_models_samples(tmp_path, monkeypatc
     clip = dict.fromkeys(ablation.SCORES, 1.0)
     monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
     monkeypatch.setattr(ablation, "score_references", lambda pipe, dataset, records: {"real": [clip], "codec": [clip]})
-    monkeypatch.setattr(ablation, "score_model", lambda pipe, records, **kwargs: (
-        [dict.fromkeys(ablation.SCORES, 0.5), dict.fromkeys(ablation.SCORES, 0.25)], {"sync": 0.375}))
+    monkeypatch.setattr(
+        ablation,
+        "score_model",
+        lambda pipe, records, **kwargs: (
+            [dict.fromkeys(ablation.SCORES, 0.5), dict.fromkeys(ablation.SCORES, 0.25)],
+            {"sync": 0.375},
+        ),
+    )
 
     references = ablation.reference_scores(tmp_path, tmp_path / "dataset", tmp_path / "towers", [], "-towersabcdef12")
 
@@ -487,7 +603,15 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
         ablation.parse_runs("dcaa@0")
     argv = ["--seeds", "3", "--workers", "2", "--bridge-steps", "600", "--workers=4", "--variants", "none,dca"]
     assert ablation.worker_arguments(argv, runs[:2]) == [
-        "--seeds", "3", "--bridge-steps", "600", "--variants", "none,dca", "--only", "none@0;dca (shared caption)@2"]
+        "--seeds",
+        "3",
+        "--bridge-steps",
+        "600",
+        "--variants",
+        "none,dca",
+        "--only",
+        "none@0;dca (shared caption)@2",
+    ]
 
     settings = RecipeSettings()
     committed_runs = tmp_path / "committed"
@@ -506,11 +630,22 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
     run_settings = ablation.variant_settings(settings, "dca", 1)
     coupled = replace(run_settings, bridge_timesteps="coupled")
     assert ablation.missing_measurements(stored, run_settings, ablation.PROTOCOLS) == [
-        "both_generated", "both_generated_wa2", "both_generated_unguided", "next_to_real_unguided"]
+        "both_generated",
+        "both_generated_wa2",
+        "both_generated_unguided",
+        "next_to_real_unguided",
+    ]
     assert ablation.missing_measurements(stored, coupled, ablation.PROTOCOLS) == [
-        "both_generated", "both_generated_wa2", "both_generated_unguided"]
+        "both_generated",
+        "both_generated_wa2",
+        "both_generated_unguided",
+    ]
     assert ablation.missing_measurements({"scores": {}}, coupled, ablation.PROTOCOLS) == [
-        "cross_modal_gain", "both_generated", "both_generated_wa2", "both_generated_unguided"]
+        "cross_modal_gain",
+        "both_generated",
+        "both_generated_wa2",
+        "both_generated_unguided",
+    ]
     # by default neither the paper's nor the unguided joint protocol is asked for
     assert ablation.missing_measurements(stored, run_settings) == ["both_generated_wa2", "next_to_real_unguided"]
     assert ablation.missing_measurements({"scores": {}}, coupled) == ["cross_modal_gain", "both_generated_wa2"]
@@ -523,6 +658,7 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
 FAKE_WORKER = """
 import json, os, sys, time
 from pathlib import Path
+
 folder, run = Path(sys.argv[1]), sys.argv[sys.argv.index("--only") + 1]
 (folder / "running" / run).touch()
 concurrent = len(list((folder / "running").iterdir()))
@@ -571,7 +707,7 @@ def test_runs_to_train_go_first_and_the_baselines_last_of_them():
 
 
 def test_tower_budget_never_overwrites_results_measured_from_other_towers(tmp_path, monkeypatch):
-    """benchmarks/tower_budget.py tags its settings when the results file of those settings is committed from other
+    """experiments/synthetic/tower_budget.py tags its settings when the results file of those settings is committed from other
     towers (or predates the fingerprint), as the ablation tags its run folders."""
     monkeypatch.syspath_prepend(str(ABLATION.parent))  # the script imports its sibling benchmarks
     tower_budget = load_benchmark(ABLATION.parent / "tower_budget.py")
@@ -607,8 +743,17 @@ def test_tower_budget_from_init_trains_the_tower_stage_again_from_the_random_tow
     recipe, towers = tmp_path / "recipe", tmp_path / "recipe" / "runs" / "towers" / "checkpoint-001200"
 
     def args(**overrides):
-        return argparse.Namespace(**{"steps": 3600, "batch": 16, "lr": 1e-3, "precision": "bf16", "after": None,
-                                     "from_init": False, **overrides})
+        return argparse.Namespace(
+            **{
+                "steps": 3600,
+                "batch": 16,
+                "lr": 1e-3,
+                "precision": "bf16",
+                "after": None,
+                "from_init": False,
+                **overrides,
+            }
+        )
 
     continued = tower_budget.plan_run(args(), recipe, towers)
     assert (continued.base, continued.settings) == (towers, "3600steps-batch16-lr0.001-bf16")
@@ -623,7 +768,7 @@ def test_tower_budget_from_init_trains_the_tower_stage_again_from_the_random_tow
 
 
 def test_lead_across_towers_takes_the_seed_as_the_unit(tmp_path, monkeypatch):
-    """benchmarks/lead_across_towers.py: per seed, DCA's mean per-clip lead (sync above chance) over "none"'s run of
+    """experiments/synthetic/lead_across_towers.py: per seed, DCA's mean per-clip lead (sync above chance) over "none"'s run of
     the same seed; seeds without both runs, or a protocol one of the pair lacks, are left out; the one-sided tests
     over seeds are scipy's, and agree with the t statistic written out."""
     from scipy.stats import t as student_t
@@ -681,10 +826,20 @@ def test_ablation_table_has_dcas_lead_over_every_other_variant_on_the_seeds_both
     joint = ablation.PAPER_JOINT_PROTOCOL
 
     def run(variant, seed, sync):
-        statistics = {joint.direction: {"sync_per_clip": sync, "sync_chance_per_clip": [0.1] * len(sync),
-                                        "sync": float(np.mean(sync)), "sync_above_chance": float(np.mean(sync)) - 0.1}}
-        result = {"variant": variant, "seed": seed, "scores": {name: 0.0 for name in ablation.SCORES + ablation.GAINS},
-                  joint.result_key: statistics}
+        statistics = {
+            joint.direction: {
+                "sync_per_clip": sync,
+                "sync_chance_per_clip": [0.1] * len(sync),
+                "sync": float(np.mean(sync)),
+                "sync_above_chance": float(np.mean(sync)) - 0.1,
+            }
+        }
+        result = {
+            "variant": variant,
+            "seed": seed,
+            "scores": {name: 0.0 for name in ablation.SCORES + ablation.GAINS},
+            joint.result_key: statistics,
+        }
         ablation.record_scores(result, joint)
         return result
 
@@ -710,7 +865,7 @@ def test_ablation_table_has_dcas_lead_over_every_other_variant_on_the_seeds_both
 
 
 def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_same_seed(tmp_path, monkeypatch):
-    """benchmarks/guidance_scan.py: each run's held-out samples are generated at every new audio guidance scale once
+    """experiments/synthetic/guidance_scan.py: each run's held-out samples are generated at every new audio guidance scale once
     (resumed, never again), the model's own scale is read from the run's result, and DCA's lead is taken clip by clip
     against "none"'s run of the same seed."""
     monkeypatch.syspath_prepend(str(ABLATION.parent))
@@ -719,9 +874,15 @@ def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_s
     sync_of = {("none", 0): [0.2, 0.4], ("none", 1): [0.3, 0.3], ("dca", 0): [0.5, 0.4], ("dca", 1): [0.2, 0.5]}
 
     def statistics(sync, chance=0.1):
-        return {"sync": float(np.mean(sync)), "sync_per_clip": sync, "sync_chance": chance,
-                "sync_chance_per_clip": [chance] * len(sync), "sync_above_chance": float(np.mean(sync)) - chance,
-                "video_events": 2.0, "audio_events": 3.0}
+        return {
+            "sync": float(np.mean(sync)),
+            "sync_per_clip": sync,
+            "sync_chance": chance,
+            "sync_chance_per_clip": [chance] * len(sync),
+            "sync_above_chance": float(np.mean(sync)) - chance,
+            "video_events": 2.0,
+            "audio_events": 3.0,
+        }
 
     def per_clip(sync):
         return [{"sync": s, "av_align": 0.1, "colour": 1.0, "shape": 1.0, "material": 0.5} for s in sync]
@@ -730,8 +891,9 @@ def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_s
         folder = runs / f"{variant}-seed{seed}"
         (folder / "checkpoint-000004").mkdir(parents=True)
         (folder / "latest").write_text("checkpoint-000004")
-        (folder / "scores.json").write_text(json.dumps(
-            {"per_clip": per_clip(sync), "both_generated": {scan.JOINT_DIRECTION: statistics(sync)}}))
+        (folder / "scores.json").write_text(
+            json.dumps({"per_clip": per_clip(sync), "both_generated": {scan.JOINT_DIRECTION: statistics(sync)}})
+        )
     calls = []
 
     def score_model(pipe, records, *, captions, seed, audio_guidance):
@@ -740,8 +902,11 @@ def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_s
         return per_clip(sync), statistics(sync)
 
     monkeypatch.setattr(scan, "score_model", score_model)
-    monkeypatch.setattr(scan.BridgeDiTPipeline, "from_pretrained",
-                        lambda path: (path.parent.name.split("-seed")[0], int(path.parent.name.split("-seed")[1])))
+    monkeypatch.setattr(
+        scan.BridgeDiTPipeline,
+        "from_pretrained",
+        lambda path: (path.parent.name.split("-seed")[0], int(path.parent.name.split("-seed")[1])),
+    )
     for _ in range(2):  # the second pass finds every scale scored
         for variant, seed in sync_of:
             scan.scan_run(runs, variant, seed, [1.0, 2.0], [])
@@ -800,11 +965,17 @@ def test_a_run_scored_at_the_papers_guidance_gets_its_scores_from_the_demo_model
     settings = RecipeSettings()
     name = ablation.run_name("v2a", 1, settings)
     paper_per_clip = [dict.fromkeys(ablation.SCORES, 0.1)]
-    stored = {"variant": "v2a", "seed": 1, "scores": {**dict.fromkeys(ablation.SCORES, 0.1), "audio_gain_pct": 3.0},
-              "per_clip": paper_per_clip, "cross_modal_gain": {}, "next_to_real_unguided": {},
-              "both_generated": {ablation.JOINT_DIRECTION: {"sync": 0.1, "sync_above_chance": 0.0}},
-              "both_generated_wa2": {ablation.JOINT_DIRECTION: {"sync": 0.2, "sync_above_chance": 0.05}},
-              "towers_fingerprint": "f" * 64}
+    stored = {
+        "variant": "v2a",
+        "seed": 1,
+        "scores": {**dict.fromkeys(ablation.SCORES, 0.1), "audio_gain_pct": 3.0},
+        "per_clip": paper_per_clip,
+        "cross_modal_gain": {},
+        "next_to_real_unguided": {},
+        "both_generated": {ablation.JOINT_DIRECTION: {"sync": 0.1, "sync_above_chance": 0.0}},
+        "both_generated_wa2": {ablation.JOINT_DIRECTION: {"sync": 0.2, "sync_above_chance": 0.05}},
+        "towers_fingerprint": "f" * 64,
+    }
     (tmp_path / "runs" / name).mkdir(parents=True)
     (tmp_path / "runs" / name / "scores.json").write_text(json.dumps(stored))
     checkpoint_folder(tmp_path / "runs" / name, settings.bridge_steps).mkdir()
@@ -824,8 +995,17 @@ def test_a_run_scored_at_the_papers_guidance_gets_its_scores_from_the_demo_model
     monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
 
     def run():
-        return ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "v2a", 1, [],
-                                    fingerprint="f" * 64, commit_to=None)
+        return ablation.run_variant(
+            tmp_path,
+            tmp_path / "dataset",
+            tmp_path / "towers",
+            settings,
+            "v2a",
+            1,
+            [],
+            fingerprint="f" * 64,
+            commit_to=None,
+        )
 
     result = run()
     assert calls == [2.0]
@@ -865,32 +1045,60 @@ def test_a_run_interrupted_while_scored_is_not_trained_again(tmp_path, monkeypat
     monkeypatch.setattr(ablation.BridgeDiTPipeline, "from_pretrained", lambda path: None)
 
     def run():
-        return ablation.run_variant(tmp_path, tmp_path / "dataset", tmp_path / "towers", settings, "none", 0, [],
-                                    fingerprint="f" * 64, commit_to=None)
+        return ablation.run_variant(
+            tmp_path,
+            tmp_path / "dataset",
+            tmp_path / "towers",
+            settings,
+            "none",
+            0,
+            [],
+            fingerprint="f" * 64,
+            commit_to=None,
+        )
 
     with pytest.raises(KeyboardInterrupt):
         run()
     kept = ablation.stored_result(tmp_path, settings, "none", 0, fingerprint="f" * 64, commit_to=None)
     assert "train_seconds" in kept and kept["scores"]["sync"] == 0.5 and "next_to_real_unguided" not in kept
-    monkeypatch.setattr(ablation, "score_next_to_real", lambda *args, **kwargs: {
-        ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}})
-    monkeypatch.setattr(ablation, "cross_modal_gain_on_cache", lambda *args, **kwargs: {
-        stream: {"mean_relative_gain": 0.0} for stream in ("audio", "video")})
+    monkeypatch.setattr(
+        ablation,
+        "score_next_to_real",
+        lambda *args, **kwargs: {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}},
+    )
+    monkeypatch.setattr(
+        ablation,
+        "cross_modal_gain_on_cache",
+        lambda *args, **kwargs: {stream: {"mean_relative_gain": 0.0} for stream in ("audio", "video")},
+    )
     result = run()
     assert trained == [ablation.run_name("none", 0, settings)] and scored == ["joint"]
-    assert result["train_seconds"] == kept["train_seconds"] and result["scores"]["audio_for_real_video_unguided_sync"] == 0.4
+    assert (
+        result["train_seconds"] == kept["train_seconds"]
+        and result["scores"]["audio_for_real_video_unguided_sync"] == 0.4
+    )
 
 
 def test_the_table_never_averages_scores_measured_on_different_samples(caplog):
     """Runs whose SCORES come from different protocols' samples (some scored at the paper's guidance before SCORES
     moved to the demo model's) leave SCORES out of the table; the sync protocols all runs have stay."""
     ablation = load_ablation()
-    statistics = {ablation.JOINT_DIRECTION: {"sync_per_clip": [0.5], "sync_chance_per_clip": [0.1], "sync": 0.5,
-                                             "sync_above_chance": 0.4}}
+    statistics = {
+        ablation.JOINT_DIRECTION: {
+            "sync_per_clip": [0.5],
+            "sync_chance_per_clip": [0.1],
+            "sync": 0.5,
+            "sync_above_chance": 0.4,
+        }
+    }
 
     def run(seed, scored_on=None):
-        result = {"variant": "dca", "seed": seed, "scores": dict.fromkeys(ablation.SCORES + ablation.GAINS, 0.5),
-                  "both_generated_wa2": statistics}
+        result = {
+            "variant": "dca",
+            "seed": seed,
+            "scores": dict.fromkeys(ablation.SCORES + ablation.GAINS, 0.5),
+            "both_generated_wa2": statistics,
+        }
         ablation.record_scores(result, ablation.SCORES_PROTOCOL)
         return result if scored_on is None else {**result, "scores_protocol": scored_on}
 
@@ -915,26 +1123,37 @@ def test_guidance_scan_reads_the_samples_the_ablation_scored_in_full(tmp_path, m
     scan = load_benchmark(ABLATION.parent / "guidance_scan.py")
     per_clip = [{"sync": 0.3, "av_align": 0.2, "colour": 1.0, "shape": 0.0, "material": 1.0}]
     statistics = {"sync": 0.3}
-    (tmp_path / "scores.json").write_text(json.dumps({"both_generated_wa2": {scan.JOINT_DIRECTION: statistics,
-                                                                             "per_clip": per_clip},
-                                                      "scores_protocol": "both_generated_wa2"}))
+    (tmp_path / "scores.json").write_text(
+        json.dumps(
+            {
+                "both_generated_wa2": {scan.JOINT_DIRECTION: statistics, "per_clip": per_clip},
+                "scores_protocol": "both_generated_wa2",
+            }
+        )
+    )
     assert scan.scored_by_ablation(tmp_path, 2.0) == {"per_clip": per_clip, scan.JOINT_DIRECTION: statistics}
     assert scan.scored_by_ablation(tmp_path, 7.0) is None
-    (tmp_path / "scores.json").write_text(json.dumps({"both_generated_wa2": {scan.JOINT_DIRECTION: statistics},
-                                                      "per_clip": per_clip}))  # the w_a = 7 samples' per-clip scores
+    (tmp_path / "scores.json").write_text(
+        json.dumps({"both_generated_wa2": {scan.JOINT_DIRECTION: statistics}, "per_clip": per_clip})
+    )  # the w_a = 7 samples' per-clip scores
     assert scan.scored_by_ablation(tmp_path, 2.0) is None
 
 
 def test_ablation_time_hands_runs_to_the_first_free_worker_and_charges_each_its_recorded_seconds(monkeypatch):
-    """benchmarks/ablation_time.py: the table's time is when the last run finishes, the runs handed in the ablation's
+    """experiments/synthetic/ablation_time.py: the table's time is when the last run finishes, the runs handed in the ablation's
     order to the first free worker; each run costs its training, the scoring of the protocols asked for (the paper's
     joint samples timed as "score_seconds" in runs scored before each protocol had its own time) and the overhead."""
     monkeypatch.syspath_prepend(str(ABLATION.parent))
     timing = load_benchmark(ABLATION.parent / "ablation_time.py")
     assert timing.makespan([4, 1, 1, 1, 1], 2) == 4  # the short runs fill the second worker while the long one runs
     assert timing.makespan([1, 1, 1, 1, 4], 2) == 6  # a long run last leaves one worker idle at the end
-    legacy = {"variant": "dca", "seed": 0, "train_seconds": 100.0, "score_seconds": 30.0,
-              "both_generated_wa2_seconds": 20.0}
+    legacy = {
+        "variant": "dca",
+        "seed": 0,
+        "train_seconds": 100.0,
+        "score_seconds": 30.0,
+        "both_generated_wa2_seconds": 20.0,
+    }
     assert timing.protocol_seconds(legacy, "both_generated") == 30.0
     assert timing.protocol_seconds(legacy, "both_generated_wa2") == 20.0
     with pytest.raises(KeyError, match="no time recorded for next_to_real"):

@@ -1,7 +1,7 @@
 """How does DCA's sync lead over "none", with both streams generated, depend on the audio guidance scale w_a?
 (issue #7's goal; docs/synthetic.md, "The audio guidance scale and DCA's lead")
 
-The main table (benchmarks/ablation.py) scores every run's joint samples at the demo model's w_a = 2 (and, with
+The main table (experiments/synthetic/ablation.py) scores every run's joint samples at the demo model's w_a = 2 (and, with
 --extra-protocols or in its earlier runs, at the paper's w_a = 7 and without audio guidance, w_a = 1). This script
 takes finished "none" and DCA runs of one ablation folder and generates the same held-out samples (the same captions,
 the same seeds) at other audio guidance scales, the video's guidance left at the paper's. At each scale it reports, per
@@ -11,12 +11,12 @@ faithfulness (the named colour and shape on screen, the named material's sound i
 paper's w_a = 7 is always in the table. A run's samples the ablation scored with their per-clip scores are read from
 its result, not generated again.
 
-    python benchmarks/guidance_scan.py --workers 2 \\
+    python experiments/synthetic/guidance_scan.py --workers 2 \\
             --runs outputs/demo/runs/ablation-1200-lr0.005-independent-tb2-batch8-bf16-towers87e4c0f3
         # the first main table's "none" and DCA runs, seeds 0-6, at w_a = 1, 2, 4 (plus each run's own w_a = 7 scores);
         # about 90 s per run and scale on one thread, two runs side by side; writes
-        # benchmarks/results/guidance_scan.json
-    python benchmarks/guidance_scan.py --workers 2 --audio-guidance 2 --first-seed 7 --seeds 10 \\
+        # experiments/synthetic/results/guidance_scan.json
+    python experiments/synthetic/guidance_scan.py --workers 2 --audio-guidance 2 --first-seed 7 --seeds 10 \\
             --results-name guidance_scan-seeds7-9 --runs outputs/demo/runs/ablation-...-towers87e4c0f3
         # seeds 7-9 alone (trained after w_a = 2 was picked on seeds 0-6: the check fixed before its runs)
 
@@ -33,16 +33,25 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ablation import (
+    BASELINE,
+    JOINT_DIRECTION,
+    JOINT_PROTOCOLS,
+    PAPER_AUDIO_GUIDANCE,
+    PROPOSED,
+    RESULTS,
+    format_runs,
+    parse_runs,
+    per_clip_scores,
+    run_workers,
+)
+from lead_across_towers import across_seeds, per_seed_leads
 
 from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic.scoring import HELD_OUT_SEED, SCORES, paired_lead, score_model, summarize_scores
 from bridgedit.training.trainer import LATEST_NAME
-
-from ablation import (BASELINE, JOINT_DIRECTION, JOINT_PROTOCOLS, PAPER_AUDIO_GUIDANCE, PROPOSED, RESULTS, format_runs,
-                      parse_runs, per_clip_scores, run_workers)
-from lead_across_towers import across_seeds, per_seed_leads
 
 SCAN_FILE = "guidance_scan.json"
 VARIANTS = (BASELINE, PROPOSED)
@@ -76,13 +85,23 @@ def scan_run(runs: Path, variant: str, seed: int, scales: list[float], test_reco
         if pipe is None:
             pipe = BridgeDiTPipeline.from_pretrained(folder / (folder / LATEST_NAME).read_text().strip())
         started = time.perf_counter()
-        per_clip, statistics = score_model(pipe, test_records, captions="hvgc", seed=HELD_OUT_SEED,
-                                           audio_guidance=scale)
-        scanned[f"{scale:g}"] = {"per_clip": per_clip, JOINT_DIRECTION: statistics,
-                                 "seconds": time.perf_counter() - started}
+        per_clip, statistics = score_model(
+            pipe, test_records, captions="hvgc", seed=HELD_OUT_SEED, audio_guidance=scale
+        )
+        scanned[f"{scale:g}"] = {
+            "per_clip": per_clip,
+            JOINT_DIRECTION: statistics,
+            "seconds": time.perf_counter() - started,
+        }
         write_text_atomic(path, json.dumps(scanned, indent=2))  # after every scale: an interrupted scan loses one
-        logging.info("%s seed %d, w_a = %g: sync %.3f (chance %.3f)", variant, seed, scale, statistics["sync"],
-                     statistics["sync_chance"])
+        logging.info(
+            "%s seed %d, w_a = %g: sync %.3f (chance %.3f)",
+            variant,
+            seed,
+            scale,
+            statistics["sync"],
+            statistics["sync_chance"],
+        )
 
 
 def run_at(runs: Path, variant: str, seed: int, scale: float) -> dict:
@@ -98,16 +117,32 @@ def tabulate(runs: Path, seeds: list[int], scales: list[float]) -> dict:
         by_variant = {variant: [run_at(runs, variant, seed, scale) for seed in seeds] for variant in VARIANTS}
         row: dict = {}
         for variant, results in by_variant.items():
-            per_seed = [{**summarize_scores(r["per_clip"]),
-                         **{key: r[JOINT_DIRECTION][key] for key in ("sync_chance", "sync_above_chance",
-                                                                     "video_events", "audio_events")}}
-                        for r in results]
-            row[variant] = {name: {"mean": float(np.mean([s[name] for s in per_seed])),
-                                   "std": float(np.std([s[name] for s in per_seed], ddof=1)) if len(seeds) > 1 else 0.0}
-                            for name in per_seed[0]}
+            per_seed = [
+                {
+                    **summarize_scores(r["per_clip"]),
+                    **{
+                        key: r[JOINT_DIRECTION][key]
+                        for key in ("sync_chance", "sync_above_chance", "video_events", "audio_events")
+                    },
+                }
+                for r in results
+            ]
+            row[variant] = {
+                name: {
+                    "mean": float(np.mean([s[name] for s in per_seed])),
+                    "std": float(np.std([s[name] for s in per_seed], ddof=1)) if len(seeds) > 1 else 0.0,
+                }
+                for name in per_seed[0]
+            }
         row["lead_per_clip"] = paired_lead(by_variant[PROPOSED], by_variant[BASELINE], JOINT_DIRECTION)
-        seed_leads = per_seed_leads({variant: {seed: {"scan": result} for seed, result in zip(seeds, results)}
-                                     for variant, results in by_variant.items()}, "scan", JOINT_DIRECTION)
+        seed_leads = per_seed_leads(
+            {
+                variant: {seed: {"scan": result} for seed, result in zip(seeds, results)}
+                for variant, results in by_variant.items()
+            },
+            "scan",
+            JOINT_DIRECTION,
+        )
         row["lead_per_seed"] = {"per_seed": seed_leads, **across_seeds(list(seed_leads.values()))}
         table[f"{scale:g}"] = row
     return table
@@ -115,16 +150,27 @@ def tabulate(runs: Path, seeds: list[int], scales: list[float]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", required=True, help="a folder of benchmarks/ablation.py's runs, RECIPE/runs/ablation-..."
-                        " (its none-seedS and dca-seedS runs finished and scored)")
+    parser.add_argument(
+        "--runs",
+        required=True,
+        help="a folder of experiments/synthetic/ablation.py's runs, RECIPE/runs/ablation-..."
+        " (its none-seedS and dca-seedS runs finished and scored)",
+    )
     parser.add_argument("--seeds", type=int, default=7, help="seeds FIRST..N-1 of both variants")
-    parser.add_argument("--first-seed", type=int, default=0,
-                        help="leave out the seeds below it (e.g. fresh seeds, apart from those a choice was made on)")
-    parser.add_argument("--audio-guidance", default="1,2,4",
-                        help=f"comma-separated scales to generate at, besides the paper's w_a = {PAPER_AUDIO_GUIDANCE:g} (the "
-                        "scales the ablation scored a run at are read from its result)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="leave out the seeds below it (e.g. fresh seeds, apart from those a choice was made on)",
+    )
+    parser.add_argument(
+        "--audio-guidance",
+        default="1,2,4",
+        help=f"comma-separated scales to generate at, besides the paper's w_a = {PAPER_AUDIO_GUIDANCE:g} (the "
+        "scales the ablation scored a run at are read from its result)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="N one-thread processes side by side")
-    parser.add_argument("--results-name", default="guidance_scan", help="write benchmarks/results/NAME.json")
+    parser.add_argument("--results-name", default="guidance_scan", help="write experiments/synthetic/results/NAME.json")
     parser.add_argument("--only", help=argparse.SUPPRESS)  # a worker's share: VARIANT@SEED;VARIANT@SEED...
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -138,15 +184,26 @@ def main() -> None:
         scales = sorted({float(scale) for scale in args.audio_guidance.split(",")} | {PAPER_AUDIO_GUIDANCE})
     except ValueError:
         raise SystemExit(f"--audio-guidance {args.audio_guidance!r}: not comma-separated numbers") from None
-    unfinished = [f"{variant} seed {seed}" for seed in seeds for variant in VARIANTS
-                  if not (run_folder(runs, variant, seed) / "scores.json").is_file()]
+    unfinished = [
+        f"{variant} seed {seed}"
+        for seed in seeds
+        for variant in VARIANTS
+        if not (run_folder(runs, variant, seed) / "scores.json").is_file()
+    ]
     if unfinished:
-        raise SystemExit(f"--runs {runs}: not finished and scored by benchmarks/ablation.py: {', '.join(unfinished)}")
-    absent = [f"{variant} seed {seed}" for seed in seeds for variant in VARIANTS
-              if not (run_folder(runs, variant, seed) / LATEST_NAME).is_file()]
+        raise SystemExit(
+            f"--runs {runs}: not finished and scored by experiments/synthetic/ablation.py: {', '.join(unfinished)}"
+        )
+    absent = [
+        f"{variant} seed {seed}"
+        for seed in seeds
+        for variant in VARIANTS
+        if not (run_folder(runs, variant, seed) / LATEST_NAME).is_file()
+    ]
     if absent:  # e.g. results committed from another machine, reused by the ablation without their checkpoints
-        raise SystemExit(f"--runs {runs}: scored, but their trained bridges are not here to generate from: "
-                         f"{', '.join(absent)}")
+        raise SystemExit(
+            f"--runs {runs}: scored, but their trained bridges are not here to generate from: {', '.join(absent)}"
+        )
     test_records = load_manifest(recipe_folder / "dataset", split="test")
 
     if args.only is not None:  # a worker of --workers
@@ -162,20 +219,30 @@ def main() -> None:
             scan_run(runs, variant, seed, scales, test_records)
 
     table = tabulate(runs, seeds, scales)
-    report = {"benchmark": "guidance_scan", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              "runs": runs.as_posix(), "seeds": seeds, "test_clips": len(test_records), "audio_guidance": table}
+    report = {
+        "benchmark": "guidance_scan",
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "runs": runs.as_posix(),
+        "seeds": seeds,
+        "test_clips": len(test_records),
+        "audio_guidance": table,
+    }
     out = RESULTS / f"{args.results_name}.json"
     write_text_atomic(out, json.dumps(report, indent=2) + "\n")
     columns = ("sync", "sync_above_chance", "audio_events", "video_events", *[s for s in SCORES if s != "sync"])
     print(f"{'w_a':>4} {'variant':<6}" + "".join(f"{name:>19}" for name in columns))
     for scale, row in table.items():
         for variant in VARIANTS:
-            print(f"{scale:>4} {variant:<6}" + "".join(f"{row[variant][n]['mean']:>12.3f} ± {row[variant][n]['std']:.3f}"
-                                                      for n in columns))
+            print(
+                f"{scale:>4} {variant:<6}"
+                + "".join(f"{row[variant][n]['mean']:>12.3f} ± {row[variant][n]['std']:.3f}" for n in columns)
+            )
         clip, seed = row["lead_per_clip"], row["lead_per_seed"]
-        print(f"{'':>4} DCA's lead: per clip {clip['mean']:+.3f} ± {clip['standard_error']:.3f} (p = {clip['p_value']:.2g}, "
-              f"{clip['pairs']} pairs); per seed {seed['mean']:+.3f} ± {seed['std']:.3f}, above in "
-              f"{seed['seeds_with_dca_above']} of {seed['seeds']} (t-test p = {seed.get('t_test_p', float('nan')):.2g})")
+        print(
+            f"{'':>4} DCA's lead: per clip {clip['mean']:+.3f} ± {clip['standard_error']:.3f} (p = {clip['p_value']:.2g}, "
+            f"{clip['pairs']} pairs); per seed {seed['mean']:+.3f} ± {seed['std']:.3f}, above in "
+            f"{seed['seeds_with_dca_above']} of {seed['seeds']} (t-test p = {seed.get('t_test_p', float('nan')):.2g})"
+        )
     print(f"wrote {out}")
 
 

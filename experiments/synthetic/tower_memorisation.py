@@ -4,14 +4,14 @@ own captions and count the events the world's detectors find, next to the truth 
 samples then carry the clips' events, the codec and the tower's form can represent them and what the towers lack
 is training (docs/synthetic.md, "What the samples look like").
 
-    python benchmarks/tower_memorisation.py --clips 1 --steps 1200
+    python experiments/synthetic/tower_memorisation.py --clips 1 --steps 1200
         # one clip (four copies, batch 4): its events come back after 1,200 steps (not after 400)
-    python benchmarks/tower_memorisation.py --clips 16 --copies 1 --batch 16 --steps 400 --samples 1
+    python experiments/synthetic/tower_memorisation.py --clips 16 --copies 1 --batch 16 --steps 400 --samples 1
         # 16 clips with distinct video captions: not memorised after 400 steps
-    python benchmarks/tower_memorisation.py --clips 16 --copies 1 --batch 16 --steps 400 --samples 1 --lr 3e-3
+    python experiments/synthetic/tower_memorisation.py --clips 16 --copies 1 --batch 16 --steps 400 --samples 1 --lr 3e-3
         # the same at three times the tower stage's learning rate: no faster
 
-Writes benchmarks/results/tower_memorise-SETTINGS.json; the fine-tuning run is kept under RECIPE/runs/memorise-SETTINGS
+Writes experiments/synthetic/results/tower_memorise-SETTINGS.json; the fine-tuning run is kept under RECIPE/runs/memorise-SETTINGS
 and resumes when re-run.
 """
 
@@ -23,12 +23,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import MANIFEST_NAME, load_manifest
 from bridgedit.jsonl import write_jsonl
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic.recipe import RecipeSettings, run_training, training_config
 from bridgedit.synthetic.detect import video_events
+from bridgedit.synthetic.recipe import RecipeSettings, run_training, training_config
 from bridgedit.synthetic.scoring import HELD_OUT_SEED, event_statistics, generate_for, real_clips
 from bridgedit.training.trainer import checkpoint_folder
 
@@ -53,7 +54,9 @@ def write_subset(folder: Path, dataset: Path, clips: list[dict], copies: int) ->
     media = folder / "clips"
     if not media.exists():
         media.symlink_to((dataset / "clips").resolve())
-    write_jsonl(folder / MANIFEST_NAME, [{**clip, "id": f"{clip['id']}-{copy}"} for clip in clips for copy in range(copies)])
+    write_jsonl(
+        folder / MANIFEST_NAME, [{**clip, "id": f"{clip['id']}-{copy}"} for clip in clips for copy in range(copies)]
+    )
 
 
 def loss_means(history: list[dict], key: str, window: int = 50) -> list[float]:
@@ -70,6 +73,60 @@ def pretrained_towers(recipe: Path) -> Path:
     if not towers.is_dir():
         raise SystemExit(f"{towers} is missing: run `bridgedit synthetic recipe --out {recipe}` first")
     return towers
+
+
+def event_reference_rows(dataset, records: list[dict]) -> dict:
+    """The rows every event count starts from: the world's true events per clip, and the detectors' statistics on
+    the real clips."""
+    real = [
+        (frames, sound.mean(axis=0), record["fps"], rate)
+        for record, (frames, sound, rate) in zip(records, real_clips(dataset, records))
+    ]
+    return {
+        "true events per clip": float(np.mean([len(r["scene"]["events"]) for r in records])),
+        "real clips": event_statistics(real),
+    }
+
+
+def tower_training_config(args, **paths):
+    """A tower-stage run (no bridges, every tower weight trainable) with the command line's steps, lr and batch;
+    `paths`: base, dataset, cache, run_dir (and any other `training_config` setting)."""
+    return training_config(
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch,
+        seed=0,
+        bridge={"fusion": "none"},
+        trainable={"policy": "towers"},
+        **paths,
+    )
+
+
+def save_and_print_event_rows(out: Path, benchmark: str, history: list, rows: dict, **fields) -> dict:
+    """Write a tower study's summary (its command, the training's first / last losses, the event rows, `fields`) to
+    `out` and print its rows as a table."""
+    summary = {
+        "benchmark": benchmark,
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        **fields,
+        "video_loss_first_last_50": loss_means(history, "loss_video"),
+        "audio_loss_first_last_50": loss_means(history, "loss_audio"),
+        "rows": rows,
+    }
+    write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+    width = max(len(label) for label in rows) + 2
+    print(f"{'':<{width}}{'video events':>14}{'audio events':>14}{'sync':>8}{'chance':>8}")
+    for label, row in rows.items():
+        if isinstance(row, dict):
+            print(
+                f"{label:<{width}}{row['video_events']:>14.2f}{row['audio_events']:>14.2f}{row['sync']:>8.3f}"
+                f"{row['sync_chance']:>8.3f}"
+            )
+    print(
+        f"true events per clip {rows['true events per clip']:.2f}; video loss {summary['video_loss_first_last_50']}, "
+        f"audio loss {summary['audio_loss_first_last_50']} (first / last 50 steps)\nwrote {out}"
+    )
+    return summary
 
 
 def main() -> None:
@@ -89,35 +146,23 @@ def main() -> None:
     name = f"memorise-{args.clips}clips-x{args.copies}-batch{args.batch}-lr{args.lr:g}-{args.steps}steps"
     subset, run_dir = recipe / "runs" / name / "dataset", recipe / "runs" / name
     write_subset(subset, dataset, clips, args.copies)
-    config = training_config(base=towers, dataset=subset, cache=run_dir / "cache", run_dir=run_dir / "train",
-                             steps=args.steps, lr=args.lr, batch_size=args.batch, seed=0, bridge={"fusion": "none"},
-                             trainable={"policy": "towers"})
+    config = tower_training_config(
+        args, base=towers, dataset=subset, cache=run_dir / "cache", run_dir=run_dir / "train"
+    )
     final = run_training(config, run_dir / "train")
 
     records = [clip for clip in clips for _ in range(args.samples)]  # sample i of a clip: seed HELD_OUT_SEED + index
-    real = [(frames, sound.mean(axis=0), clip["fps"], rate)
-            for clip, (frames, sound, rate) in zip(clips, real_clips(dataset, clips))]
-    rows = {"true events per clip": float(np.mean([len(c["scene"]["events"]) for c in clips])),
-            "real clips": event_statistics(real)}
+    rows = event_reference_rows(dataset, clips)
     for label, model in (("pretrained towers", towers), ("fine-tuned", final)):
         generated = generate_for(BridgeDiTPipeline.from_pretrained(model), records, seed=HELD_OUT_SEED)
         clips_out = [(frames, audio.mean(axis=0), fps, rate) for _, frames, audio, fps, rate in generated]
         rows[label] = event_statistics(clips_out)
-        rows[label]["video_event_times_per_sample"] = [[round(float(t), 4) for t in video_events(frames, fps)]
-                                                       for frames, _, fps, _ in clips_out]
+        rows[label]["video_event_times_per_sample"] = [
+            [round(float(t), 4) for t in video_events(frames, fps)] for frames, _, fps, _ in clips_out
+        ]
     history = json.loads((run_dir / "train" / "history.json").read_text())
-    summary = {"benchmark": "tower_memorisation", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-               "clips": [c["id"] for c in clips], "true_events": [c["scene"]["events"] for c in clips],
-               "video_loss_first_last_50": loss_means(history, "loss_video"),
-               "audio_loss_first_last_50": loss_means(history, "loss_audio"), "rows": rows}
-    out = RESULTS / f"tower_{name}.json"
-    write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
-    print(f"{'':<22}{'video events':>14}{'audio events':>14}{'sync':>8}{'chance':>8}")
-    for label in ("real clips", "pretrained towers", "fine-tuned"):
-        row = rows[label]
-        print(f"{label:<22}{row['video_events']:>14.2f}{row['audio_events']:>14.2f}{row['sync']:>8.3f}{row['sync_chance']:>8.3f}")
-    print(f"true events per clip {rows['true events per clip']:.2f}; video loss {summary['video_loss_first_last_50']}, "
-          f"audio loss {summary['audio_loss_first_last_50']} (first / last 50 steps)\nwrote {out}")
+    clip_fields = {"clips": [c["id"] for c in clips], "true_events": [c["scene"]["events"] for c in clips]}
+    save_and_print_event_rows(RESULTS / f"tower_{name}.json", "tower_memorisation", history, rows, **clip_fields)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@ audio). This isolates the bridges from the video tower's own failures (docs/synt
 like"): the real video has one clean object and its true events, so audio that follows it scores above chance;
 a model whose audio cannot see the video ("none") scores at chance.
 
-    python benchmarks/next_to_real.py [--recipe outputs/demo] VARIANT:MODEL_OR_CHECKPOINT [...]
+    python experiments/synthetic/next_to_real.py [--recipe outputs/demo] VARIANT:MODEL_OR_CHECKPOINT [...]
         # e.g. none:R/none-seed0/checkpoint-001200 dca:R/dca-seed0/checkpoint-001200 ...; runs of one VARIANT are
-        # averaged (mean and std over them); writes benchmarks/results/next_to_real.json and .png (the plot needs
+        # averaged (mean and std over them); writes experiments/synthetic/results/next_to_real.json and .png (the plot needs
         # `pip install -e .[bench]`)
-    python benchmarks/next_to_real.py --audio-guidance 1 --directions "audio for the real video" \
+    python experiments/synthetic/next_to_real.py --audio-guidance 1 --directions "audio for the real video" \
             --results-name next_to_real-audio-guidance-1 VARIANT:MODEL ...
         # audio for the real video without audio guidance (w_a = 1; the models' default is the paper's 7)
 
@@ -18,7 +18,7 @@ again (--fresh to score everything again), so variants can be scored in separate
 A file scored with other guidance is refused, not overwritten: each guidance setting has its own --results-name.
 
 Only meaningful for bridges trained with each stream's noise level drawn on its own (the recipe's bridge
-settings): a clean stream next to a noisy one is then a pair seen in training. `benchmarks/ablation.py` scores
+settings): a clean stream next to a noisy one is then a pair seen in training. `experiments/synthetic/ablation.py` scores
 every run of the fusion ablation this way too (when it trains with independent noise levels).
 """
 
@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.pipeline import BridgeDiTPipeline
@@ -49,17 +50,25 @@ def previous_runs(results: Path, test_clips: int, guidance: dict[str, float]) ->
     previous = json.loads(results.read_text())
     if previous.get("guidance", {}) != guidance:
         default = "the models' own"
-        raise SystemExit(f"{results} holds models scored with guidance {previous.get('guidance') or default}, not "
-                         f"{guidance or default}: give another --results-name (or --fresh to replace it)")
+        raise SystemExit(
+            f"{results} holds models scored with guidance {previous.get('guidance') or default}, not "
+            f"{guidance or default}: give another --results-name (or --fresh to replace it)"
+        )
     return previous.get("scored", {}) if previous.get("test_clips") == test_clips else {}
 
 
 def aggregate(runs: dict[str, dict], directions: tuple[str, ...]) -> dict[str, dict]:
     """Mean and std over a variant's runs of each statistic, per direction."""
-    return {direction: {name: {"mean": float(np.mean([run[direction][name] for run in runs.values()])),
-                               "std": float(np.std([run[direction][name] for run in runs.values()]))}
-                        for name in STATISTICS}
-            for direction in directions}
+    return {
+        direction: {
+            name: {
+                "mean": float(np.mean([run[direction][name] for run in runs.values()])),
+                "std": float(np.std([run[direction][name] for run in runs.values()])),
+            }
+            for name in STATISTICS
+        }
+        for direction in directions
+    }
 
 
 def plot(variants: dict[str, dict], directions: tuple[str, ...], guidance: dict[str, float], path: Path) -> None:
@@ -70,14 +79,21 @@ def plot(variants: dict[str, dict], directions: tuple[str, ...], guidance: dict[
     import matplotlib.pyplot as plt
 
     labels = list(variants)
-    figure, axes = plt.subplots(1, len(directions), figsize=(max(8.5, 5.5 * len(directions)), 3.8), sharey=True,
-                               squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(directions), figsize=(max(8.5, 5.5 * len(directions)), 3.8), sharey=True, squeeze=False
+    )
     axes = axes[0]
     for axis, direction in zip(axes, directions):
         positions = np.arange(len(labels))
         axis.bar(positions - 0.2, [variants[v][direction]["sync"]["mean"] for v in labels], 0.4, label="sync")
-        axis.bar(positions + 0.2, [variants[v][direction]["sync_chance"]["mean"] for v in labels], 0.4,
-                 color="lightgray", hatch="//", label="chance (another clip's pairing)")
+        axis.bar(
+            positions + 0.2,
+            [variants[v][direction]["sync_chance"]["mean"] for v in labels],
+            0.4,
+            color="lightgray",
+            hatch="//",
+            label="chance (another clip's pairing)",
+        )
         for index, label in enumerate(labels):  # each run as a dot
             runs = [run[direction]["sync"] for run in variants[label]["runs"].values()]
             axis.scatter([index - 0.2] * len(runs), runs, s=8, color="black", zorder=3)
@@ -97,16 +113,26 @@ def main() -> None:
     parser.add_argument("models", nargs="+", metavar="VARIANT:MODEL", help="a label and a model folder or checkpoint")
     parser.add_argument("--recipe", default="outputs/demo", help="the demo recipe's output folder (its held-out clips)")
     parser.add_argument("--clips", type=int, help="only the first N held-out clips (a quick look)")
-    parser.add_argument("--baseline", default="none",
-                        help="the variant every other one is compared with, clip by clip (its i-th run with their i-th)")
-    parser.add_argument("--shared-caption", default="", metavar="VARIANT[,VARIANT]",
-                        help="variants prompted with the clips' shared caption instead of T_V / T_A")
+    parser.add_argument(
+        "--baseline",
+        default="none",
+        help="the variant every other one is compared with, clip by clip (its i-th run with their i-th)",
+    )
+    parser.add_argument(
+        "--shared-caption",
+        default="",
+        metavar="VARIANT[,VARIANT]",
+        help="variants prompted with the clips' shared caption instead of T_V / T_A",
+    )
     parser.add_argument("--fresh", action="store_true", help="score every model again, even one already in the results")
     parser.add_argument("--video-guidance", type=float, help="w_v for the generated video (default: the model's)")
     parser.add_argument("--audio-guidance", type=float, help="w_a for the generated audio (default: the model's)")
-    parser.add_argument("--directions", default=",".join(DIRECTIONS),
-                        help=f"comma-separated, of: {', '.join(DIRECTIONS)}")
-    parser.add_argument("--results-name", default="next_to_real", help="write benchmarks/results/NAME.json and NAME.png")
+    parser.add_argument(
+        "--directions", default=",".join(DIRECTIONS), help=f"comma-separated, of: {', '.join(DIRECTIONS)}"
+    )
+    parser.add_argument(
+        "--results-name", default="next_to_real", help="write experiments/synthetic/results/NAME.json and NAME.png"
+    )
     args = parser.parse_args()
     directions = tuple(d for d in DIRECTIONS if d in args.directions.split(","))
     if not directions or len(directions) != len(args.directions.split(",")):
@@ -120,8 +146,11 @@ def main() -> None:
 
     dataset = Path(args.recipe) / "dataset"
     records = load_manifest(dataset, split="test")[: args.clips]
-    guidance = {name: value for name, value in (("video_guidance", args.video_guidance),
-                                                ("audio_guidance", args.audio_guidance)) if value is not None}
+    guidance = {
+        name: value
+        for name, value in (("video_guidance", args.video_guidance), ("audio_guidance", args.audio_guidance))
+        if value is not None
+    }
     results = RESULTS / f"{args.results_name}.json"
     scored = {} if args.fresh else previous_runs(results, len(records), guidance)
     scored = {model: run for model, run in scored.items() if all(d in run for d in directions)}
@@ -129,26 +158,45 @@ def main() -> None:
     for label, model in labelled:
         runs = variants.setdefault(label, {})
         captions = "shared" if label in args.shared_caption.split(",") else "hvgc"
-        runs[model] = scored.get(model) or score_next_to_real(BridgeDiTPipeline.from_pretrained(model), dataset, records,
-                                                              captions=captions, directions=directions, **guidance)
+        runs[model] = scored.get(model) or score_next_to_real(
+            BridgeDiTPipeline.from_pretrained(model),
+            dataset,
+            records,
+            captions=captions,
+            directions=directions,
+            **guidance,
+        )
         scored[model] = runs[model]
-        write_text_atomic(results, json.dumps({"test_clips": len(records), "guidance": guidance, "scored": scored},
-                                              indent=2) + "\n")
+        write_text_atomic(
+            results, json.dumps({"test_clips": len(records), "guidance": guidance, "scored": scored}, indent=2) + "\n"
+        )
         for direction, row in runs[model].items():
-            print(f"{label:<16}{direction:<26}" + "".join(f"{name}={row[name]:.3f}  " for name in STATISTICS), flush=True)
-    summary = {"benchmark": "next_to_real", "scored": scored, "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-               "test_clips": len(records), "generation_seed": HELD_OUT_SEED, "guidance": guidance,
-               "variants": {label: {"runs": runs, **aggregate(runs, directions)} for label, runs in variants.items()}}
+            print(
+                f"{label:<16}{direction:<26}" + "".join(f"{name}={row[name]:.3f}  " for name in STATISTICS), flush=True
+            )
+    summary = {
+        "benchmark": "next_to_real",
+        "scored": scored,
+        "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "test_clips": len(records),
+        "generation_seed": HELD_OUT_SEED,
+        "guidance": guidance,
+        "variants": {label: {"runs": runs, **aggregate(runs, directions)} for label, runs in variants.items()},
+    }
     if args.baseline in variants:
         for label, runs in variants.items():
             if label != args.baseline and len(runs) <= len(variants[args.baseline]):
                 summary["variants"][label][f"lead over {args.baseline}"] = {
-                    direction: paired_lead(list(runs.values()), list(variants[args.baseline].values()), direction) for direction in directions}
+                    direction: paired_lead(list(runs.values()), list(variants[args.baseline].values()), direction)
+                    for direction in directions
+                }
     write_text_atomic(results, json.dumps(summary, indent=2) + "\n")
     for label, row in summary["variants"].items():
         for direction in directions:
-            cells = "".join(f"{name}={row[direction][name]['mean']:.3f}±{row[direction][name]['std']:.3f}  "
-                            for name in ("sync", "sync_chance", "sync_above_chance"))
+            cells = "".join(
+                f"{name}={row[direction][name]['mean']:.3f}±{row[direction][name]['std']:.3f}  "
+                for name in ("sync", "sync_chance", "sync_above_chance")
+            )
             lead = row.get(f"lead over {args.baseline}", {}).get(direction)
             if lead:
                 cells += f"lead over {args.baseline}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.3g})"

@@ -3,22 +3,22 @@
 for more steps, then generate from the held-out captions at every checkpoint and count the events the world's
 detectors find, next to the truth and the pretrained towers (docs/synthetic.md, "What the samples look like").
 
-    python benchmarks/tower_budget.py --steps 2400
+    python experiments/synthetic/tower_budget.py --steps 2400
         # 2,400 more steps (three times the recipe's tower budget in all), checkpoints every 600; about 77 minutes
         # of training and 10 of scoring on 2 cores
-    python benchmarks/tower_budget.py --steps 2400 --after 2400steps-batch16-lr0.001
+    python experiments/synthetic/tower_budget.py --steps 2400 --after 2400steps-batch16-lr0.001
         # 2,400 steps more again, from the end of that run (learning rate warmed up and decayed again): five times
         # the recipe's tower budget in all; that run's rows are read from its results file
-    python benchmarks/tower_budget.py --steps 2400 --after 2400steps-batch16-lr0.001+2400steps-batch16-lr0.001
+    python experiments/synthetic/tower_budget.py --steps 2400 --after 2400steps-batch16-lr0.001+2400steps-batch16-lr0.001
         # and again from the end of that one (seven times in all; the "+" chain names every continuation)
 
-    python benchmarks/tower_budget.py --steps 2400 --precision bf16
+    python experiments/synthetic/tower_budget.py --steps 2400 --precision bf16
         # the same under bf16 autocast (on a CPU with native bf16; settings name ...-bf16)
-    python benchmarks/tower_budget.py --from-init --steps 3600 --precision bf16
+    python experiments/synthetic/tower_budget.py --from-init --steps 3600 --precision bf16
         # the tower stage again from the recipe's random towers (RECIPE/init), 3,600 steps in one run (three times
         # the recipe's budget, one warm-up and one cosine decay; 31 minutes in bf16 here): settings name init-...
 
-Writes benchmarks/results/tower_budget-SETTINGS.json (with --after: tower_budget-AFTER+SETTINGS.json) with the
+Writes experiments/synthetic/results/tower_budget-SETTINGS.json (with --after: tower_budget-AFTER+SETTINGS.json) with the
 fingerprint of the recipe's towers it started from (with --from-init: of the recipe's random towers); where that file
 is already committed from other towers (another machine's recipe), SETTINGS gets "-towers" + the first 8 hex digits
 of ours, so it is never overwritten. The training
@@ -30,20 +30,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-from bridgedit.atomic import write_text_atomic
-from bridgedit.data.manifest import load_manifest
-from bridgedit.synthetic.recipe import PRECISION_MODES, run_training, training_config
-from bridgedit.synthetic.scoring import event_statistics, real_clips
-from bridgedit.training.trainer import bf16_unavailable_reason, checkpoint_folder
-
 from ablation import towers_fingerprint
 from event_counts import generated
-from tower_memorisation import loss_means, pretrained_towers
+from tower_memorisation import event_reference_rows, pretrained_towers, save_and_print_event_rows, tower_training_config
+
+from bridgedit.data.manifest import load_manifest
+from bridgedit.synthetic.recipe import PRECISION_MODES, run_training
+from bridgedit.synthetic.scoring import event_statistics
+from bridgedit.training.trainer import bf16_unavailable_reason, checkpoint_folder
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -54,14 +51,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2400, help="tower steps beyond the recipe's")
     parser.add_argument("--batch", type=int, default=16, help="the tower stage's")
     parser.add_argument("--lr", type=float, default=1e-3, help="the tower stage's")
-    parser.add_argument("--after", metavar="SETTINGS",
-                        help="continue from the last checkpoint of this script's run with these settings (e.g. "
-                             "2400steps-batch16-lr0.001) rather than from the recipe's towers")
-    parser.add_argument("--from-init", action="store_true",
-                        help="train the tower stage again from the recipe's random towers (RECIPE/init) for --steps "
-                             "in one run, rather than continuing the recipe's trained towers")
-    parser.add_argument("--precision", choices=tuple(PRECISION_MODES), default="fp32",
-                        help="train in float32 or under bf16 autocast (refused on a CPU without native bf16)")
+    parser.add_argument(
+        "--after",
+        metavar="SETTINGS",
+        help="continue from the last checkpoint of this script's run with these settings (e.g. "
+        "2400steps-batch16-lr0.001) rather than from the recipe's towers",
+    )
+    parser.add_argument(
+        "--from-init",
+        action="store_true",
+        help="train the tower stage again from the recipe's random towers (RECIPE/init) for --steps "
+        "in one run, rather than continuing the recipe's trained towers",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=tuple(PRECISION_MODES),
+        default="fp32",
+        help="train in float32 or under bf16 autocast (refused on a CPU without native bf16)",
+    )
     args = parser.parse_args()
     if args.precision == "bf16" and (reason := bf16_unavailable_reason()):
         raise SystemExit(f"--precision bf16: {reason}; use --precision fp32")
@@ -69,35 +76,32 @@ def main() -> None:
     recipe = Path(args.recipe)
     dataset, towers = recipe / "dataset", pretrained_towers(recipe)
     plan = plan_run(args, recipe, towers)
-    config = training_config(base=plan.base, dataset=dataset, cache=plan.run_dir / "cache", run_dir=plan.run_dir,
-                             steps=args.steps, lr=args.lr, batch_size=args.batch, seed=0, bridge={"fusion": "none"},
-                             trainable={"policy": "towers"}, precision=args.precision)
+    config = tower_training_config(
+        args,
+        base=plan.base,
+        dataset=dataset,
+        cache=plan.run_dir / "cache",
+        run_dir=plan.run_dir,
+        precision=args.precision,
+    )
     run_training(config, plan.run_dir)
 
     records = load_manifest(dataset, split="test")
     rows = dict(plan.rows_before)
     if not rows:
-        real = [(frames, sound.mean(axis=0), record["fps"], rate)
-                for record, (frames, sound, rate) in zip(records, real_clips(dataset, records))]
-        rows = {"true events per clip": float(np.mean([len(r["scene"]["events"]) for r in records])),
-                "real clips": event_statistics(real),
-                f"pretrained towers (recipe, {own_steps_of(towers)} steps)": event_statistics(generated(str(towers), records))}
+        rows = {
+            **event_reference_rows(dataset, records),
+            f"pretrained towers (recipe, {own_steps_of(towers)} steps)": event_statistics(
+                generated(str(towers), records)
+            ),
+        }
     for checkpoint in sorted(plan.run_dir.glob("checkpoint-*")):
         steps = own_steps_of(checkpoint)
         label = f"{steps} steps from the random towers" if args.from_init else f"+{plan.steps_before + steps} steps"
         rows[label] = event_statistics(generated(str(checkpoint), records))
     history = json.loads((plan.run_dir / "history.json").read_text())
-    summary = {"benchmark": "tower_budget", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-               "towers_fingerprint": plan.fingerprint, "test_clips": len(records), "video_loss_first_last_50": loss_means(history, "loss_video"),
-               "audio_loss_first_last_50": loss_means(history, "loss_audio"), "rows": rows}
-    out = RESULTS / f"tower_budget-{plan.settings}.json"
-    write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
-    print(f"{'':<40}{'video events':>14}{'audio events':>14}{'sync':>8}{'chance':>8}")
-    for label, row in rows.items():
-        if isinstance(row, dict):
-            print(f"{label:<40}{row['video_events']:>14.2f}{row['audio_events']:>14.2f}{row['sync']:>8.3f}{row['sync_chance']:>8.3f}")
-    print(f"true events per clip {rows['true events per clip']:.2f}; video loss {summary['video_loss_first_last_50']}, "
-          f"audio loss {summary['audio_loss_first_last_50']} (first / last 50 steps)\nwrote {out}")
+    fields = {"towers_fingerprint": plan.fingerprint, "test_clips": len(records)}
+    save_and_print_event_rows(RESULTS / f"tower_budget-{plan.settings}.json", "tower_budget", history, rows, **fields)
 
 
 class RunPlan(NamedTuple):

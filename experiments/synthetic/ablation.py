@@ -8,25 +8,25 @@ sync (the world's event-level score and AV-Align) and text faithfulness (colour,
 sync is also set against its chance level (each clip's frames against every other clip's audio) and compared with
 "none"'s of the same seed clip by clip.
 
-    python benchmarks/ablation.py --workers 2 [--recipe outputs/demo] [--extra-protocols]
+    python experiments/synthetic/ablation.py --workers 2 [--recipe outputs/demo] [--extra-protocols]
         # the main table: 7 variants x 3 seeds, 1,200 bridge steps at batch 8 each, the recipe's bridge settings
         # (bf16 autocast, on a CPU with native bf16 or a GPU; --precision fp32 elsewhere); writes
-        # benchmarks/results/ablation.json and .png (the plot needs `pip install -e .[bench]`); about two hours
+        # experiments/synthetic/results/ablation.json and .png (the plot needs `pip install -e .[bench]`); about two hours
         # here from the recipe's pretrained towers (docs/synthetic.md, "The main table's time")
-    python benchmarks/ablation.py --gather-only
+    python experiments/synthetic/ablation.py --gather-only
         # tabulate the runs finished so far, train nothing
-    python benchmarks/ablation.py --seeds 3 --bridge-steps 150 --bridge-batch 16 --bridge-lr 5e-4 --timesteps coupled \
+    python experiments/synthetic/ablation.py --seeds 3 --bridge-steps 150 --bridge-batch 16 --bridge-lr 5e-4 --timesteps coupled \
             --time-bias 0 --results-name ablation-paper-150
         # the paper's bridge settings at a 150-step budget (nothing learns)
-    python benchmarks/ablation.py --seeds 3 --bridge-steps 1200 --bridge-batch 16 --results-name ablation-long
+    python experiments/synthetic/ablation.py --seeds 3 --bridge-steps 1200 --bridge-batch 16 --results-name ablation-long
         # the recipe's own bridge budget (about 40 min per run here, two at a time)
-    python benchmarks/ablation.py --workers 2 --variants none,dca --seeds 3 --results-name ablation-towers-5x \
+    python experiments/synthetic/ablation.py --workers 2 --variants none,dca --seeds 3 --results-name ablation-towers-5x \
             --towers outputs/demo/runs/towers-more-2400steps-batch16-lr0.001+2400steps-batch16-lr0.001/checkpoint-002400
-        # the table's settings, none and DCA, from towers trained five times the recipe's budget (benchmarks/tower_budget.py)
-    python benchmarks/ablation.py --workers 2 --precision fp32
+        # the table's settings, none and DCA, from towers trained five times the recipe's budget (experiments/synthetic/tower_budget.py)
+    python experiments/synthetic/ablation.py --workers 2 --precision fp32
         # the bridge stage in float32 (the first recipe's tables): under bf16 autocast, on a CPU with native bf16
         # (AVX512-BF16 or AMX), attention runs as bf16 matrix products (bridgedit.cpu_attention), 1.6-2.2x the
-        # training speed (benchmarks/bridge_step_cost.py), the same scoring in float32 either way; the runs of each
+        # training speed (experiments/synthetic/bridge_step_cost.py), the same scoring in float32 either way; the runs of each
         # precision are kept apart (folders -bf16)
 
 Every setting but the batch (--bridge-batch: 8 by default, half the recipe's) defaults to the recipe's bridge stage.
@@ -46,7 +46,7 @@ runs with bridges first, "none"'s last: the quickest to train).
 Resumable: each run's result is kept under RECIPE/runs/ablation-STEPS-lrLR-TIMESTEPS... as soon as it is trained and
 after each measurement (an interrupted run loses only the measurement under way), and what a run has is skipped
 when re-run; a run scored before a measurement was added to this benchmark gets only that measurement. Each finished
-run's result is also written to benchmarks/results/ablation-runs/ (committed: a few KB per run) with a fingerprint of
+run's result is also written to experiments/synthetic/results/ablation-runs/ (committed: a few KB per run) with a fingerprint of
 the pretrained towers it started from, so that on another machine or in a later session whose recipe reproduces the
 towers bit for bit, those runs are reused rather than trained again (runs from other towers never are). A run that is
 exactly the recipe's own bridge stage (DCA, the recipe's seed and settings) uses RECIPE/runs/bridges. With no
@@ -74,8 +74,15 @@ from bridgedit.data.manifest import load_manifest
 from bridgedit.generation import GenerationSettings
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic import recipe
-from bridgedit.synthetic.scoring import (HELD_OUT_SEED, SCORES, paired_lead, score_model, score_next_to_real,
-                                        score_references, summarize_scores)
+from bridgedit.synthetic.scoring import (
+    HELD_OUT_SEED,
+    SCORES,
+    paired_lead,
+    score_model,
+    score_next_to_real,
+    score_references,
+    summarize_scores,
+)
 from bridgedit.training.diagnostics import cross_modal_gain_on_cache
 from bridgedit.training.trainer import bf16_unavailable_reason, checkpoint_folder
 
@@ -89,7 +96,7 @@ COMMITTED_RUNS = RESULTS / "ablation-runs"
 GAINS = ("audio_gain_pct", "video_gain_pct")
 #: per run trained with independent noise levels, besides SCORES: audio generated next to the real held-out video
 #: (`score_next_to_real`; held clean, so the video tower's own failures do not count): its sync and how far that is
-#: above its chance level. The reverse direction (video for the real audio) is left to benchmarks/next_to_real.py:
+#: above its chance level. The reverse direction (video for the real audio) is left to experiments/synthetic/next_to_real.py:
 #: in this world the picture never depends on the sound, and the cross-modal video gain already measures it.
 REAL_DIRECTION = "audio for the real video"
 #: both streams generated from a held-out clip's captions, the samples SCORES are measured on
@@ -99,6 +106,7 @@ JOINT_DIRECTION = "both streams generated"
 class SyncProtocol(NamedTuple):
     """One way of generating for the held-out clips whose event-level sync is scored next to its chance level (each
     clip's frames against every other clip's audio; `event_statistics`) and compared with BASELINE's clip by clip."""
+
     label: str  # its name in the table's leads over BASELINE
     result_key: str  # where a run's result keeps {direction: its event statistics}
     score_prefix: str  # its statistics among the run's scores: PREFIX_sync and PREFIX_sync_above_chance
@@ -119,14 +127,25 @@ DEMO_AUDIO_GUIDANCE = recipe.DEMO_GENERATION["audio_guidance"]
 #: both streams generated, at the paper's guidance, at the demo model's audio guidance and without audio guidance
 #: (w_a = 1): the lower two take away the audio guidance's spurious onsets (below) from the joint samples. Each joint
 #: protocol's result keeps its samples' per-clip SCORES too ("per_clip")
-PAPER_JOINT_PROTOCOL = SyncProtocol(JOINT_DIRECTION, "both_generated", "both_generated", JOINT_DIRECTION,
-                                    {"audio_guidance": PAPER_AUDIO_GUIDANCE})
+PAPER_JOINT_PROTOCOL = SyncProtocol(
+    JOINT_DIRECTION, "both_generated", "both_generated", JOINT_DIRECTION, {"audio_guidance": PAPER_AUDIO_GUIDANCE}
+)
 JOINT_PROTOCOLS = (
     PAPER_JOINT_PROTOCOL,
-    SyncProtocol(f"{JOINT_DIRECTION}, w_a = {DEMO_AUDIO_GUIDANCE:g}", f"both_generated_wa{DEMO_AUDIO_GUIDANCE:g}",
-                 f"both_generated_wa{DEMO_AUDIO_GUIDANCE:g}", JOINT_DIRECTION, {"audio_guidance": DEMO_AUDIO_GUIDANCE}),
-    SyncProtocol(f"{JOINT_DIRECTION}, w_a = 1", "both_generated_unguided", "both_generated_unguided", JOINT_DIRECTION,
-                 {"audio_guidance": 1.0}),
+    SyncProtocol(
+        f"{JOINT_DIRECTION}, w_a = {DEMO_AUDIO_GUIDANCE:g}",
+        f"both_generated_wa{DEMO_AUDIO_GUIDANCE:g}",
+        f"both_generated_wa{DEMO_AUDIO_GUIDANCE:g}",
+        JOINT_DIRECTION,
+        {"audio_guidance": DEMO_AUDIO_GUIDANCE},
+    ),
+    SyncProtocol(
+        f"{JOINT_DIRECTION}, w_a = 1",
+        "both_generated_unguided",
+        "both_generated_unguided",
+        JOINT_DIRECTION,
+        {"audio_guidance": 1.0},
+    ),
 )
 #: the joint samples a run's SCORES (the table's sync, AV-Align and faithfulness columns) are measured on: the demo
 #: model's own guidance, the one `bridgedit generate` uses. Runs scored before (the committed tables from towers
@@ -138,10 +157,16 @@ SCORES_PROTOCOL = JOINT_PROTOCOLS[1]
 #: small towers' audio comes in bursts, 5-6 onsets per clip where the world makes 1.6, which caps every sync score
 #: (docs/synthetic.md, "What the samples look like")
 REAL_PROTOCOLS = (
-    SyncProtocol(REAL_DIRECTION, "next_to_real", "audio_for_real_video", REAL_DIRECTION,
-                 {"audio_guidance": PAPER_AUDIO_GUIDANCE}),
-    SyncProtocol(f"{REAL_DIRECTION}, w_a = 1", "next_to_real_unguided", "audio_for_real_video_unguided",
-                 REAL_DIRECTION, {"audio_guidance": 1.0}),
+    SyncProtocol(
+        REAL_DIRECTION, "next_to_real", "audio_for_real_video", REAL_DIRECTION, {"audio_guidance": PAPER_AUDIO_GUIDANCE}
+    ),
+    SyncProtocol(
+        f"{REAL_DIRECTION}, w_a = 1",
+        "next_to_real_unguided",
+        "audio_for_real_video_unguided",
+        REAL_DIRECTION,
+        {"audio_guidance": 1.0},
+    ),
 )
 PROTOCOLS = (*JOINT_PROTOCOLS, *REAL_PROTOCOLS)
 #: scored for every run by default (the table's time, about two hours here, is sized with these two): both streams
@@ -171,8 +196,9 @@ VARIANTS = FUSIONS + (SHARED,)
 
 def variant_settings(base: recipe.RecipeSettings, variant: str, seed: int) -> recipe.RecipeSettings:
     fusion = "dca" if variant == SHARED else variant
-    return replace(base, seed=seed, bridge={**base.bridge, "fusion": fusion},
-                   captions="shared" if variant == SHARED else "hvgc")
+    return replace(
+        base, seed=seed, bridge={**base.bridge, "fusion": fusion}, captions="shared" if variant == SHARED else "hvgc"
+    )
 
 
 def run_name(variant: str, seed: int, settings: recipe.RecipeSettings, towers_tag: str = "") -> str:
@@ -210,7 +236,7 @@ def towers_fingerprint(towers: Path) -> str:
 
 
 def towers_tag_for(fingerprint: str, recipe_towers: bool, committed_folder: Path | None = None) -> str:
-    """"" for the recipe's own towers, else "-towers" + the first 8 hex digits of their fingerprint: runs from other
+    """ "" for the recipe's own towers, else "-towers" + the first 8 hex digits of their fingerprint: runs from other
     towers (--towers) get folders and a latent cache of their own. The recipe's towers are tagged too when
     `committed_folder` (where the runs of these settings are committed, untagged) holds runs from other towers: a
     recipe run on another machine does not make bit-identical towers, and its runs must not overwrite those."""
@@ -239,7 +265,7 @@ def committed_result(path: Path, fingerprint: str) -> dict | None:
 
 
 def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | None:
-    """"bridges" when a run is exactly the recipe's own bridge stage (its settings are those in RECIPE/recipe.json,
+    """ "bridges" when a run is exactly the recipe's own bridge stage (its settings are those in RECIPE/recipe.json,
     written when `bridgedit synthetic recipe` starts): the ablation then uses that run instead of training it again."""
     recorded = out / "recipe.json"
     if not recorded.is_file():
@@ -268,21 +294,40 @@ def per_clip_scores(result: dict, protocol: SyncProtocol) -> list[dict] | None:
     return result.get("per_clip") if scores_protocol(result) == protocol.result_key else None
 
 
-def missing_measurements(result: dict, run_settings: recipe.RecipeSettings,
-                         protocols: tuple[SyncProtocol, ...] = DEFAULT_PROTOCOLS) -> list[str]:
+def missing_measurements(
+    result: dict, run_settings: recipe.RecipeSettings, protocols: tuple[SyncProtocol, ...] = DEFAULT_PROTOCOLS
+) -> list[str]:
     """What a finished run's result still lacks, by result key: the cross-modal gain and each of `protocols` (in
     PROTOCOLS' order) it was not scored with, e.g. those added to the benchmark after it was scored or asked for now
     (--extra-protocols); the next-to-real protocols only for runs trained with independent noise levels, the only
     ones for which a clean stream next to a noisy one is in distribution. SCORES_PROTOCOL counts as missing until the
     run's SCORES were measured on its samples (`scores_protocol`), i.e. in runs scored before it was their protocol."""
-    wanted = ["cross_modal_gain", *(protocol.result_key for protocol in PROTOCOLS if protocol in protocols and (
-        protocol.direction == JOINT_DIRECTION or run_settings.bridge_timesteps == "independent"))]
-    return [key for key in wanted if key not in result
-            or (key == SCORES_PROTOCOL.result_key and scores_protocol(result) != key)]
+    wanted = [
+        "cross_modal_gain",
+        *(
+            protocol.result_key
+            for protocol in PROTOCOLS
+            if protocol in protocols
+            and (protocol.direction == JOINT_DIRECTION or run_settings.bridge_timesteps == "independent")
+        ),
+    ]
+    return [
+        key
+        for key in wanted
+        if key not in result or (key == SCORES_PROTOCOL.result_key and scores_protocol(result) != key)
+    ]
 
 
-def stored_result(out: Path, settings: recipe.RecipeSettings, variant: str, seed: int, *, fingerprint: str,
-                  commit_to: Path | None, towers_tag: str = "") -> dict | None:
+def stored_result(
+    out: Path,
+    settings: recipe.RecipeSettings,
+    variant: str,
+    seed: int,
+    *,
+    fingerprint: str,
+    commit_to: Path | None,
+    towers_tag: str = "",
+) -> dict | None:
     """A run's result as far as it was scored: from RECIPE/runs, else committed from towers with this fingerprint."""
     name = run_name(variant, seed, settings, towers_tag)
     scores_path = out / "runs" / name / "scores.json"
@@ -291,9 +336,21 @@ def stored_result(out: Path, settings: recipe.RecipeSettings, variant: str, seed
     return None if commit_to is None else committed_result(commit_to / f"{name}.json", fingerprint)
 
 
-def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeSettings, variant: str, seed: int,
-                test_records: list[dict], *, fingerprint: str, commit_to: Path | None, towers_tag: str = "",
-                recipe_towers: bool = True, protocols: tuple[SyncProtocol, ...] = DEFAULT_PROTOCOLS) -> dict:
+def run_variant(
+    out: Path,
+    dataset: Path,
+    towers: Path,
+    settings: recipe.RecipeSettings,
+    variant: str,
+    seed: int,
+    test_records: list[dict],
+    *,
+    fingerprint: str,
+    commit_to: Path | None,
+    towers_tag: str = "",
+    recipe_towers: bool = True,
+    protocols: tuple[SyncProtocol, ...] = DEFAULT_PROTOCOLS,
+) -> dict:
     """Train, score and measure one run, or reuse its result (`stored_result`), measuring only what it lacks of the
     cross-modal gain and `protocols` (`missing_measurements`). Results are written to RECIPE/runs and to `commit_to`
     (None: only RECIPE), under folder names carrying `towers_tag` (`towers_tag_for`). Runs from towers other than the
@@ -307,13 +364,16 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
     training_name = (recipe_run_name(out, run_settings) if recipe_towers else None) or name
     cache = out / "cache" / ("bridges" if recipe_towers else f"bridges{towers_tag}")
     checkpoint = checkpoint_folder(out / "runs" / training_name, run_settings.bridge_steps)
-    result = stored_result(out, settings, variant, seed, fingerprint=fingerprint, commit_to=commit_to,
-                           towers_tag=towers_tag)
+    result = stored_result(
+        out, settings, variant, seed, fingerprint=fingerprint, commit_to=commit_to, towers_tag=towers_tag
+    )
 
     def save() -> None:  # after training and after each measurement: an interrupted run loses only the one under way
         result.setdefault("towers_fingerprint", fingerprint)
         if result["towers_fingerprint"] != fingerprint:
-            raise SystemExit(f"{scores_path} was trained from other pretrained towers than {towers}; delete it to rerun")
+            raise SystemExit(
+                f"{scores_path} was trained from other pretrained towers than {towers}; delete it to rerun"
+            )
         scores_path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(scores_path, json.dumps(result, indent=2))
         if committed_path is not None:
@@ -323,36 +383,54 @@ def run_variant(out: Path, dataset: Path, towers: Path, settings: recipe.RecipeS
     if result is None:
         started = time.perf_counter()
         checkpoint = recipe.train_bridges(out, dataset, towers, run_settings, name=training_name, cache=cache)
-        result = {"variant": variant, "seed": seed, "train_seconds": time.perf_counter() - started,
-                  "clips": len(test_records), "scores": {}}
+        result = {
+            "variant": variant,
+            "seed": seed,
+            "train_seconds": time.perf_counter() - started,
+            "clips": len(test_records),
+            "scores": {},
+        }
         save()
     missing = missing_measurements(result, run_settings, protocols)
     if missing and not checkpoint.is_dir():  # e.g. a result committed from another machine whose towers match ours
-        logger.warning("%s lacks %s, but its trained model (%s) is not here to measure: tabulated without them "
-                       "(delete its result, %s, to train it again)", name, ", ".join(missing), checkpoint,
-                       committed_path or scores_path)
+        logger.warning(
+            "%s lacks %s, but its trained model (%s) is not here to measure: tabulated without them "
+            "(delete its result, %s, to train it again)",
+            name,
+            ", ".join(missing),
+            checkpoint,
+            committed_path or scores_path,
+        )
         missing = []
     protocols = [protocol for protocol in PROTOCOLS if protocol.result_key in missing]
     pipe = BridgeDiTPipeline.from_pretrained(checkpoint) if protocols else None
     for protocol in protocols:
         started = time.perf_counter()
         if protocol.direction == JOINT_DIRECTION:
-            per_clip, statistics = score_model(pipe, test_records, captions=run_settings.captions, seed=HELD_OUT_SEED,
-                                               **protocol.overrides)
+            per_clip, statistics = score_model(
+                pipe, test_records, captions=run_settings.captions, seed=HELD_OUT_SEED, **protocol.overrides
+            )
             result[protocol.result_key] = {JOINT_DIRECTION: statistics, "per_clip": per_clip}
             if protocol is SCORES_PROTOCOL:
                 record_per_clip_scores(result, per_clip)
         else:
-            result[protocol.result_key] = score_next_to_real(pipe, dataset, test_records, captions=run_settings.captions,
-                                                             seed=HELD_OUT_SEED, directions=(REAL_DIRECTION,),
-                                                             **protocol.overrides)
+            result[protocol.result_key] = score_next_to_real(
+                pipe,
+                dataset,
+                test_records,
+                captions=run_settings.captions,
+                seed=HELD_OUT_SEED,
+                directions=(REAL_DIRECTION,),
+                **protocol.overrides,
+            )
         result[f"{protocol.result_key}_seconds"] = time.perf_counter() - started
         record_scores(result, protocol)
         save()
     if "cross_modal_gain" in missing:  # runs scored before the gain was measured get it now
         started = time.perf_counter()
-        result["cross_modal_gain"] = cross_modal_gain_on_cache(checkpoint, dataset, cache,
-                                                               captions=run_settings.captions)
+        result["cross_modal_gain"] = cross_modal_gain_on_cache(
+            checkpoint, dataset, cache, captions=run_settings.captions
+        )
         result["cross_modal_gain_seconds"] = time.perf_counter() - started
         for stream in ("audio", "video"):
             result["scores"][f"{stream}_gain_pct"] = 100 * result["cross_modal_gain"][stream]["mean_relative_gain"]
@@ -411,8 +489,13 @@ def longest_first(pending: list[tuple[str, int]], stored: dict[tuple[str, int], 
     return sorted(pending, key=lambda run: (stored.get(run) is not None, run[0] == BASELINE))
 
 
-def run_workers(pending: list[tuple[str, int]], workers: int, script: str = __file__, poll_seconds: float = 2.0,
-                argv: list[str] | None = None) -> None:
+def run_workers(
+    pending: list[tuple[str, int]],
+    workers: int,
+    script: str = __file__,
+    poll_seconds: float = 2.0,
+    argv: list[str] | None = None,
+) -> None:
     """Train and score the pending runs in `workers` one-thread processes at once (on 2 CPU cores two one-thread
     trainings side by side make more steps per second than one two-thread one), one process per run, each started
     as soon as a process finishes, in `pending`'s order: each is `script` (this one, or another benchmark with the
@@ -427,8 +510,9 @@ def run_workers(pending: list[tuple[str, int]], workers: int, script: str = __fi
     while queue or running:
         while queue and len(running) < workers:
             run = queue.pop(0)
-            running[run] = subprocess.Popen([sys.executable, script, *worker_arguments(arguments, [run])],
-                                            env=environment)
+            running[run] = subprocess.Popen(
+                [sys.executable, script, *worker_arguments(arguments, [run])], env=environment
+            )
         time.sleep(poll_seconds)
         for run, process in list(running.items()):
             if (code := process.poll()) is not None:
@@ -451,20 +535,31 @@ def aggregate(results: list[dict]) -> dict:
     table = {}
     scored_on = {scores_protocol(r) for r in results} - {None}  # runs not yet scored name none
     if len(scored_on) > 1:  # SCORES from different samples are never averaged together
-        logger.warning("the runs' SCORES were measured on different samples (%s): left out of the table",
-                       ", ".join(sorted(scored_on)))
+        logger.warning(
+            "the runs' SCORES were measured on different samples (%s): left out of the table",
+            ", ".join(sorted(scored_on)),
+        )
         results = [{**r, "scores": {k: v for k, v in r["scores"].items() if k not in SCORES}} for r in results]
-    by_variant = {variant: sorted((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
-                  for variant in VARIANTS}
+    by_variant = {
+        variant: sorted((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
+        for variant in VARIANTS
+    }
     for variant, runs in by_variant.items():
         if not runs:
             continue
         protocol_scores = tuple(name for protocol in PROTOCOLS for name in protocol.score_names())
         names = tuple(n for n in SCORES + GAINS + protocol_scores if all(n in r["scores"] for r in runs))
-        table[variant] = {"seeds": [r["seed"] for r in runs], **{
-            name: {"mean": float(np.mean([r["scores"][name] for r in runs])),
-                   "std": float(np.std([r["scores"][name] for r in runs])),
-                   "per_seed": [r["scores"][name] for r in runs]} for name in names}}
+        table[variant] = {
+            "seeds": [r["seed"] for r in runs],
+            **{
+                name: {
+                    "mean": float(np.mean([r["scores"][name] for r in runs])),
+                    "std": float(np.std([r["scores"][name] for r in runs])),
+                    "per_seed": [r["scores"][name] for r in runs],
+                }
+                for name in names
+            },
+        }
         if variant != BASELINE and (leads := leads_over(runs, {r["seed"]: r for r in by_variant[BASELINE]})):
             table[variant][f"lead over {BASELINE}"] = leads
         if variant != PROPOSED:  # on the seeds both have
@@ -482,13 +577,18 @@ def leads_over(runs: list[dict], other_by_seed: dict[int, dict]) -> dict[str, di
         key = protocol.result_key
         if runs and all(key in r and key in other_by_seed.get(r["seed"], {}) for r in runs):
             leads[protocol.label] = paired_lead(
-                [r[key] for r in runs], [other_by_seed[r["seed"]][key] for r in runs], protocol.direction)
+                [r[key] for r in runs], [other_by_seed[r["seed"]][key] for r in runs], protocol.direction
+            )
     return leads
 
 
 def guidance_label(protocol: SyncProtocol) -> str:
     """A protocol's label with its audio guidance named."""
-    return protocol.label if "w_a =" in protocol.label else f"{protocol.label} (w_a = {PAPER_AUDIO_GUIDANCE:g}, the paper's)"
+    return (
+        protocol.label
+        if "w_a =" in protocol.label
+        else f"{protocol.label} (w_a = {PAPER_AUDIO_GUIDANCE:g}, the paper's)"
+    )
 
 
 def plot(table: dict, references: dict, path: Path, scores_protocol_of_table: str = SCORES_PROTOCOL.result_key) -> None:
@@ -519,7 +619,7 @@ def plot(table: dict, references: dict, path: Path, scores_protocol_of_table: st
     columns = 2 if len(panels) == 4 else min(3, len(panels))
     rows = -(-len(panels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
-    for axis in axes.flat[len(panels):]:  # a grid with more cells than panels
+    for axis in axes.flat[len(panels) :]:  # a grid with more cells than panels
         axis.set_visible(False)
     for axis, (names, title) in zip(axes.flat, panels):
         width = 0.8 / len(names)
@@ -530,12 +630,22 @@ def plot(table: dict, references: dict, path: Path, scores_protocol_of_table: st
             positions = np.arange(len(variants)) + (offset - (len(names) - 1) / 2) * width
             axis.bar(positions, means, width, yerr=stds, capsize=3, label=legend.get(name, name).replace("_", " "))
             for variant_index, variant in enumerate(variants):  # each seed as a dot
-                axis.scatter([positions[variant_index]] * len(table[variant][name]["per_seed"]),
-                             table[variant][name]["per_seed"], s=8, color="black", zorder=3)
+                axis.scatter(
+                    [positions[variant_index]] * len(table[variant][name]["per_seed"]),
+                    table[variant][name]["per_seed"],
+                    s=8,
+                    color="black",
+                    zorder=3,
+                )
                 lowest = min(lowest, *table[variant][name]["per_seed"])
         if names[0] == "sync" and "codec" in references:  # the ceiling: real clips through the model's codecs
-            axis.axhline(references["codec"]["sync"], color="gray", linestyle="--", linewidth=1,
-                         label="sync, real clips through the codecs")
+            axis.axhline(
+                references["codec"]["sync"],
+                color="gray",
+                linestyle="--",
+                linewidth=1,
+                label="sync, real clips through the codecs",
+            )
         axis.axhline(0, color="black", linewidth=0.5)
         axis.set_xticks(np.arange(len(variants)), [v.replace(" (", "\n(") for v in variants], fontsize=8)
         axis.set_ylim(min(0.0, lowest - 0.05), 1)  # sync above chance can be below 0
@@ -546,7 +656,9 @@ def plot(table: dict, references: dict, path: Path, scores_protocol_of_table: st
     figure.savefig(path, dpi=120)
 
 
-def reference_scores(out: Path, dataset: Path, towers: Path, test_records: list[dict], towers_tag: str = "") -> dict[str, dict]:
+def reference_scores(
+    out: Path, dataset: Path, towers: Path, test_records: list[dict], towers_tag: str = ""
+) -> dict[str, dict]:
     """The held-out clips, the same through the towers' codecs, and the recipe's own DCA model (its longer bridge
     budget) at the paper's and at the demo model's audio guidance; kept in RECIPE/runs/references[TOWERS_TAG].json,
     where only what it lacks is scored (delete it to score everything again)."""
@@ -555,13 +667,20 @@ def reference_scores(out: Path, dataset: Path, towers: Path, test_records: list[
     wanted = {}  # name -> the generation settings of the demo model's samples
     if (out / "model" / "model_index.json").is_file():
         name = f"demo model (dca, {settings_steps(out)} steps)"
-        wanted = {name: PAPER_JOINT_PROTOCOL.overrides, f"{name}, w_a = {DEMO_AUDIO_GUIDANCE:g}": {"audio_guidance": DEMO_AUDIO_GUIDANCE}}
+        wanted = {
+            name: PAPER_JOINT_PROTOCOL.overrides,
+            f"{name}, w_a = {DEMO_AUDIO_GUIDANCE:g}": {"audio_guidance": DEMO_AUDIO_GUIDANCE},
+        }
     missing = [name for name in wanted if name not in references]
     if references and not missing:
         return references
     if not references:
-        references = {name: summarize_scores(scores) for name, scores in
-                      score_references(BridgeDiTPipeline.from_pretrained(towers), dataset, test_records).items()}
+        references = {
+            name: summarize_scores(scores)
+            for name, scores in score_references(
+                BridgeDiTPipeline.from_pretrained(towers), dataset, test_records
+            ).items()
+        }
     demo = BridgeDiTPipeline.from_pretrained(out / "model") if missing else None
     for name in missing:
         per_clip, _ = score_model(demo, test_records, seed=HELD_OUT_SEED, **wanted[name])
@@ -576,45 +695,85 @@ def main() -> None:
     parser.add_argument("--recipe", default="outputs/demo", help="the demo recipe's output folder (reused)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
-    parser.add_argument("--bridge-steps", type=int, default=BRIDGE_STEPS,
-                        help="the bridge-training budget of every run (the same for all variants)")
-    parser.add_argument("--bridge-lr", type=float, default=recipe.RecipeSettings.bridge_lr,
-                        help="peak learning rate of the bridge stage")
-    parser.add_argument("--time-encoding", action="store_true",
-                        help="bridges add a sinusoidal encoding of each token's time (BridgeConfig.time_encoding)")
-    parser.add_argument("--time-bias", type=float, default=recipe.DEMO_BRIDGE.time_bias,
-                        help="ALiBi slope per latent frame in the bridges' attention (BridgeConfig.time_bias; 0 = off)")
-    parser.add_argument("--timesteps", choices=("coupled", "independent"), default=recipe.RecipeSettings.bridge_timesteps,
-                        help="bridge training: one noise level for both streams (t_V = 1000 t_A, the paper's) or one each")
-    parser.add_argument("--bridge-batch", type=int, default=BRIDGE_BATCH,
-                        help="batch size of the bridge stage")
-    parser.add_argument("--precision", choices=tuple(recipe.PRECISION_MODES), default=recipe.RecipeSettings.bridge_precision,
-                        help="bridge training under bf16 autocast (the recipe's; faster on a CPU with native bf16, "
-                        "benchmarks/bridge_step_cost.py; refused on other CPUs) or in float32; scoring is float32 either way")
-    parser.add_argument("--bridge-blocks", help="comma-separated tower blocks that get a bridge (video and audio alike; "
-                        "the recipe's: 1,3)")
-    parser.add_argument("--towers", help="start every run from these pretrained towers (a model folder, e.g. a "
-                        "checkpoint of benchmarks/tower_budget.py) instead of the recipe's stage 4; their runs are "
-                        "kept apart, under folder names that carry the towers' fingerprint")
-    parser.add_argument("--results-name", default="ablation",
-                        help="write benchmarks/results/NAME.json and NAME.png")
+    parser.add_argument(
+        "--bridge-steps",
+        type=int,
+        default=BRIDGE_STEPS,
+        help="the bridge-training budget of every run (the same for all variants)",
+    )
+    parser.add_argument(
+        "--bridge-lr",
+        type=float,
+        default=recipe.RecipeSettings.bridge_lr,
+        help="peak learning rate of the bridge stage",
+    )
+    parser.add_argument(
+        "--time-encoding",
+        action="store_true",
+        help="bridges add a sinusoidal encoding of each token's time (BridgeConfig.time_encoding)",
+    )
+    parser.add_argument(
+        "--time-bias",
+        type=float,
+        default=recipe.DEMO_BRIDGE.time_bias,
+        help="ALiBi slope per latent frame in the bridges' attention (BridgeConfig.time_bias; 0 = off)",
+    )
+    parser.add_argument(
+        "--timesteps",
+        choices=("coupled", "independent"),
+        default=recipe.RecipeSettings.bridge_timesteps,
+        help="bridge training: one noise level for both streams (t_V = 1000 t_A, the paper's) or one each",
+    )
+    parser.add_argument("--bridge-batch", type=int, default=BRIDGE_BATCH, help="batch size of the bridge stage")
+    parser.add_argument(
+        "--precision",
+        choices=tuple(recipe.PRECISION_MODES),
+        default=recipe.RecipeSettings.bridge_precision,
+        help="bridge training under bf16 autocast (the recipe's; faster on a CPU with native bf16, "
+        "experiments/synthetic/bridge_step_cost.py; refused on other CPUs) or in float32; scoring is float32 either way",
+    )
+    parser.add_argument(
+        "--bridge-blocks",
+        help="comma-separated tower blocks that get a bridge (video and audio alike; the recipe's: 1,3)",
+    )
+    parser.add_argument(
+        "--towers",
+        help="start every run from these pretrained towers (a model folder, e.g. a "
+        "checkpoint of experiments/synthetic/tower_budget.py) instead of the recipe's stage 4; their runs are "
+        "kept apart, under folder names that carry the towers' fingerprint",
+    )
+    parser.add_argument(
+        "--results-name", default="ablation", help="write experiments/synthetic/results/NAME.json and NAME.png"
+    )
     parser.add_argument("--scale", type=int, default=1, help="divide the recipe's budgets by N (a quick look)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="train the runs in N one-thread processes side by side (2 on a 2-core machine)")
-    parser.add_argument("--extra-protocols", action="store_true",
-                        help="also score every run both streams generated without audio guidance (w_a = 1) and audio "
-                        "for the real video at the paper's guidance (w_a = 7), as the committed table was: about half an "
-                        "hour more on the table here")
-    parser.add_argument("--gather-only", action="store_true",
-                        help="train and score nothing: tabulate the runs already finished (the others are listed as not yet run, "
-                        "measurements a finished run lacks as not yet measured)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="train the runs in N one-thread processes side by side (2 on a 2-core machine)",
+    )
+    parser.add_argument(
+        "--extra-protocols",
+        action="store_true",
+        help="also score every run both streams generated without audio guidance (w_a = 1) and audio "
+        "for the real video at the paper's guidance (w_a = 7), as the committed table was: about half an "
+        "hour more on the table here",
+    )
+    parser.add_argument(
+        "--gather-only",
+        action="store_true",
+        help="train and score nothing: tabulate the runs already finished (the others are listed as not yet run, "
+        "measurements a finished run lacks as not yet measured)",
+    )
     parser.add_argument("--only", help=argparse.SUPPRESS)  # a worker's share: VARIANT@SEED;VARIANT@SEED...
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     if args.precision == "bf16" and (reason := bf16_unavailable_reason()):
-        raise SystemExit(f"--precision bf16: {reason}, where bf16 is emulated and the trainer would fall back to "
-                         "float32; use --precision fp32")
+        raise SystemExit(
+            f"--precision bf16: {reason}, where bf16 is emulated and the trainer would fall back to "
+            "float32; use --precision fp32"
+        )
     out = Path(args.recipe)
     settings = recipe.RecipeSettings()
     if args.scale > 1:
@@ -630,10 +789,15 @@ def main() -> None:
             raise SystemExit(f"--towers {towers}: not a model folder (no model_index.json)")
     else:
         towers = recipe.pretrain_towers(out, dataset, settings)  # the recipe's stage 4, reused when it exists
-    settings = replace(settings, bridge_steps=max(1, args.bridge_steps // args.scale), bridge_lr=args.bridge_lr,
-                       bridge_batch_size=args.bridge_batch,
-                       bridge={**settings.bridge, "time_encoding": args.time_encoding, "time_bias": args.time_bias},
-                       bridge_timesteps=args.timesteps, bridge_precision=args.precision)
+    settings = replace(
+        settings,
+        bridge_steps=max(1, args.bridge_steps // args.scale),
+        bridge_lr=args.bridge_lr,
+        bridge_batch_size=args.bridge_batch,
+        bridge={**settings.bridge, "time_encoding": args.time_encoding, "time_bias": args.time_bias},
+        bridge_timesteps=args.timesteps,
+        bridge_precision=args.precision,
+    )
     if args.bridge_blocks:
         blocks = [int(i) for i in args.bridge_blocks.split(",")]
         settings = replace(settings, bridge={**settings.bridge, "video_blocks": blocks, "audio_blocks": blocks})
@@ -648,40 +812,69 @@ def main() -> None:
     references = reference_scores(out, dataset, towers, test_records, towers_tag)
     runs = [(variant, seed) for seed in range(args.seeds) for variant in variants]
     protocols = PROTOCOLS if args.extra_protocols else DEFAULT_PROTOCOLS
+
+    def train_and_score(variant: str, seed: int) -> dict:
+        return run_variant(
+            out,
+            dataset,
+            towers,
+            settings,
+            variant,
+            seed,
+            test_records,
+            fingerprint=fingerprint,
+            commit_to=commit_to,
+            towers_tag=towers_tag,
+            recipe_towers=recipe_towers,
+            protocols=protocols,
+        )
+
     if args.only is not None:  # a worker of --workers: train and score its share, then leave the table to the parent
         for variant, seed in parse_runs(args.only):
-            run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
-                        commit_to=commit_to, towers_tag=towers_tag, recipe_towers=recipe_towers, protocols=protocols)
+            train_and_score(variant, seed)
         return
-    stored = {run: stored_result(out, settings, *run, fingerprint=fingerprint, commit_to=commit_to, towers_tag=towers_tag)
-              for run in runs}
+    stored = {
+        run: stored_result(out, settings, *run, fingerprint=fingerprint, commit_to=commit_to, towers_tag=towers_tag)
+        for run in runs
+    }
     if args.gather_only:  # tabulate what is trained and scored, measure nothing
         pending = [run for run in runs if stored[run] is None]
         results = [stored[run] for run in runs if stored[run] is not None]
-        unmeasured = {f"{variant} seed {seed}": missing_measurements(stored[(variant, seed)],
-                                                                     variant_settings(settings, variant, seed), protocols)
-                      for variant, seed in runs if stored[(variant, seed)] is not None}
+        unmeasured = {
+            f"{variant} seed {seed}": missing_measurements(
+                stored[(variant, seed)], variant_settings(settings, variant, seed), protocols
+            )
+            for variant, seed in runs
+            if stored[(variant, seed)] is not None
+        }
     else:
-        pending = [run for run in runs if stored[run] is None
-                   or missing_measurements(stored[run], variant_settings(settings, *run), protocols)]
+        pending = [
+            run
+            for run in runs
+            if stored[run] is None or missing_measurements(stored[run], variant_settings(settings, *run), protocols)
+        ]
         if args.workers > 1 and len(pending) > 1:
             run_workers(longest_first(pending, stored), args.workers)
-        results = [run_variant(out, dataset, towers, settings, variant, seed, test_records, fingerprint=fingerprint,
-                               commit_to=commit_to, towers_tag=towers_tag, recipe_towers=recipe_towers,
-                               protocols=protocols)
-                   for variant, seed in runs]
+        results = [train_and_score(variant, seed) for variant, seed in runs]
         unmeasured = {}
     table = aggregate(results)
     scored_on = {scores_protocol(r) for r in results} - {None}  # as `aggregate` counts them
     scored_on = scored_on.pop() if len(scored_on) == 1 else None  # None: SCORES not in the table (`aggregate`)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {
-        "benchmark": "ablation", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "benchmark": "ablation",
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
-        "recipe": settings.to_dict(), "towers": towers.as_posix(), "towers_fingerprint": fingerprint, "test_clips": len(test_records),
+        "recipe": settings.to_dict(),
+        "towers": towers.as_posix(),
+        "towers_fingerprint": fingerprint,
+        "test_clips": len(test_records),
         "seeds": args.seeds,
-        "scores_protocol": None if scored_on is None else next(p.label for p in JOINT_PROTOCOLS if p.result_key == scored_on),
-        "seconds_this_run": time.perf_counter() - started, "variants": table,
+        "scores_protocol": None
+        if scored_on is None
+        else next(p.label for p in JOINT_PROTOCOLS if p.result_key == scored_on),
+        "seconds_this_run": time.perf_counter() - started,
+        "variants": table,
         "not_yet_run": [f"{variant} seed {seed}" for variant, seed in pending] if args.gather_only else [],
         "not_yet_measured": {run: keys for run, keys in unmeasured.items() if keys},  # --gather-only: left out
         "references": references,  # the held-out clips, the same through the codecs, and the recipe's model
@@ -699,12 +892,15 @@ def main() -> None:
         for variant, row in table.items():
             names = protocol.score_names()
             if all(name in row for name in names):
-                cells = "".join(f"{statistic}={row[n]['mean']:.3f} ± {row[n]['std']:.3f}  "
-                                for n, statistic in names.items())
+                cells = "".join(
+                    f"{statistic}={row[n]['mean']:.3f} ± {row[n]['std']:.3f}  " for n, statistic in names.items()
+                )
                 for lead_name in (f"lead over {BASELINE}", PROPOSED_LEAD):
                     if lead := row.get(lead_name, {}).get(protocol.label):
-                        cells += (f"{lead_name}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} "
-                                  f"(p = {lead['p_value']:.2g})  ")
+                        cells += (
+                            f"{lead_name}: {lead['mean']:+.3f} ± {lead['standard_error']:.3f} "
+                            f"(p = {lead['p_value']:.2g})  "
+                        )
                 print(f"{variant:<22}{protocol.label:<36}{cells}")
     try:
         plot(table, references, png_path, scored_on or SCORES_PROTOCOL.result_key)

@@ -1,9 +1,9 @@
 """Where the fusion ablation's time goes on a CPU: one bridge-stage training step of the demo model, in float32 and
 under bf16 autocast, side by side.
 
-    python benchmarks/bridge_step_cost.py            # one thread, as each of the ablation's two workers; about 6 min
+    python experiments/synthetic/bridge_step_cost.py            # one thread, as each of the ablation's two workers; about 6 min
 
-The ablation (benchmarks/ablation.py) trains 21 runs of 1,200 bridge-stage steps and is sized by their cost. This
+The ablation (experiments/synthetic/ablation.py) trains 21 runs of 1,200 bridge-stage steps and is sized by their cost. This
 script builds the demo recipe's model at its real shapes (random weights: the cost does not depend on them), with
 the bridge stage's freezing policy (bridges + the last block of each tower), and for each fusion kind times a
 training step at the ablation's batch (8): forward, backward and AdamW, as `bridgedit train` runs it
@@ -16,12 +16,12 @@ softmax as other) and everything else, counts the matrix products' FLOPs (torch.
 inside the step, next to the rate of one large square product (2,048^3) in the same dtype on the same threads.
 
 bf16 is only faster on CPUs that multiply it in hardware (AVX512-BF16 or AMX; `native_bf16` in the result); elsewhere
-it is emulated. Writes benchmarks/results/bridge_step_cost.json. The ablation runs two one-thread workers at once;
+it is emulated. Writes experiments/synthetic/results/bridge_step_cost.json. The ablation runs two one-thread workers at once;
 two copies of this script side by side (`--results-name` apart) measure a step as the workers see it, sharing the
 memory system:
 
-    python benchmarks/bridge_step_cost.py --results-name bridge_step_cost-side-by-side-1 &
-    python benchmarks/bridge_step_cost.py --results-name bridge_step_cost-side-by-side-2
+    python experiments/synthetic/bridge_step_cost.py --results-name bridge_step_cost-side-by-side-1 &
+    python experiments/synthetic/bridge_step_cost.py --results-name bridge_step_cost-side-by-side-2
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from torch.profiler import profile  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from bridgedit.atomic import write_text_atomic  # noqa: E402
-from bridgedit.config import FUSION_KINDS, ModelConfig, TrainableConfig  # noqa: E402
 from bridgedit.conditioning import audio_conditions, video_conditions  # noqa: E402
+from bridgedit.config import FUSION_KINDS, ModelConfig, TrainableConfig  # noqa: E402
 from bridgedit.cpu_attention import MatmulAttention  # noqa: E402
 from bridgedit.data.dataset import CachedBatch  # noqa: E402
 from bridgedit.pipeline import BridgeDiTPipeline  # noqa: E402
@@ -69,15 +69,22 @@ def demo_model_pipeline(fusion: str) -> BridgeDiTPipeline:
     """The demo recipe's towers, codecs and bridges (random weights) with the bridge stage's freezing policy."""
     from diffusers import AutoencoderOobleck
 
-    from bridgedit.patch_codec import PatchVideoCodec
+    from bridgedit.synthetic.patch_codec import PatchVideoCodec
 
-    towers = recipe.initial_pipeline(PatchVideoCodec(**recipe.DEMO_VIDEO_CODEC),
-                                     AutoencoderOobleck(**recipe.DEMO_OOBLECK_VAE), seed=0)
-    config = ModelConfig(bridge=replace(recipe.DEMO_BRIDGE, fusion=fusion),
-                         trainable=TrainableConfig(**recipe.BRIDGE_STAGE_TRAINABLE))
-    return BridgeDiTPipeline.from_pipes(towers.video_pipe, towers.audio_pipe, config, video_source=None,
-                                        audio_source=None, generation_defaults=recipe.DEMO_GENERATION)
-
+    towers = recipe.initial_pipeline(
+        PatchVideoCodec(**recipe.DEMO_VIDEO_CODEC), AutoencoderOobleck(**recipe.DEMO_OOBLECK_VAE), seed=0
+    )
+    config = ModelConfig(
+        bridge=replace(recipe.DEMO_BRIDGE, fusion=fusion), trainable=TrainableConfig(**recipe.BRIDGE_STAGE_TRAINABLE)
+    )
+    return BridgeDiTPipeline.from_pipes(
+        towers.video_pipe,
+        towers.audio_pipe,
+        config,
+        video_source=None,
+        audio_source=None,
+        generation_defaults=recipe.DEMO_GENERATION,
+    )
 
 
 def training_step(pipe: BridgeDiTPipeline, batch_size: int, precision: str):
@@ -86,23 +93,36 @@ def training_step(pipe: BridgeDiTPipeline, batch_size: int, precision: str):
     autocast_dtype, matmul = PRECISIONS[precision]
     attention = MatmulAttention() if matmul else nullcontext()
     video_codec, audio_codec = pipe.video_pipe.vae, pipe.audio_pipe.vae
-    frames, side = recipe.DEMO_GENERATION["num_frames"], recipe.DEMO_GENERATION["height"] // recipe.DEMO_VIDEO_CODEC["patch_size"]
+    frames, side = (
+        recipe.DEMO_GENERATION["num_frames"],
+        recipe.DEMO_GENERATION["height"] // recipe.DEMO_VIDEO_CODEC["patch_size"],
+    )
     audio_length = round(SECONDS * recipe.DEMO_OOBLECK_VAE["sampling_rate"] / audio_codec.hop_length)
     generator = torch.Generator().manual_seed(0)
-    batch = CachedBatch(video_latents=torch.randn(batch_size, video_codec.config.z_dim, frames, side, side, generator=generator),
-                        audio_latents=torch.randn(batch_size, audio_codec.config.decoder_input_channels, audio_length,
-                                                  generator=generator),
-                        video_text=[], audio_text=[], seconds=[SECONDS] * batch_size)
+    batch = CachedBatch(
+        video_latents=torch.randn(batch_size, video_codec.config.z_dim, frames, side, side, generator=generator),
+        audio_latents=torch.randn(
+            batch_size, audio_codec.config.decoder_input_channels, audio_length, generator=generator
+        ),
+        video_text=[],
+        audio_text=[],
+        seconds=[SECONDS] * batch_size,
+    )
     text_width = pipe.audio_pipe.transformer.config.cross_attention_input_dim
     with torch.no_grad():
-        conditions = (video_conditions(torch.randn(batch_size, TEXT_TOKENS, recipe.DEMO_WAN_TRANSFORMER["text_dim"])),
-                      audio_conditions(pipe.audio_pipe, torch.randn(batch_size, TEXT_TOKENS, text_width), batch.seconds))
+        conditions = (
+            video_conditions(torch.randn(batch_size, TEXT_TOKENS, recipe.DEMO_WAN_TRANSFORMER["text_dim"])),
+            audio_conditions(pipe.audio_pipe, torch.randn(batch_size, TEXT_TOKENS, text_width), batch.seconds),
+        )
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=1e-3)
     settings = {"distribution": "uniform", "coupling": "independent"}
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None), attention:
+        with (
+            torch.autocast("cpu", dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None),
+            attention,
+        ):
             loss, _ = diffusion_loss(model, pipe, batch, conditions, generator, settings, torch.device("cpu"))
             loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -137,18 +157,25 @@ def step_cost(step, repeats: int) -> dict:
             step()
     by_kind = {"matrix products": 0.0, "attention": 0.0, "other": 0.0}
     for event in profiler.key_averages():
-        kind = ("matrix products" if event.key.removeprefix("aten::") in MATRIX_OPS else
-                "attention" if ATTENTION_MARK in event.key else "other")
+        kind = (
+            "matrix products"
+            if event.key.removeprefix("aten::") in MATRIX_OPS
+            else "attention"
+            if ATTENTION_MARK in event.key
+            else "other"
+        )
         by_kind[kind] += event.self_cpu_time_total / 1e6 / repeats  # seconds per step
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_flop_counts()["Global"]
     matrix_flops = sum(count for op, count in flops.items() if str(op).split(".")[1] in MATRIX_OPS)  # aten.mm.default
     profiled = sum(by_kind.values())
-    return {"seconds_per_step": statistics.median(times),
-            "share_of_op_time": {kind: seconds / profiled for kind, seconds in by_kind.items()},
-            "matrix_gflop_per_step": matrix_flops / 1e9,
-            "matrix_gflop_per_s_in_step": matrix_flops / 1e9 / by_kind["matrix products"]}
+    return {
+        "seconds_per_step": statistics.median(times),
+        "share_of_op_time": {kind: seconds / profiled for kind, seconds in by_kind.items()},
+        "matrix_gflop_per_step": matrix_flops / 1e9,
+        "matrix_gflop_per_s_in_step": matrix_flops / 1e9 / by_kind["matrix products"],
+    }
 
 
 def main() -> None:
@@ -158,8 +185,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--fusions", default=",".join(FUSION_KINDS))
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
-    parser.add_argument("--results-name", default="bridge_step_cost",
-                        help="writes benchmarks/results/NAME.json (two copies side by side: give each its own)")
+    parser.add_argument(
+        "--results-name",
+        default="bridge_step_cost",
+        help="writes experiments/synthetic/results/NAME.json (two copies side by side: give each its own)",
+    )
     args = parser.parse_args()
     precisions = args.precisions.split(",")
     if unknown := set(precisions) - set(PRECISIONS):
@@ -167,11 +197,17 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    dtypes = {str(dtype or torch.float32).removeprefix("torch."): dtype or torch.float32
-              for precision, (dtype, _) in PRECISIONS.items() if precision in precisions}
+    dtypes = {
+        str(dtype or torch.float32).removeprefix("torch."): dtype or torch.float32
+        for precision, (dtype, _) in PRECISIONS.items()
+        if precision in precisions
+    }
     large = {name: large_matrix_rate(dtype) for name, dtype in dtypes.items()}
-    print(f"native bf16: {cpu_has_native_bf16()};  one {args.threads}-thread 2048^3 product: "
-          + ", ".join(f"{name} {rate:.1f} GFLOP/s" for name, rate in large.items()), flush=True)
+    print(
+        f"native bf16: {cpu_has_native_bf16()};  one {args.threads}-thread 2048^3 product: "
+        + ", ".join(f"{name} {rate:.1f} GFLOP/s" for name, rate in large.items()),
+        flush=True,
+    )
     rows = {}
     for fusion in args.fusions.split(","):
         rows[fusion] = {}
@@ -179,18 +215,36 @@ def main() -> None:
             row = step_cost(training_step(demo_model_pipeline(fusion), args.batch, precision), args.repeats)
             rows[fusion][precision] = row
             shares = ", ".join(f"{kind} {share:.0%}" for kind, share in row["share_of_op_time"].items())
-            print(f"{fusion:15s} {precision}  {row['seconds_per_step']:.3f} s/step  ({shares});  matrix products "
-                  f"{row['matrix_gflop_per_step']:.1f} GFLOP at {row['matrix_gflop_per_s_in_step']:.1f} GFLOP/s", flush=True)
+            print(
+                f"{fusion:15s} {precision}  {row['seconds_per_step']:.3f} s/step  ({shares});  matrix products "
+                f"{row['matrix_gflop_per_step']:.1f} GFLOP at {row['matrix_gflop_per_s_in_step']:.1f} GFLOP/s",
+                flush=True,
+            )
         if "fp32" in precisions:
             fp32 = rows[fusion]["fp32"]["seconds_per_step"]
-            rows[fusion]["speed_up_over_fp32"] = {precision: fp32 / rows[fusion][precision]["seconds_per_step"]
-                                                  for precision in precisions if precision != "fp32"}
-            print(f"{fusion:15s} as fast as fp32: " + ", ".join(
-                f"{precision} {ratio:.2f}x" for precision, ratio in rows[fusion]["speed_up_over_fp32"].items()), flush=True)
-    result = {"threads": args.threads, "batch": args.batch, "repeats": args.repeats, "native_bf16": cpu_has_native_bf16(),
-              "large_product_gflop_per_s": large, "fusions": rows, "torch": torch.__version__,
-              "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
-              "command": "python " + " ".join(sys.argv)}
+            rows[fusion]["speed_up_over_fp32"] = {
+                precision: fp32 / rows[fusion][precision]["seconds_per_step"]
+                for precision in precisions
+                if precision != "fp32"
+            }
+            print(
+                f"{fusion:15s} as fast as fp32: "
+                + ", ".join(
+                    f"{precision} {ratio:.2f}x" for precision, ratio in rows[fusion]["speed_up_over_fp32"].items()
+                ),
+                flush=True,
+            )
+    result = {
+        "threads": args.threads,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "native_bf16": cpu_has_native_bf16(),
+        "large_product_gflop_per_s": large,
+        "fusions": rows,
+        "torch": torch.__version__,
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        "command": "python " + " ".join(sys.argv),
+    }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{args.results_name}.json"
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
