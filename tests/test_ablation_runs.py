@@ -3,6 +3,7 @@ recipe's own bridge stage is not trained twice."""
 
 import importlib.util
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from bridgedit.training.trainer import checkpoint_folder
 pytestmark = pytest.mark.slow  # trainings, encoders, processes: `make test-fast` leaves this file out
 
 ABLATION = Path(__file__).resolve().parents[1] / "experiments" / "synthetic" / "ablation.py"
+sys.path.insert(0, str(ABLATION.parent))  # the laboratory's scripts import its shared modules (runs.py) by name
+import runs  # noqa: E402  (the laboratory's shared run bookkeeping)
 
 
 def load_benchmark(path: Path):
@@ -32,7 +35,6 @@ def load_ablation():
 
 
 def test_towers_fingerprint_changes_with_any_weight(tmp_path):
-    ablation = load_ablation()
     pipe = tiny.bridgedit_pipeline(seed=0)
     pipe.save_pretrained(tmp_path / "a", copy_towers=True)
     pipe.save_pretrained(tmp_path / "b", copy_towers=True)
@@ -40,26 +42,24 @@ def test_towers_fingerprint_changes_with_any_weight(tmp_path):
         next(pipe.audio_pipe.vae.parameters()).view(-1)[0] += 1e-6
     pipe.save_pretrained(tmp_path / "c", copy_towers=True)
 
-    first = ablation.towers_fingerprint(tmp_path / "a")
+    first = runs.towers_fingerprint(tmp_path / "a")
     assert len(first) == 64
-    assert ablation.towers_fingerprint(tmp_path / "b") == first
-    assert ablation.towers_fingerprint(tmp_path / "c") != first
+    assert runs.towers_fingerprint(tmp_path / "b") == first
+    assert runs.towers_fingerprint(tmp_path / "c") != first
 
 
 def test_committed_result_is_reused_only_from_the_same_towers(tmp_path):
-    ablation = load_ablation()
     path = tmp_path / "ablation-1200-lr0.005-independent-tb2" / "dca-seed0.json"
-    assert ablation.committed_result(path, "f" * 64) is None  # nothing committed
+    assert runs.committed_result(path, "f" * 64) is None  # nothing committed
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"variant": "dca", "seed": 0, "towers_fingerprint": "f" * 64, "scores": {"sync": 0.5}}))
-    assert ablation.committed_result(path, "f" * 64)["scores"] == {"sync": 0.5}
-    assert ablation.committed_result(path, "e" * 64) is None  # trained from other towers
+    assert runs.committed_result(path, "f" * 64)["scores"] == {"sync": 0.5}
+    assert runs.committed_result(path, "e" * 64) is None  # trained from other towers
 
 
 def test_run_names_spell_out_every_varied_setting():
-    ablation = load_ablation()
     base = RecipeSettings(bridge_precision="fp32")  # the first tables' precision: their folders carry no precision
-    name = ablation.run_name("dca", 1, base)
+    name = runs.run_name("dca", 1, base)
     assert name == (
         f"ablation-{base.bridge_steps}-lr{base.bridge_lr:g}-{base.bridge_timesteps}"
         f"-tb{base.bridge['time_bias']:g}/dca-seed1"
@@ -67,15 +67,13 @@ def test_run_names_spell_out_every_varied_setting():
     paper = replace(
         base, bridge_steps=150, bridge_lr=5e-4, bridge_timesteps="coupled", bridge={**base.bridge, "time_bias": 0.0}
     )
-    assert (
-        ablation.run_name("dca (shared caption)", 0, paper) == "ablation-150-lr0.0005-coupled/dca_shared_caption-seed0"
-    )
+    assert runs.run_name("dca (shared caption)", 0, paper) == "ablation-150-lr0.0005-coupled/dca_shared_caption-seed0"
     smaller_batch = replace(base, bridge_steps=600, bridge_batch_size=8)
-    assert ablation.run_name("none", 2, smaller_batch) == "ablation-600-lr0.005-independent-tb2-batch8/none-seed2"
+    assert runs.run_name("none", 2, smaller_batch) == "ablation-600-lr0.005-independent-tb2-batch8/none-seed2"
     in_bf16 = replace(smaller_batch, bridge_precision="bf16")  # never mixed with the float32 runs
-    assert ablation.run_name("none", 2, in_bf16) == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
+    assert runs.run_name("none", 2, in_bf16) == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
     assert (
-        ablation.run_name("none", 2, replace(RecipeSettings(), bridge_steps=600, bridge_batch_size=8))
+        runs.run_name("none", 2, replace(RecipeSettings(), bridge_steps=600, bridge_batch_size=8))
         == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
     )  # named by precision, not by the default
 
@@ -144,24 +142,23 @@ def test_the_ablation_refuses_a_recipe_folder_made_with_other_settings(tmp_path,
 
 
 def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
-    ablation = load_ablation()
     settings = RecipeSettings()
-    assert ablation.recipe_run_name(tmp_path, settings) is None  # no recipe has run here
+    assert runs.recipe_run_name(tmp_path, settings) is None  # no recipe has run here
     (tmp_path / "recipe.json").write_text(json.dumps(settings.to_dict(), indent=2))
-    dca_seed0 = ablation.variant_settings(settings, "dca", 0)
-    assert ablation.recipe_run_name(tmp_path, dca_seed0) == "bridges"
+    dca_seed0 = runs.variant_settings(settings, "dca", 0)
+    assert runs.recipe_run_name(tmp_path, dca_seed0) == "bridges"
     older = {k: v for k, v in settings.to_dict().items() if k != "bridge_batch_size"}  # a recipe run before it existed
     (tmp_path / "recipe.json").write_text(json.dumps(older, indent=2))
-    assert ablation.recipe_run_name(tmp_path, dca_seed0) == "bridges"
-    assert ablation.recipe_run_name(tmp_path, replace(dca_seed0, bridge_batch_size=8)) is None
+    assert runs.recipe_run_name(tmp_path, dca_seed0) == "bridges"
+    assert runs.recipe_run_name(tmp_path, replace(dca_seed0, bridge_batch_size=8)) is None
     for other in (
-        ablation.variant_settings(settings, "none", 0),
-        ablation.variant_settings(settings, "dca", 1),
-        ablation.variant_settings(settings, "dca (shared caption)", 0),
+        runs.variant_settings(settings, "none", 0),
+        runs.variant_settings(settings, "dca", 1),
+        runs.variant_settings(settings, "dca (shared caption)", 0),
         replace(dca_seed0, bridge_steps=150),
         replace(dca_seed0, bridge_precision="fp32"),
     ):
-        assert ablation.recipe_run_name(tmp_path, other) is None
+        assert runs.recipe_run_name(tmp_path, other) is None
 
 
 def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tmp_path, monkeypatch):
@@ -224,9 +221,9 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
     from bridgedit.synthetic.scoring import paired_lead
 
     ablation = load_ablation()
-    direction = ablation.REAL_DIRECTION
-    guided, unguided = ablation.REAL_PROTOCOLS
-    joint = ablation.PAPER_JOINT_PROTOCOL
+    direction = runs.REAL_DIRECTION
+    guided, unguided = runs.REAL_PROTOCOLS
+    joint = runs.PAPER_JOINT_PROTOCOL
 
     def statistics(sync, direction=direction):
         return {
@@ -242,10 +239,10 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
         result = {
             "variant": variant,
             "seed": seed,
-            "scores": {name: 0.0 for name in ablation.SCORES + ablation.GAINS},
+            "scores": {name: 0.0 for name in ablation.SCORES + runs.GAINS},
             guided.result_key: statistics(sync),
             unguided.result_key: statistics(unguided_sync),
-            joint.result_key: statistics(list(joint_sync), ablation.JOINT_DIRECTION),
+            joint.result_key: statistics(list(joint_sync), runs.JOINT_DIRECTION),
         }
         for protocol in (joint, guided, unguided):
             ablation.record_scores(result, protocol)
@@ -256,7 +253,7 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
         run("dca", 1, [0.5, 0.6, 0.4], [0.7, 0.8, 0.6], [0.2, 0.5, 0.3]),  # out of seed order
         run("dca", 0, [0.2, 0.4, 0.3], [0.5, 0.5, 0.6], [0.3, 0.4, 0.4]),
     ]
-    table = ablation.aggregate([dca[0], none[1], none[0], dca[1]])
+    table = runs.aggregate([dca[0], none[1], none[0], dca[1]])
 
     assert table["dca"]["seeds"] == [0, 1]
     row = table["dca"]["audio_for_real_video_sync"]
@@ -279,12 +276,12 @@ def test_ablation_table_pairs_each_seed_with_the_baselines_same_seed():
     # a protocol some run lacks has neither columns nor lead; runs without any (coupled noise levels) have none
     older = {k: v for k, v in dca[0].items() if k != unguided.result_key}
     older["scores"] = {k: v for k, v in older["scores"].items() if k not in unguided.score_names()}
-    partial = ablation.aggregate([older, dca[1], *none])["dca"]
+    partial = runs.aggregate([older, dca[1], *none])["dca"]
     assert "audio_for_real_video_sync" in partial and "audio_for_real_video_unguided_sync" not in partial
     assert set(partial["lead over none"]) == {joint.label, guided.label}
     plain = {k: v for k, v in dca[0].items() if k not in (guided.result_key, unguided.result_key)}
-    plain["scores"] = {name: 0.0 for name in ablation.SCORES + ablation.GAINS}
-    assert "audio_for_real_video_sync" not in ablation.aggregate([plain])["dca"]
+    plain["scores"] = {name: 0.0 for name in ablation.SCORES + runs.GAINS}
+    assert "audio_for_real_video_sync" not in runs.aggregate([plain])["dca"]
 
 
 def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path, monkeypatch):
@@ -293,7 +290,7 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
     trained again and the scores it has are kept; the result is rewritten in RECIPE/runs and the committed copy."""
     ablation = load_ablation()
     settings = RecipeSettings()
-    name = ablation.run_name("dca", 0, settings)
+    name = runs.run_name("dca", 0, settings)
     stored = {
         "variant": "dca",
         "seed": 0,
@@ -309,7 +306,7 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
 
     def score_next_to_real(pipe, dataset, records, *, captions, seed, directions, **overrides):
         calls.append({"captions": captions, "seed": seed, "directions": directions, **overrides})
-        return {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}}
+        return {runs.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}}
 
     def score_model(pipe, records, *, captions, seed, **overrides):
         joint_calls.append({"captions": captions, "seed": seed, **overrides})
@@ -335,14 +332,14 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
         [],
         fingerprint="f" * 64,
         commit_to=tmp_path / "committed",
-        protocols=ablation.PROTOCOLS,
+        protocols=runs.PROTOCOLS,
     )  # --extra-protocols
 
     assert calls == [
         {
             "captions": "hvgc",
             "seed": ablation.HELD_OUT_SEED,
-            "directions": (ablation.REAL_DIRECTION,),
+            "directions": (runs.REAL_DIRECTION,),
             "audio_guidance": 1.0,
         }
     ]
@@ -350,7 +347,7 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
         {"captions": "hvgc", "seed": ablation.HELD_OUT_SEED, "audio_guidance": audio_guidance}
         for audio_guidance in (7.0, 2.0, 1.0)
     ]  # at 7: the same samples as when scored
-    assert ablation.PAPER_AUDIO_GUIDANCE == 7.0 and ablation.DEMO_AUDIO_GUIDANCE == 2.0
+    assert runs.PAPER_AUDIO_GUIDANCE == 7.0 and runs.DEMO_AUDIO_GUIDANCE == 2.0
     assert result["scores"] == {
         **dict.fromkeys(ablation.SCORES, 0.4),  # SCORES now those of the w_a = 2 samples
         "audio_for_real_video_unguided_sync": 0.4,
@@ -363,12 +360,12 @@ def test_a_run_scored_before_a_protocol_existed_gets_only_that_protocol(tmp_path
         "both_generated_unguided_sync_above_chance": 0.25,
     }
     assert result["scores_protocol"] == "both_generated_wa2"
-    for protocol, sync in zip(ablation.JOINT_PROTOCOLS, (0.3, 0.4, 0.5)):  # each joint protocol keeps its own
-        assert ablation.per_clip_scores(result, protocol) == [dict.fromkeys(ablation.SCORES, sync)]
+    for protocol, sync in zip(runs.JOINT_PROTOCOLS, (0.3, 0.4, 0.5)):  # each joint protocol keeps its own
+        assert runs.per_clip_scores(result, protocol) == [dict.fromkeys(ablation.SCORES, sync)]
     assert result["next_to_real"] == {}  # the guided protocol's result is kept as it was
     for written in (tmp_path / "runs" / name / "scores.json", tmp_path / "committed" / f"{name}.json"):
         assert json.loads(written.read_text()) == result
-    assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0), ablation.PROTOCOLS)
+    assert not runs.missing_measurements(result, runs.variant_settings(settings, "dca", 0), runs.PROTOCOLS)
 
 
 def test_by_default_a_run_is_scored_two_ways_and_extra_protocols_add_the_other_three(tmp_path, monkeypatch):
@@ -385,7 +382,7 @@ def test_by_default_a_run_is_scored_two_ways_and_extra_protocols_add_the_other_t
 
     def score_next_to_real(pipe, dataset, records, *, captions, seed, directions, **overrides):
         calls.append(("real", overrides["audio_guidance"]))
-        return {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}}
+        return {runs.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}}
 
     def train_bridges(out, dataset, towers, run_settings, *, name, cache):
         calls.append(("train", name))
@@ -414,16 +411,16 @@ def test_by_default_a_run_is_scored_two_ways_and_extra_protocols_add_the_other_t
             protocols=protocols,
         )
 
-    assert ablation.DEFAULT_PROTOCOLS == tuple(
-        p for p in ablation.PROTOCOLS if p.result_key in ("both_generated_wa2", "next_to_real_unguided")
+    assert runs.DEFAULT_PROTOCOLS == tuple(
+        p for p in runs.PROTOCOLS if p.result_key in ("both_generated_wa2", "next_to_real_unguided")
     )
-    result = run(ablation.DEFAULT_PROTOCOLS)
-    assert calls == [("train", ablation.run_name("dca", 0, settings)), ("joint", 2.0), ("real", 1.0)]
-    assert not ablation.missing_measurements(result, ablation.variant_settings(settings, "dca", 0))
+    result = run(runs.DEFAULT_PROTOCOLS)
+    assert calls == [("train", runs.run_name("dca", 0, settings)), ("joint", 2.0), ("real", 1.0)]
+    assert not runs.missing_measurements(result, runs.variant_settings(settings, "dca", 0))
     assert {"both_generated", "both_generated_unguided", "next_to_real"}.isdisjoint(result)
     assert result["scores_protocol"] == "both_generated_wa2" and result["scores"]["av_align"] == 0.5
     calls.clear()
-    result = run(ablation.PROTOCOLS)
+    result = run(runs.PROTOCOLS)
     assert calls == [
         ("joint", 7.0),
         ("joint", 1.0),
@@ -432,7 +429,7 @@ def test_by_default_a_run_is_scored_two_ways_and_extra_protocols_add_the_other_t
     assert result["scores"]["audio_for_real_video_sync"] == 0.4
     assert result["scores"]["audio_gain_pct"] == pytest.approx(10.0)  # measured once, with the first scoring
     calls.clear()
-    run(ablation.PROTOCOLS)
+    run(runs.PROTOCOLS)
     assert calls == []
 
 
@@ -441,7 +438,7 @@ def test_a_committed_run_whose_model_is_not_here_is_tabulated_as_it_is(tmp_path,
     as it is, with a warning naming what it lacks: its trained model is not here to measure, and it is not retrained."""
     ablation = load_ablation()
     settings = RecipeSettings()
-    name = ablation.run_name("none", 1, settings)
+    name = runs.run_name("none", 1, settings)
     committed = {
         "variant": "none",
         "seed": 1,
@@ -513,11 +510,11 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
     monkeypatch.setattr(
         ablation,
         "score_next_to_real",
-        lambda *args, **kwargs: {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}},
+        lambda *args, **kwargs: {runs.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}},
     )
 
-    tag = ablation.towers_tag_for("abcdef12" + "0" * 56, recipe_towers=False)
-    assert tag == "-towersabcdef12" and ablation.towers_tag_for("f" * 64, recipe_towers=True) == ""
+    tag = runs.towers_tag_for("abcdef12" + "0" * 56, recipe_towers=False)
+    assert tag == "-towersabcdef12" and runs.towers_tag_for("f" * 64, recipe_towers=True) == ""
     # the recipe's towers (untagged, and tagged because the committed runs of these settings came from other
     # towers) stand for the recipe's bridge stage; other towers (--towers) never do
     for towers, towers_tag, recipe_towers in (
@@ -538,8 +535,8 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
             towers_tag=towers_tag,
             recipe_towers=recipe_towers,
         )
-    name = ablation.run_name("dca", 0, settings, tag)
-    assert name == ablation.run_name("dca", 0, settings).replace("/", f"{tag}/", 1)
+    name = runs.run_name("dca", 0, settings, tag)
+    assert name == runs.run_name("dca", 0, settings).replace("/", f"{tag}/", 1)
     assert trained == [
         ("towers", "bridges", tmp_path / "cache" / "bridges"),
         ("towers", "bridges", tmp_path / "cache" / "bridges"),
@@ -547,7 +544,7 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
     ]
     assert gains == [tmp_path / "cache" / "bridges"] * 2 + [tmp_path / "cache" / f"bridges{tag}"]
     assert (
-        ablation.stored_result(tmp_path, settings, "dca", 0, fingerprint="f" * 64, commit_to=None, towers_tag=tag)[
+        runs.stored_result(tmp_path, settings, "dca", 0, fingerprint="f" * 64, commit_to=None, towers_tag=tag)[
             "variant"
         ]
         == "dca"
@@ -557,15 +554,14 @@ def test_runs_from_other_towers_are_trained_apart_from_the_recipes(tmp_path, mon
 
 def test_recipe_towers_from_another_machine_never_overwrite_the_committed_runs(tmp_path):
     """A recipe run whose towers are not those of the runs committed for these settings gets tagged folders."""
-    ablation = load_ablation()
     folder = tmp_path / "ablation-1200-lr0.005-independent-tb2-batch8"
     ours, theirs = "a" * 64, "b" * 64
-    assert ablation.towers_tag_for(ours, recipe_towers=True, committed_folder=folder) == ""  # nothing committed yet
+    assert runs.towers_tag_for(ours, recipe_towers=True, committed_folder=folder) == ""  # nothing committed yet
     folder.mkdir()
     (folder / "dca-seed0.json").write_text(json.dumps({"towers_fingerprint": ours}))
-    assert ablation.towers_tag_for(ours, recipe_towers=True, committed_folder=folder) == ""
+    assert runs.towers_tag_for(ours, recipe_towers=True, committed_folder=folder) == ""
     (folder / "none-seed0.json").write_text(json.dumps({"towers_fingerprint": theirs}))
-    assert ablation.towers_tag_for(ours, recipe_towers=True, committed_folder=folder) == "-towersaaaaaaaa"
+    assert runs.towers_tag_for(ours, recipe_towers=True, committed_folder=folder) == "-towersaaaaaaaa"
 
 
 def test_reference_scores_summarise_the_demo_models_samples(tmp_path, monkeypatch):
@@ -597,12 +593,12 @@ def test_reference_scores_summarise_the_demo_models_samples(tmp_path, monkeypatc
 
 def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
     ablation = load_ablation()
-    runs = [("none", 0), ("dca (shared caption)", 2), ("full_attention", 1)]
-    assert ablation.parse_runs(ablation.format_runs(runs)) == runs
+    share = [("none", 0), ("dca (shared caption)", 2), ("full_attention", 1)]
+    assert runs.parse_runs(runs.format_runs(share)) == share
     with pytest.raises(SystemExit, match="not VARIANT@SEED"):
-        ablation.parse_runs("dcaa@0")
+        runs.parse_runs("dcaa@0")
     argv = ["--seeds", "3", "--workers", "2", "--bridge-steps", "600", "--workers=4", "--variants", "none,dca"]
-    assert ablation.worker_arguments(argv, runs[:2]) == [
+    assert ablation.worker_arguments(argv, share[:2]) == [
         "--seeds",
         "3",
         "--bridge-steps",
@@ -615,44 +611,44 @@ def test_workers_get_the_same_settings_and_their_share_of_the_runs(tmp_path):
 
     settings = RecipeSettings()
     committed_runs = tmp_path / "committed"
-    assert ablation.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=committed_runs) is None
-    committed = committed_runs / f"{ablation.run_name('dca', 1, settings)}.json"
+    assert runs.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=committed_runs) is None
+    committed = committed_runs / f"{runs.run_name('dca', 1, settings)}.json"
     committed.parent.mkdir(parents=True)
     committed.write_text(json.dumps({"towers_fingerprint": "e" * 64}))  # from other towers: not finished here
-    assert ablation.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=committed_runs) is None
-    local = tmp_path / "runs" / ablation.run_name("dca", 1, settings) / "scores.json"
+    assert runs.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=committed_runs) is None
+    local = tmp_path / "runs" / runs.run_name("dca", 1, settings) / "scores.json"
     local.parent.mkdir(parents=True)
     local.write_text(json.dumps({"scores": {}, "cross_modal_gain": {}, "next_to_real": {}}))
-    stored = ablation.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=None)
+    stored = runs.stored_result(tmp_path, settings, "dca", 1, fingerprint="f" * 64, commit_to=None)
     assert stored is not None
     # scored before the joint chance level and the w_a = 2 and unguided protocols existed: only those are missing (runs with
     # coupled noise levels have no next-to-real protocols)
-    run_settings = ablation.variant_settings(settings, "dca", 1)
+    run_settings = runs.variant_settings(settings, "dca", 1)
     coupled = replace(run_settings, bridge_timesteps="coupled")
-    assert ablation.missing_measurements(stored, run_settings, ablation.PROTOCOLS) == [
+    assert runs.missing_measurements(stored, run_settings, runs.PROTOCOLS) == [
         "both_generated",
         "both_generated_wa2",
         "both_generated_unguided",
         "next_to_real_unguided",
     ]
-    assert ablation.missing_measurements(stored, coupled, ablation.PROTOCOLS) == [
+    assert runs.missing_measurements(stored, coupled, runs.PROTOCOLS) == [
         "both_generated",
         "both_generated_wa2",
         "both_generated_unguided",
     ]
-    assert ablation.missing_measurements({"scores": {}}, coupled, ablation.PROTOCOLS) == [
+    assert runs.missing_measurements({"scores": {}}, coupled, runs.PROTOCOLS) == [
         "cross_modal_gain",
         "both_generated",
         "both_generated_wa2",
         "both_generated_unguided",
     ]
     # by default neither the paper's nor the unguided joint protocol is asked for
-    assert ablation.missing_measurements(stored, run_settings) == ["both_generated_wa2", "next_to_real_unguided"]
-    assert ablation.missing_measurements({"scores": {}}, coupled) == ["cross_modal_gain", "both_generated_wa2"]
+    assert runs.missing_measurements(stored, run_settings) == ["both_generated_wa2", "next_to_real_unguided"]
+    assert runs.missing_measurements({"scores": {}}, coupled) == ["cross_modal_gain", "both_generated_wa2"]
     # w_a = 2 scored for its sync alone, before SCORES were measured on its samples: still missing, until they are
     sync_only = {**stored, "both_generated_wa2": {}, "next_to_real_unguided": {}}
-    assert ablation.missing_measurements(sync_only, run_settings) == ["both_generated_wa2"]
-    assert ablation.missing_measurements({**sync_only, "scores_protocol": "both_generated_wa2"}, run_settings) == []
+    assert runs.missing_measurements(sync_only, run_settings) == ["both_generated_wa2"]
+    assert runs.missing_measurements({**sync_only, "scores_protocol": "both_generated_wa2"}, run_settings) == []
 
 
 FAKE_WORKER = """
@@ -686,8 +682,8 @@ def test_workers_take_the_next_run_as_soon_as_one_finishes_and_name_failed_runs(
     script.write_text(FAKE_WORKER)
     for folder in ("running", "done"):
         (tmp_path / folder).mkdir()
-    runs = [("long", 0), ("s1", 0), ("s2", 0), ("s3", 0), ("s4", 0)]
-    ablation.run_workers(runs, 2, script=str(script), poll_seconds=0.05, argv=[str(tmp_path), "--seeds", "3"])
+    queue = [("long", 0), ("s1", 0), ("s2", 0), ("s3", 0), ("s4", 0)]
+    ablation.run_workers(queue, 2, script=str(script), poll_seconds=0.05, argv=[str(tmp_path), "--seeds", "3"])
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert sorted(entry["run"] for entry in log) == ["long@0", "s1@0", "s2@0", "s3@0", "s4@0"]
     assert all(entry["concurrent"] <= 2 and entry["threads"] == "1" for entry in log)
@@ -700,10 +696,9 @@ def test_workers_take_the_next_run_as_soon_as_one_finishes_and_name_failed_runs(
 
 
 def test_runs_to_train_go_first_and_the_baselines_last_of_them():
-    ablation = load_ablation()
     pending = [("none", 0), ("dca", 0), ("v2a", 0), ("none", 1), ("dca", 1)]
     stored = {("dca", 0): {"scores": {}}}  # trained: only a measurement is missing
-    assert ablation.longest_first(pending, stored) == [("v2a", 0), ("dca", 1), ("none", 0), ("none", 1), ("dca", 0)]
+    assert runs.longest_first(pending, stored) == [("v2a", 0), ("dca", 1), ("none", 0), ("none", 1), ("dca", 0)]
 
 
 def test_tower_budget_never_overwrites_results_measured_from_other_towers(tmp_path, monkeypatch):
@@ -769,7 +764,7 @@ def test_tower_budget_from_init_trains_the_tower_stage_again_from_the_random_tow
 
 def test_lead_across_towers_takes_the_seed_as_the_unit(tmp_path, monkeypatch):
     """experiments/synthetic/lead_across_towers.py: per seed, DCA's mean per-clip lead (sync above chance) over "none"'s run of
-    the same seed; seeds without both runs, or a protocol one of the pair lacks, are left out; the one-sided tests
+    the same seed; seeds without both tower_runs, or a protocol one of the pair lacks, are left out; the one-sided tests
     over seeds are scipy's, and agree with the t statistic written out."""
     from scipy.stats import t as student_t
 
@@ -792,11 +787,13 @@ def test_lead_across_towers_takes_the_seed_as_the_unit(tmp_path, monkeypatch):
     write("dca", 0, [0.6, 0.4], [0.1, 0.2])
     write("dca", 3, [0.9, 0.9], [0.1, 0.1])  # no baseline run of this seed
     write("a2v", 0, [0.9, 0.9], [0.1, 0.1])  # neither variant compared
-    runs = across.load_runs(tmp_path)
-    leads = across.per_seed_leads(runs, joint.result_key, joint.direction)
+    tower_runs = across.load_runs(tmp_path)
+    leads = across.per_seed_leads(tower_runs, joint.result_key, joint.direction)
     # seed 0: dca (0.5, 0.2) - none (0.1, 0.3); seed 1: (0.1, 0.5) - (0.1, 0.2); seed 2: (0.4, 0.6) - (0.3, 0.3)
     assert leads == pytest.approx({0: 0.15, 1: 0.15, 2: 0.2})
-    assert across.per_seed_leads(runs, unguided.result_key, unguided.direction) == pytest.approx({0: 0.15, 1: 0.15})
+    assert across.per_seed_leads(tower_runs, unguided.result_key, unguided.direction) == pytest.approx(
+        {0: 0.15, 1: 0.15}
+    )
 
     summary = across.across_seeds([0.15, 0.15, 0.2])
     values = np.array([0.15, 0.15, 0.2])
@@ -813,8 +810,10 @@ def test_every_tower_set_of_lead_across_towers_is_committed(tmp_path, monkeypatc
     monkeypatch.syspath_prepend(str(ABLATION.parent))
     across = load_benchmark(ABLATION.parent / "lead_across_towers.py")
     for tower_set in across.TOWER_SETS:
-        runs = across.load_runs(across.RUNS / tower_set.folder)
-        assert across.per_seed_leads(runs, across.PROTOCOLS[0].result_key, across.PROTOCOLS[0].direction), tower_set
+        tower_runs = across.load_runs(across.RUNS / tower_set.folder)
+        assert across.per_seed_leads(tower_runs, across.PROTOCOLS[0].result_key, across.PROTOCOLS[0].direction), (
+            tower_set
+        )
 
 
 def test_ablation_table_has_dcas_lead_over_every_other_variant_on_the_seeds_both_have():
@@ -823,7 +822,7 @@ def test_ablation_table_has_dcas_lead_over_every_other_variant_on_the_seeds_both
     from bridgedit.synthetic.scoring import paired_lead
 
     ablation = load_ablation()
-    joint = ablation.PAPER_JOINT_PROTOCOL
+    joint = runs.PAPER_JOINT_PROTOCOL
 
     def run(variant, seed, sync):
         statistics = {
@@ -837,7 +836,7 @@ def test_ablation_table_has_dcas_lead_over_every_other_variant_on_the_seeds_both
         result = {
             "variant": variant,
             "seed": seed,
-            "scores": {name: 0.0 for name in ablation.SCORES + ablation.GAINS},
+            "scores": {name: 0.0 for name in ablation.SCORES + runs.GAINS},
             joint.result_key: statistics,
         }
         ablation.record_scores(result, joint)
@@ -846,21 +845,21 @@ def test_ablation_table_has_dcas_lead_over_every_other_variant_on_the_seeds_both
     dca = [run("dca", 0, [0.5, 0.4, 0.6]), run("dca", 1, [0.3, 0.3, 0.4]), run("dca", 2, [0.9, 0.9, 0.9])]
     none = [run("none", 0, [0.2, 0.2, 0.3]), run("none", 1, [0.3, 0.1, 0.2]), run("none", 2, [0.1, 0.2, 0.1])]
     v2a = [run("v2a", 1, [0.4, 0.1, 0.2])]  # only seed 1: DCA's seed 1 against it, nothing else
-    shared = [run(ablation.SHARED, 2, [0.1, 0.1, 0.1]), run(ablation.SHARED, 0, [0.6, 0.6, 0.6])]
-    table = ablation.aggregate([*dca, *none, *v2a, *shared])
+    shared = [run(runs.SHARED, 2, [0.1, 0.1, 0.1]), run(runs.SHARED, 0, [0.6, 0.6, 0.6])]
+    table = runs.aggregate([*dca, *none, *v2a, *shared])
 
-    lead_name = ablation.PROPOSED_LEAD
+    lead_name = runs.PROPOSED_LEAD
     assert lead_name not in table["dca"]
     v2a_lead = table["v2a"][lead_name][joint.label]
     assert v2a_lead["pairs"] == 3 and v2a_lead["mean"] == pytest.approx(np.mean([-0.1, 0.2, 0.2]))
     assert v2a_lead == paired_lead([dca[1][joint.result_key]], [v2a[0][joint.result_key]], joint.direction)
-    shared_lead = table[ablation.SHARED][lead_name][joint.label]
+    shared_lead = table[runs.SHARED][lead_name][joint.label]
     assert shared_lead["pairs"] == 6  # seeds 0 and 2, each DCA run against the shared caption's run of its seed
     assert shared_lead["mean"] == pytest.approx(np.mean([-0.1, -0.2, 0.0, 0.8, 0.8, 0.8]))
     # against "none", DCA's lead is the same comparison as the "lead over none" of DCA's own row
     assert table["none"][lead_name][joint.label] == table["dca"]["lead over none"][joint.label]
     # a kind with no seed in common with DCA's runs gets no lead
-    alone = ablation.aggregate([dca[0], run("a2v", 5, [0.2, 0.2, 0.2])])
+    alone = runs.aggregate([dca[0], run("a2v", 5, [0.2, 0.2, 0.2])])
     assert lead_name not in alone["a2v"]
 
 
@@ -870,7 +869,7 @@ def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_s
     against "none"'s run of the same seed."""
     monkeypatch.syspath_prepend(str(ABLATION.parent))
     scan = load_benchmark(ABLATION.parent / "guidance_scan.py")
-    runs = tmp_path / "runs" / "ablation-x"
+    runs_folder = tmp_path / "runs_folder" / "ablation-x"
     sync_of = {("none", 0): [0.2, 0.4], ("none", 1): [0.3, 0.3], ("dca", 0): [0.5, 0.4], ("dca", 1): [0.2, 0.5]}
 
     def statistics(sync, chance=0.1):
@@ -888,7 +887,7 @@ def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_s
         return [{"sync": s, "av_align": 0.1, "colour": 1.0, "shape": 1.0, "material": 0.5} for s in sync]
 
     for (variant, seed), sync in sync_of.items():
-        folder = runs / f"{variant}-seed{seed}"
+        folder = runs_folder / f"{variant}-seed{seed}"
         (folder / "checkpoint-000004").mkdir(parents=True)
         (folder / "latest").write_text("checkpoint-000004")
         (folder / "scores.json").write_text(
@@ -909,18 +908,18 @@ def test_guidance_scan_scores_each_run_once_per_scale_and_pairs_dca_with_nones_s
     )
     for _ in range(2):  # the second pass finds every scale scored
         for variant, seed in sync_of:
-            scan.scan_run(runs, variant, seed, [1.0, 2.0], [])
+            scan.scan_run(runs_folder, variant, seed, [1.0, 2.0], [])
     assert sorted(calls) == sorted((run, "hvgc", scan.HELD_OUT_SEED, scale) for run in sync_of for scale in (1.0, 2.0))
 
-    table = scan.tabulate(runs, [0, 1], [2.0, scan.PAPER_AUDIO_GUIDANCE])
+    table = scan.tabulate(runs_folder, [0, 1], [2.0, scan.PAPER_AUDIO_GUIDANCE])
     assert table["2"]["lead_per_seed"]["per_seed"] == pytest.approx({0: 0.075, 1: 0.025})  # halved syncs
-    assert table["7"]["lead_per_seed"]["per_seed"] == pytest.approx({0: 0.15, 1: 0.05})  # the runs' own scores
+    assert table["7"]["lead_per_seed"]["per_seed"] == pytest.approx({0: 0.15, 1: 0.05})  # the runs_folder' own scores
     assert table["7"]["lead_per_clip"]["mean"] == pytest.approx(np.mean([0.3, 0.0, -0.1, 0.2]))
     assert table["7"]["lead_per_seed"]["seeds_with_dca_above"] == 2
     assert table["2"]["dca"]["sync"]["mean"] == pytest.approx(np.mean([0.45, 0.35]) / 2)
     assert table["2"]["none"]["material"]["mean"] == 0.5
     with pytest.raises(KeyError):  # a scale never scanned is not made up
-        scan.tabulate(runs, [0, 1], [4.0])
+        scan.tabulate(runs_folder, [0, 1], [4.0])
 
 
 def test_reference_scores_add_only_what_the_kept_file_lacks(tmp_path, monkeypatch):
@@ -963,7 +962,7 @@ def test_a_run_scored_at_the_papers_guidance_gets_its_scores_from_the_demo_model
     nothing."""
     ablation = load_ablation()
     settings = RecipeSettings()
-    name = ablation.run_name("v2a", 1, settings)
+    name = runs.run_name("v2a", 1, settings)
     paper_per_clip = [dict.fromkeys(ablation.SCORES, 0.1)]
     stored = {
         "variant": "v2a",
@@ -972,8 +971,8 @@ def test_a_run_scored_at_the_papers_guidance_gets_its_scores_from_the_demo_model
         "per_clip": paper_per_clip,
         "cross_modal_gain": {},
         "next_to_real_unguided": {},
-        "both_generated": {ablation.JOINT_DIRECTION: {"sync": 0.1, "sync_above_chance": 0.0}},
-        "both_generated_wa2": {ablation.JOINT_DIRECTION: {"sync": 0.2, "sync_above_chance": 0.05}},
+        "both_generated": {runs.JOINT_DIRECTION: {"sync": 0.1, "sync_above_chance": 0.0}},
+        "both_generated_wa2": {runs.JOINT_DIRECTION: {"sync": 0.2, "sync_above_chance": 0.05}},
         "towers_fingerprint": "f" * 64,
     }
     (tmp_path / "runs" / name).mkdir(parents=True)
@@ -1011,9 +1010,9 @@ def test_a_run_scored_at_the_papers_guidance_gets_its_scores_from_the_demo_model
     assert calls == [2.0]
     assert {name: result["scores"][name] for name in ablation.SCORES} == dict.fromkeys(ablation.SCORES, 0.2)
     assert result["scores"]["audio_gain_pct"] == 3.0 and result["scores"]["both_generated_wa2_sync"] == 0.2
-    assert ablation.scores_protocol(result) == "both_generated_wa2" and "per_clip" not in result
-    assert ablation.per_clip_scores(result, ablation.PAPER_JOINT_PROTOCOL) == paper_per_clip
-    assert ablation.per_clip_scores(result, ablation.SCORES_PROTOCOL) == [dict.fromkeys(ablation.SCORES, 0.2)]
+    assert runs.scores_protocol(result) == "both_generated_wa2" and "per_clip" not in result
+    assert runs.per_clip_scores(result, runs.PAPER_JOINT_PROTOCOL) == paper_per_clip
+    assert runs.per_clip_scores(result, runs.SCORES_PROTOCOL) == [dict.fromkeys(ablation.SCORES, 0.2)]
     assert json.loads((tmp_path / "runs" / name / "scores.json").read_text()) == result
     run()
     assert calls == [2.0]
@@ -1059,12 +1058,12 @@ def test_a_run_interrupted_while_scored_is_not_trained_again(tmp_path, monkeypat
 
     with pytest.raises(KeyboardInterrupt):
         run()
-    kept = ablation.stored_result(tmp_path, settings, "none", 0, fingerprint="f" * 64, commit_to=None)
+    kept = runs.stored_result(tmp_path, settings, "none", 0, fingerprint="f" * 64, commit_to=None)
     assert "train_seconds" in kept and kept["scores"]["sync"] == 0.5 and "next_to_real_unguided" not in kept
     monkeypatch.setattr(
         ablation,
         "score_next_to_real",
-        lambda *args, **kwargs: {ablation.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}},
+        lambda *args, **kwargs: {runs.REAL_DIRECTION: {"sync": 0.4, "sync_above_chance": 0.2}},
     )
     monkeypatch.setattr(
         ablation,
@@ -1072,7 +1071,7 @@ def test_a_run_interrupted_while_scored_is_not_trained_again(tmp_path, monkeypat
         lambda *args, **kwargs: {stream: {"mean_relative_gain": 0.0} for stream in ("audio", "video")},
     )
     result = run()
-    assert trained == [ablation.run_name("none", 0, settings)] and scored == ["joint"]
+    assert trained == [runs.run_name("none", 0, settings)] and scored == ["joint"]
     assert (
         result["train_seconds"] == kept["train_seconds"]
         and result["scores"]["audio_for_real_video_unguided_sync"] == 0.4
@@ -1084,7 +1083,7 @@ def test_the_table_never_averages_scores_measured_on_different_samples(caplog):
     moved to the demo model's) leave SCORES out of the table; the sync protocols all runs have stay."""
     ablation = load_ablation()
     statistics = {
-        ablation.JOINT_DIRECTION: {
+        runs.JOINT_DIRECTION: {
             "sync_per_clip": [0.5],
             "sync_chance_per_clip": [0.1],
             "sync": 0.5,
@@ -1096,22 +1095,22 @@ def test_the_table_never_averages_scores_measured_on_different_samples(caplog):
         result = {
             "variant": "dca",
             "seed": seed,
-            "scores": dict.fromkeys(ablation.SCORES + ablation.GAINS, 0.5),
+            "scores": dict.fromkeys(ablation.SCORES + runs.GAINS, 0.5),
             "both_generated_wa2": statistics,
         }
-        ablation.record_scores(result, ablation.SCORES_PROTOCOL)
+        ablation.record_scores(result, runs.SCORES_PROTOCOL)
         return result if scored_on is None else {**result, "scores_protocol": scored_on}
 
-    same = ablation.aggregate([run(0, "both_generated_wa2"), run(1, "both_generated_wa2")])["dca"]
+    same = runs.aggregate([run(0, "both_generated_wa2"), run(1, "both_generated_wa2")])["dca"]
     assert "av_align" in same and "both_generated_wa2_sync" in same
     legacy = {**run(0), "per_clip": []}  # scored before: its SCORES are the paper's samples'
-    assert ablation.scores_protocol(legacy) == "both_generated" and ablation.scores_protocol(run(0)) is None
+    assert runs.scores_protocol(legacy) == "both_generated" and runs.scores_protocol(run(0)) is None
     trained_only = {"variant": "dca", "seed": 2, "scores": {}}  # kept after training, not yet scored
     with caplog.at_level("WARNING"):
-        partial = ablation.aggregate([run(0, "both_generated_wa2"), trained_only])["dca"]
+        partial = runs.aggregate([run(0, "both_generated_wa2"), trained_only])["dca"]
     assert "different samples" not in caplog.text and "av_align" not in partial  # not every run has it yet
     with caplog.at_level("WARNING"):
-        mixed = ablation.aggregate([legacy, run(1, "both_generated_wa2")])["dca"]
+        mixed = runs.aggregate([legacy, run(1, "both_generated_wa2")])["dca"]
     assert not set(ablation.SCORES) & set(mixed) and "both_generated_wa2_sync" in mixed and "audio_gain_pct" in mixed
     assert "different samples" in caplog.text
 

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from ablation import DEFAULT_PROTOCOLS, PAPER_JOINT_PROTOCOL, PROTOCOLS, RESULTS, VARIANTS, longest_first, run_name
+from runs import DEFAULT_PROTOCOLS, PAPER_JOINT_PROTOCOL, PROTOCOLS, RESULTS, VARIANTS, longest_first, run_name
 
 from bridgedit.atomic import write_text_atomic
 from bridgedit.synthetic.recipe import RecipeSettings

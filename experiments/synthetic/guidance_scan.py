@@ -33,7 +33,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ablation import (
+from ablation import run_workers
+from lead_across_towers import across_seeds, per_seed_leads
+from runs import (
     BASELINE,
     JOINT_DIRECTION,
     JOINT_PROTOCOLS,
@@ -43,9 +45,7 @@ from ablation import (
     format_runs,
     parse_runs,
     per_clip_scores,
-    run_workers,
 )
-from lead_across_towers import across_seeds, per_seed_leads
 
 from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from ablation import BASELINE, PROTOCOLS
+from runs import BASELINE, COMMITTED_RUNS, PROPOSED, PROTOCOLS, RESULTS
 
 from bridgedit.atomic import write_text_atomic
 from bridgedit.synthetic.scoring import sync_above_chance_per_clip
 
-RESULTS = Path(__file__).parent / "results"
-RUNS = RESULTS / "ablation-runs"
-VARIANT = "dca"
+RUNS = COMMITTED_RUNS
+VARIANT = PROPOSED
 
 
 class TowerSet(NamedTuple):

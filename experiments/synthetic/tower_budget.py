@@ -33,8 +33,8 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-from ablation import towers_fingerprint
 from event_counts import generated
+from runs import towers_fingerprint
 from tower_memorisation import event_reference_rows, pretrained_towers, save_and_print_event_rows, tower_training_config
 
 from bridgedit.data.manifest import load_manifest
