@@ -25,7 +25,17 @@ logger = logging.getLogger(__name__)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-PROMPT_KEYS = {"id", "video_prompt", "audio_prompt", "prompt", "negative_video_prompt", "negative_audio_prompt", "seed"}
+PROMPT_KEYS = {
+    "id",
+    "video_prompt",
+    "audio_prompt",
+    "prompt",
+    "negative_video_prompt",
+    "negative_audio_prompt",
+    "seed",
+    "video",
+    "audio",
+}
 
 
 @dataclass(frozen=True)
@@ -37,9 +47,21 @@ class PromptItem:
     negative_video_prompt: str | None = None
     negative_audio_prompt: str | None = None
     seed: int | None = None
+    video: str | None = None  # a file whose video is held while the audio is generated next to it
+    audio: str | None = None  # a file whose sound is held while the video is generated next to it
 
     def prompts(self) -> dict[str, str | None]:
-        return {k: v for k, v in asdict(self).items() if k not in ("id", "seed")}
+        """The pipeline's prompt arguments; a held stream's own caption may be left out (then empty)."""
+        prompts = {k: v for k, v in asdict(self).items() if k not in ("id", "seed", "video", "audio")}
+        if self.prompt is None:
+            for held, key in ((self.video, "video_prompt"), (self.audio, "audio_prompt")):
+                if held is not None and prompts[key] is None:
+                    prompts[key] = ""
+        return prompts
+
+    def given(self) -> dict[str, str]:
+        """The held stream's file, as the pipeline's `video` or `audio` argument ({} for text alone)."""
+        return {k: v for k, v in (("video", self.video), ("audio", self.audio)) if v is not None}
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,7 @@ class GenerationSettings:
     audio_length_rounding: str = "ceil"  # "floor": the release's 116 audio latent frames at 5.4 s
     negative_video_prompt: str | None = None  # used where a prompt brings none (a converted release model's)
     negative_audio_prompt: str | None = None
+    hold: str | None = None  # how a given video or sound is held (None: the model's own, else "clean")
     write_wav: bool = False
     offload_text_encoders: bool = False
 
@@ -92,6 +115,7 @@ class GenerationSettings:
             offload_text_encoders=self.offload_text_encoders,
             max_sequence_length=self.max_sequence_length,
             audio_length_rounding=self.audio_length_rounding,
+            hold=self.hold,
         )
 
     def prompts(self, item: PromptItem) -> dict[str, str | None]:
@@ -117,12 +141,24 @@ def parse_prompt_item(data: Any, where: str) -> PromptItem:
     item_id = data.get("id")
     if not isinstance(item_id, str) or not ID_PATTERN.match(item_id):
         raise ConfigError(f'{where}: "id" must be a file-name-safe string (letters, digits, . _ -); got {item_id!r}')
-    has_pair = "video_prompt" in data and "audio_prompt" in data
-    if ("prompt" in data) == has_pair or (not has_pair and ("video_prompt" in data or "audio_prompt" in data)):
-        raise ConfigError(f'{where}: give either "video_prompt" and "audio_prompt", or one shared "prompt"')
     for key in PROMPT_KEYS - {"id", "seed"}:
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f'{where}: "{key}" must be a string')
+    if "video" in data and "audio" in data:
+        raise ConfigError(f'{where}: give "video" or "audio" to hold, not both: one stream is generated')
+    if "video" in data or "audio" in data:  # the generated stream's caption is needed, the held one's optional
+        held = "video" if "video" in data else "audio"
+        needed = "audio_prompt" if held == "video" else "video_prompt"
+        if "prompt" in data and ("video_prompt" in data or "audio_prompt" in data):
+            raise ConfigError(f'{where}: give "{needed}" or one shared "prompt", not both')
+        if needed not in data and "prompt" not in data:
+            raise ConfigError(f'{where}: a held "{held}" needs "{needed}" (the caption of the stream generated for it)')
+        if not Path(data[held]).is_file():
+            raise ConfigError(f'{where}: "{held}" file {data[held]} does not exist')
+    else:
+        has_pair = "video_prompt" in data and "audio_prompt" in data
+        if ("prompt" in data) == has_pair or (not has_pair and ("video_prompt" in data or "audio_prompt" in data)):
+            raise ConfigError(f'{where}: give either "video_prompt" and "audio_prompt", or one shared "prompt"')
     seed = data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ConfigError(f'{where}: "seed" must be a non-negative integer')
@@ -226,7 +262,12 @@ def generate_to_file(
     device = pipe.device
     generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
     output = pipe(
-        **settings.prompts(item), **settings.call_kwargs(), generator=generator, progress=progress, output_type="np"
+        **settings.prompts(item),
+        **item.given(),
+        **settings.call_kwargs(),
+        generator=generator,
+        progress=progress,
+        output_type="np",
     )
     write_sounding_video(out_path, output.video[0], output.fps, output.audio[0], output.sample_rate)
     record = {
@@ -238,6 +279,8 @@ def generate_to_file(
         "frames": int(output.video.shape[1]),
         "seconds": output.audio.shape[-1] / output.sample_rate,
     }
+    if item.given():
+        record["given"] = item.given()
     if settings.write_wav:
         record["wav"] = str(write_wav(out_path.with_suffix(".wav"), output.audio[0], output.sample_rate))
     return record

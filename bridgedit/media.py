@@ -4,6 +4,7 @@ decoded and standardised into training clips (PyAV: decoding, scaling, resamplin
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -253,6 +254,74 @@ def read_standard_clip(
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as error:
         raise MediaError(f"cannot decode: {type(error).__name__}: {error}") from None
     return StandardClip(frames=frames, audio=audio, start=start, padded_seconds=padded, source_duration=duration)
+
+
+def check_given_stream(path: str | os.PathLike, kind: str) -> None:
+    """Raise MediaError unless `path` is readable media with a `kind` ("video" or "audio") stream; cheap (no decoding),
+    for checking a user's file before any model loads."""
+    container, _ = _given_container(path, kind, ClipStandard(seconds=0.0, fps=math.inf, sample_rate=10**12))
+    container.close()
+
+
+def _given_container(path: str | os.PathLike, kind: str, standard: ClipStandard):
+    """Open a user's file for its `kind` ("video" or "audio") stream; (container, seconds to read)."""
+    if not os.path.isfile(path):
+        raise MediaError(f"{path} does not exist")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as error:
+        raise MediaError(f"{path} is not readable media ({type(error).__name__})") from None
+    streams = container.streams.video if kind == "video" else container.streams.audio
+    if not streams:
+        container.close()
+        raise MediaError(f"{path} has no {kind} stream")
+    duration = _duration(container)
+    shortest = 1 / standard.fps if kind == "video" else 1 / standard.sample_rate
+    if duration is not None and duration < shortest:
+        container.close()
+        raise MediaError(f"{path} is shorter than one {'frame' if kind == 'video' else 'sample'} ({duration:.4f} s)")
+    return container, min(duration if duration is not None else standard.seconds, standard.seconds)
+
+
+def read_given_video(path: str | os.PathLike, standard: ClipStandard) -> np.ndarray:
+    """A user's video as a model sees it, by the code `prepare` uses: `standard.num_frames` frames at its frame rate
+    from the start (the last frame held past the file's end), covering its size and centre-cropped. (F, H, W, 3)."""
+    container, seconds = _given_container(path, "video", standard)
+    try:
+        with container:
+            return _read_frames(container, 0.0, seconds, standard)
+    except (av.error.FFmpegError, ValueError, IndexError) as error:
+        raise MediaError(f"{path}: cannot decode its video ({type(error).__name__}: {error})") from None
+
+
+def read_given_audio(path: str | os.PathLike, standard: ClipStandard) -> np.ndarray:
+    """A user's sound as a model hears it, by the code `prepare` uses: mono, resampled to its rate, cut to
+    `standard.seconds` (silence after the file's end). (samples,) float32."""
+    container, seconds = _given_container(path, "audio", standard)
+    try:
+        with container:
+            return _read_audio(container, 0.0, seconds, standard)
+    except (av.error.FFmpegError, ValueError, IndexError) as error:
+        raise MediaError(f"{path}: cannot decode its audio ({type(error).__name__}: {error})") from None
+
+
+def standard_frames(frames: np.ndarray, standard: ClipStandard) -> np.ndarray:
+    """Frames given as an array (F, H, W, 3) uint8, taken to be at the model's frame rate: each covering-resized and
+    centre-cropped as `prepare` does, cut to `standard.num_frames` (the last held when there are fewer)."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise MediaError(f"video frames must be a (F, H, W, 3) uint8 array; got {frames.dtype} {frames.shape}")
+    chosen = list(frames[: standard.num_frames])
+    chosen += [chosen[-1]] * (standard.num_frames - len(chosen))
+    return np.stack([_standard_frame(av.VideoFrame.from_ndarray(frame, format="rgb24"), standard) for frame in chosen])
+
+
+def standard_audio(audio: np.ndarray, standard: ClipStandard) -> np.ndarray:
+    """A waveform given as an array, (samples,) or (channels, samples) at the model's rate: mono, cut or padded with
+    silence to `standard.num_samples`."""
+    if audio.ndim not in (1, 2) or not audio.shape[-1]:
+        raise MediaError(f"audio must be a (samples,) or (channels, samples) array; got shape {audio.shape}")
+    mono = (audio if audio.ndim == 1 else audio.mean(axis=0)).astype(np.float32)[: standard.num_samples]
+    return np.pad(mono, (0, standard.num_samples - len(mono)))
 
 
 def read_frames(path: str | os.PathLike) -> np.ndarray:

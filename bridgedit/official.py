@@ -49,7 +49,8 @@ RELEASE_NEGATIVE_AUDIO_PROMPT = "Low quality, unclear and noisy."
 
 #: the release's sampling (`train_joint.py` `denoising`, `config/sample.yaml`): each tower's own scheduler in
 #: lockstep (UniPC, cosine DPM-Solver), 50 steps, w_v 6, w_a 7, 480 x 832 (834 requested; the Wan VAE makes 832),
-#: 81 frames at 15 fps, int(5.4 s x 44,100 / 2,048) = 116 audio latent frames, Wan text padded to 1,024 tokens
+#: 81 frames at 15 fps, int(5.4 s x 44,100 / 2,048) = 116 audio latent frames, Wan text padded to 1,024 tokens;
+#: a given video or sound is held by replacement sampling (the release trains with coupled timesteps)
 RELEASE_GENERATION_DEFAULTS = {
     "schedule": "native",
     "num_inference_steps": 50,
@@ -63,6 +64,7 @@ RELEASE_GENERATION_DEFAULTS = {
     "max_sequence_length": 1024,
     "negative_video_prompt": RELEASE_NEGATIVE_VIDEO_PROMPT,
     "negative_audio_prompt": RELEASE_NEGATIVE_AUDIO_PROMPT,
+    "hold": "renoised",  # trained with coupled timesteps: a given stream is held at each step's noise level
 }
 
 #: a DeepSpeed checkpoint's prefixes of the video tower, the audio tower and the bridges (`load_ckpt_deepspeed`)

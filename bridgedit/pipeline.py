@@ -39,7 +39,8 @@ from .checkpoint import load_bridge_weights, read_bridge_config, save_bridge
 from .conditioning import audio_conditions, null_audio_conditions, video_conditions
 from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths
 from .cpu_attention import MatmulAttention
-from .diffusion import COUPLED_SAMPLERS, GuidedDenoiser, coupled_grid, hold_fixed, sample_native
+from .diffusion import COUPLED_SAMPLERS, HOLD_MODES, GuidedDenoiser, coupled_grid, hold_fixed, sample_native
+from .media import ClipStandard, read_given_audio, read_given_video, standard_audio, standard_frames
 from .model import BridgeDiT
 from .towers import AudioConditions, VideoConditions
 
@@ -319,6 +320,9 @@ class BridgeDiTPipeline:
         audio_latents: torch.Tensor | None = None,
         given_video_latents: torch.Tensor | None = None,
         given_audio_latents: torch.Tensor | None = None,
+        video: str | os.PathLike | np.ndarray | torch.Tensor | None = None,
+        audio: str | os.PathLike | np.ndarray | torch.Tensor | None = None,
+        hold: str | None = None,
         output_type: str = "np",
         progress: bool = True,
         max_sequence_length: int = 512,
@@ -333,14 +337,22 @@ class BridgeDiTPipeline:
         frames, as the authors' release: 116 at 5.4 s). `max_sequence_length`: the UMT5 tokens Wan's text states
         are padded to (the release generates with 1,024 and trains with 512).
 
-        `given_video_latents` (normalised Wan latents, as the cache stores them, batched) generates audio for
-        that video; `given_audio_latents` (Oobleck latents) generates video for that audio: the given stream is
-        held clean (noise level 0) at every step and returned as given (`diffusion.hold_fixed`). Initial noise
-        is drawn for both streams as in joint generation, so a seed gives the generated stream the same
-        starting noise either way. The given stream's guidance scale has no effect. Only meaningful for bridges
-        trained with each stream's noise level drawn on its own (`timesteps: independent`).
+        Sound for a given video, video for a given sound: `video` (a file's path, frames (F, H, W, 3) uint8 at the
+        model's frame rate, or normalised Wan latents (1, C, F', H', W')) or `audio` (a path, a waveform (samples,)
+        or (channels, samples) at the model's rate, or Oobleck latents (1, C_a, T)) is not generated but held, and
+        the other stream is sampled next to it through the bridges. Files and arrays are brought to the model's own
+        size, rate and length by the code `prepare` uses (`media.read_given_video` ...) and encoded as the cache
+        encodes. `given_video_latents` / `given_audio_latents` give latents directly (batched). `hold`:
+        "clean" (noise level 0 throughout: for models trained with independent noise levels, like the demo model)
+        or "renoised" (the given latents noised to each step's level from one fixed noise draw: replacement
+        sampling, for models trained with coupled timesteps, like the paper's and the released ones); default: the
+        model's own (`generation_defaults["hold"]`, which training records), else "clean". Initial noise is drawn
+        for both streams as in joint generation, so a seed gives the generated stream the same starting noise
+        either way. The given stream's guidance scale has no effect; it is returned as the model saw it.
         """
-        video_prompts, audio_prompts = self._resolve_prompts(video_prompt, audio_prompt, prompt)
+        held = "video" if video is not None or given_video_latents is not None else None
+        held = "audio" if audio is not None or given_audio_latents is not None else held
+        video_prompts, audio_prompts = self._resolve_prompts(video_prompt, audio_prompt, prompt, held=held)
         clip = ClipSpec(
             height=height,
             width=width,
@@ -352,9 +364,25 @@ class BridgeDiTPipeline:
         )
         lengths = SequenceLengths.compute(clip, self.strides)
         self._check_call(num_inference_steps, schedule, sampler, output_type)
-        if given_video_latents is not None and given_audio_latents is not None:
-            raise ConfigError("give given_video_latents or given_audio_latents, not both: one stream is generated")
+        holds_video = video is not None or given_video_latents is not None
+        if holds_video and (audio is not None or given_audio_latents is not None):
+            raise ConfigError("give a video or an audio to hold, not both: one stream is generated")
+        if (video is not None and given_video_latents is not None) or (
+            audio is not None and given_audio_latents is not None
+        ):
+            raise ConfigError("give a stream once: as `video` / `audio` or as given latents")
+        if video is not None:
+            given_video_latents = self.given_video_latents(video, clip)
+        if audio is not None:
+            given_audio_latents = self.given_audio_latents(audio, clip)
+        hold = hold or self.generation_defaults.get("hold", "clean")
+        if hold not in HOLD_MODES:
+            raise ConfigError(f"hold={hold!r} is unknown; choose one of {', '.join(HOLD_MODES)}")
         batch, device = len(video_prompts), self.device
+        if video is not None and given_video_latents.shape[0] == 1:  # one given clip for every prompt
+            given_video_latents = given_video_latents.expand(batch, *given_video_latents.shape[1:])
+        if audio is not None and given_audio_latents.shape[0] == 1:
+            given_audio_latents = given_audio_latents.expand(batch, *given_audio_latents.shape[1:])
 
         states = self.encode_prompts(
             video_prompts,
@@ -387,6 +415,10 @@ class BridgeDiTPipeline:
                 given_audio_latents, audio_shape, None, "given_audio_latents", check_length=False
             )
             x_audio = given_audio.clone()  # the held stream's sampler state: never shown to the network
+        held_noise = None  # replacement sampling's one fixed noise draw of the held stream
+        if hold == "renoised" and (given_video is not None or given_audio is not None):
+            held = given_video if given_video is not None else given_audio
+            held_noise = randn_tensor(held.shape, generator=generator, device=device, dtype=torch.float32)
 
         # a given stream's own prediction is discarded, so its scale changes nothing: at a scale of 1 for the
         # generated stream, each step is then the conditional pass alone
@@ -409,7 +441,7 @@ class BridgeDiTPipeline:
             return pred_video.float(), pred_audio.float()
 
         if given_video is not None or given_audio is not None:
-            denoise = hold_fixed(denoise, video=given_video, audio=given_audio)
+            denoise = hold_fixed(denoise, video=given_video, audio=given_audio, mode=hold, noise=held_noise)
 
         self.model.eval()
         if schedule == "native":
@@ -438,6 +470,49 @@ class BridgeDiTPipeline:
             sample_rate=self.sample_rate,
         )
 
+    def _given_standard(self, clip: ClipSpec, seconds: float) -> ClipStandard:
+        return ClipStandard(
+            seconds=seconds,
+            fps=clip.fps,
+            height=clip.height,
+            width=clip.width,
+            sample_rate=self.sample_rate,
+            min_seconds=0.0,
+        )
+
+    def given_video_latents(self, video, clip: ClipSpec) -> torch.Tensor:
+        """A given video as normalised Wan latents (1, C, F', H', W'): latents as they are; a file or frames brought to
+        `clip`'s frame rate, size and frame count as `prepare` does, then encoded as the cache encodes."""
+        if isinstance(video, torch.Tensor):
+            if video.ndim != 5:
+                raise ConfigError(f"video latents must be (1, C, F', H', W'); got shape {tuple(video.shape)}")
+            return video
+        from .data.cache import encode_video
+
+        standard = self._given_standard(clip, clip.num_frames / clip.fps)
+        if isinstance(video, np.ndarray):
+            frames = standard_frames(video, standard)
+        else:
+            frames = read_given_video(video, standard)
+        return encode_video(self, frames)[None]
+
+    def given_audio_latents(self, audio, clip: ClipSpec) -> torch.Tensor:
+        """A given sound as Oobleck latents (1, C_a, T): latents as they are; a file or a waveform made mono, resampled
+        and cut to `clip`'s audio length as `prepare` does, then encoded as the cache encodes (T the model's length)."""
+        if isinstance(audio, torch.Tensor):
+            if audio.ndim != 3:
+                raise ConfigError(f"audio latents must be (1, C_a, T); got shape {tuple(audio.shape)}")
+            return audio
+        from .data.cache import encode_audio
+
+        standard = self._given_standard(clip, clip.seconds)
+        waveform = (
+            standard_audio(audio, standard) if isinstance(audio, np.ndarray) else read_given_audio(audio, standard)
+        )
+        latents = encode_audio(self, waveform[None])[None]  # (1, C_a, ceil(samples / hop))
+        length = SequenceLengths.compute(clip, self.strides).audio_latent_length
+        return latents[..., :length]
+
     def decode_video(self, latents: torch.Tensor, output_type: str = "np"):
         """Wan latents -> frames, as WanPipeline decodes them (de-normalise, VAE decode, post-process)."""
         vae = self.video_pipe.vae
@@ -463,7 +538,7 @@ class BridgeDiTPipeline:
     # ------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _resolve_prompts(video_prompt, audio_prompt, prompt) -> tuple[list[str], list[str]]:
+    def _resolve_prompts(video_prompt, audio_prompt, prompt, *, held: str | None = None) -> tuple[list[str], list[str]]:
         shared = _as_list(prompt, "prompt")
         video, audio = _as_list(video_prompt, "video_prompt"), _as_list(audio_prompt, "audio_prompt")
         if shared is not None:
@@ -477,7 +552,7 @@ class BridgeDiTPipeline:
         if not video:
             raise ConfigError("no prompts given")
         for name, prompts in (("video", video), ("audio", audio)):
-            if any(not p.strip() for p in prompts):
+            if name != held and any(not p.strip() for p in prompts):  # a held stream's caption may well be empty
                 logger.warning("empty %s prompt: that %s is generated unconditionally", name, name)
         return video, audio
 

@@ -6,6 +6,7 @@ keys, driven between diffusers' tower blocks the way the release's `train_joint.
 no code with bridgedit's model.
 """
 
+import json
 import math
 import os
 import pickle
@@ -532,6 +533,9 @@ def test_fine_tuning_from_a_converted_checkpoint_resumes_exactly(towers, tmp_pat
     before = {n: p.detach().clone() for n, p in straight.model.named_parameters() if p.requires_grad}
     straight.run()
     assert straight.model.config.trainable.policy == "bridges+first_blocks"
+    # trained with coupled (integer) timesteps: its checkpoints hold a given stream by replacement sampling
+    index = json.loads((tmp_path / "straight" / "checkpoint-000003" / "model_index.json").read_text())
+    assert index["generation_defaults"]["hold"] == "renoised"
     assert any((p - before[n]).abs().max() > 0 for n, p in straight.model.named_parameters() if p.requires_grad)
     Trainer(config("split"), progress=False).run(stop_at=2)
     resumed = Trainer(config("split"), resume="latest", progress=False)

@@ -9,6 +9,8 @@ import sys
 
 from .. import generation
 from ..config import ConfigError
+from ..diffusion.samplers import HOLD_MODES
+from ..media import check_given_stream
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,7 @@ SIZE_KEYS = (
     "audio_guidance",
     "schedule",
     "sampler",
+    "hold",
 )
 
 
@@ -53,6 +56,21 @@ def add_parser(subparsers) -> None:
         metavar="FILE.jsonl",
         help='batch: one JSON object per line, {"id", "video_prompt", "audio_prompt"} or {"id", "prompt"}, '
         'optional "seed" and negatives',
+    )
+    given = parser.add_argument_group(
+        "a given stream (sound for a video, video for a sound)",
+        "Hold one stream and generate the other next to it through the bridges: --video IN.mp4 with --audio-prompt, "
+        "or --audio IN.wav with --video-prompt (the held stream's caption is optional). Any length, rate or size: "
+        "it is brought to the model's own as `prepare` does; the .mp4 carries it as the model saw it.",
+    )
+    given.add_argument("--video", metavar="IN.mp4", help="generate the sound for this file's video")
+    given.add_argument("--audio", metavar="IN.wav", help="generate the video for this file's sound")
+    given.add_argument(
+        "--hold",
+        choices=HOLD_MODES,
+        help="clean: the given stream at noise level 0 (models trained with independent noise levels, as the demo "
+        "model); renoised: noised to each step's level from one fixed draw (models trained with coupled timesteps, "
+        "as the paper's and the released ones). Default: the model's own",
     )
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="FILE.mp4", help="where to write the video (single mode)")
@@ -92,6 +110,8 @@ def add_parser(subparsers) -> None:
 
 def _mode(args: argparse.Namespace) -> str:
     if args.prompts:
+        if args.video or args.audio:
+            raise ConfigError('batch mode reads a held stream from each line ("video" or "audio"), not --video/--audio')
         if args.out or args.video_prompt or args.audio_prompt or args.prompt:
             raise ConfigError("batch mode takes --prompts and --out-dir, without --out or single prompts")
         if not args.out_dir:
@@ -122,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
                     prompt=args.prompt,
                     negative_video_prompt=args.negative_video_prompt,
                     negative_audio_prompt=args.negative_audio_prompt,
+                    video=args.video,
+                    audio=args.audio,
                 ).items()
                 if v is not None
             },
@@ -131,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         items = generation.read_prompt_file(args.prompts)
         out_dir = generation.check_writable_dir(args.out_dir)
+    for item in items:  # a user's file is checked before any model loads
+        for kind, path in item.given().items():
+            check_given_stream(path, kind)
     state, device = generation.process_state(args.device)
     dtype = generation.resolve_dtype(args.dtype, device)
     model = args.model or generation.default_model()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .objectives import VIDEO_TIMESTEP_SCALE
+from .objectives import VIDEO_TIMESTEP_SCALE, noise_audio, noise_video
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -121,26 +121,58 @@ def _audio_second_order(x, v, x_next_guess, v_next, s, s_next) -> torch.Tensor:
     return torch.sin(phi_next) * (x / torch.sin(phi) + increment)
 
 
-def hold_fixed(fn: Denoiser, *, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> Denoiser:
-    """A denoiser for generating one stream next to a given, clean other stream (video-to-audio or audio-to-video).
+#: how a given stream is held while the other is generated next to it (`hold_fixed`)
+HOLD_MODES = ("clean", "renoised")
 
-    The held stream's clean latents (`video` (B, C, F', H', W') or `audio` (B, C_a, T)) replace whatever the
-    sampler passes for it, at noise level 0 (t_V = 0, t_A = 0), and its prediction is returned as zeros: any
-    sampler can run unchanged, and the held stream's sampled output is to be replaced by the given latents
-    afterwards (its values during sampling are never shown to the network). The model must have been trained
-    with each stream's noise level drawn on its own for such pairs to be in distribution.
+
+def hold_fixed(
+    fn: Denoiser,
+    *,
+    video: torch.Tensor | None = None,
+    audio: torch.Tensor | None = None,
+    mode: str = "clean",
+    noise: torch.Tensor | None = None,
+) -> Denoiser:
+    """A denoiser for generating one stream next to a given other stream (video-to-audio or audio-to-video).
+
+    The held stream's latents (`video` (B, C, F', H', W') or `audio` (B, C_a, T)) replace whatever the sampler passes
+    for it, and its prediction is returned as zeros: any sampler runs unchanged, and the held stream's sampled output
+    is to be replaced by the given latents afterwards (its values during sampling are never shown to the network).
+
+    - "clean": the given latents at noise level 0 (t_V = 0, t_A = 0) at every step: in distribution for models
+      trained with each stream's noise level drawn on its own (the demo model).
+    - "renoised" (replacement sampling): the given latents noised to the current step's level with one fixed `noise`
+      draw (Eq. 5 and 6 forward processes), at the step's own timestep: what a model trained with coupled timesteps
+      has seen (the paper's, the authors' release).
     """
     if (video is None) == (audio is None):
         raise ValueError("hold exactly one stream fixed: give `video` or `audio`")
+    if mode not in HOLD_MODES:
+        raise ValueError(f"hold mode {mode!r} is unknown; choose one of {', '.join(HOLD_MODES)}")
+    held = video if video is not None else audio
+    if mode == "renoised" and (noise is None or noise.shape != held.shape):
+        raise ValueError("the renoised hold needs one noise draw of the held stream's shape")
 
-    def held(x_video, x_audio, t_video, t_audio):
+    def held_video(x_video, t_video):
+        if mode == "clean":
+            return video.to(x_video), torch.zeros_like(t_video)
+        return noise_video(video.to(x_video), noise.to(x_video), t_video), t_video
+
+    def held_audio(x_audio, t_audio):
+        if mode == "clean":
+            return audio.to(x_audio), torch.zeros_like(t_audio)
+        return noise_audio(audio.to(x_audio), noise.to(x_audio), t_audio), t_audio
+
+    def denoise(x_video, x_audio, t_video, t_audio):
         if video is not None:
-            _, v_audio = fn(video.to(x_video), x_audio, torch.zeros_like(t_video), t_audio)
+            given, t_given = held_video(x_video, t_video)
+            _, v_audio = fn(given, x_audio, t_given, t_audio)
             return torch.zeros_like(x_video), v_audio
-        v_video, _ = fn(x_video, audio.to(x_audio), t_video, torch.zeros_like(t_audio))
+        given, t_given = held_audio(x_audio, t_audio)
+        v_video, _ = fn(x_video, given, t_video, t_given)
         return v_video, torch.zeros_like(x_audio)
 
-    return held
+    return denoise
 
 
 COUPLED_SAMPLERS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {

@@ -264,6 +264,9 @@ class Trainer:
         self.device = self.accelerator.device
         self.pipe = build_pipeline(config)
         self.pipe.to(self.device)
+        # how this model is to hold a given stream when generating the other: clean where each stream's noise level
+        # was drawn on its own, at each step's level (replacement sampling) where they were coupled
+        self.pipe.generation_defaults["hold"] = "clean" if train.timesteps["coupling"] == "independent" else "renoised"
         model_name = config.model.base or f"{config.model.video}+{config.model.audio}"
         ensure_dataset_and_cache(config, self.pipe, self.accelerator.state, model_name)
         self.clips = CachedClips(
