@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .config import ClipSpec, CodecStrides, ConfigError, check_clip
-from .media import write_sounding_video, write_wav
+from .media import write_sounding_video, write_wav, write_with_original_stream
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class GenerationSettings:
     negative_video_prompt: str | None = None  # used where a prompt brings none (a converted release model's)
     negative_audio_prompt: str | None = None
     hold: str | None = None  # how a given video or sound is held (None: the model's own, else "clean")
+    keep_original: bool = False  # mux a given stream as the file has it (no re-encode), not as the model saw it
     write_wav: bool = False
     offload_text_encoders: bool = False
 
@@ -269,7 +270,21 @@ def generate_to_file(
         progress=progress,
         output_type="np",
     )
-    write_sounding_video(out_path, output.video[0], output.fps, output.audio[0], output.sample_rate)
+    given = item.given()
+    if given and settings.keep_original:  # the given stream untouched, cut to the clip, beside the generated one
+        (kind, original), seconds = next(iter(given.items())), output.audio.shape[-1] / output.sample_rate
+        write_with_original_stream(
+            out_path,
+            original,
+            kind,
+            seconds,
+            frames=output.video[0],
+            fps=output.fps,
+            audio=output.audio[0],
+            sample_rate=output.sample_rate,
+        )
+    else:
+        write_sounding_video(out_path, output.video[0], output.fps, output.audio[0], output.sample_rate)
     record = {
         "id": item.id,
         "video": str(out_path),
@@ -279,8 +294,8 @@ def generate_to_file(
         "frames": int(output.video.shape[1]),
         "seconds": output.audio.shape[-1] / output.sample_rate,
     }
-    if item.given():
-        record["given"] = item.given()
+    if given:
+        record["given"] = given
     if settings.write_wav:
         record["wav"] = str(write_wav(out_path.with_suffix(".wav"), output.audio[0], output.sample_rate))
     return record

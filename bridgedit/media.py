@@ -45,6 +45,54 @@ def _check_arrays(frames: np.ndarray, audio: np.ndarray) -> None:
         raise ValueError(f"audio must have shape (channels, samples) with 1 or 2 channels; got {audio.shape}")
 
 
+def _video_stream(container, frames: np.ndarray, fps: float, crf: int):
+    """An H.264 (yuv420p) stream for `frames` in `container` (every stream is added before anything is muxed)."""
+    stream = container.add_stream(
+        "libx264", rate=Fraction(fps).limit_denominator(1001), options={"crf": str(crf), "x264-params": X264_PARAMS}
+    )
+    stream.width, stream.height = frames.shape[2], frames.shape[1]
+    stream.pix_fmt = "yuv420p"
+    return stream
+
+
+def _mux_video(container, stream, frames: np.ndarray) -> None:
+    for frame in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def _audio_stream(container, sample_rate: int):
+    """An AAC stereo stream in `container` for audio at `sample_rate`."""
+    return container.add_stream("aac", rate=aac_sample_rate(sample_rate), layout="stereo")
+
+
+def _mux_audio(container, stream, audio: np.ndarray, sample_rate: int) -> None:
+    """Encode `audio` (channels, samples; mono duplicated) into the AAC `stream`, resampled to its rate."""
+    audio = np.ascontiguousarray(np.clip(audio, -1.0, 1.0), dtype=np.float32)
+    if audio.shape[0] == 1:
+        audio = np.repeat(audio, 2, axis=0)
+    out_rate = stream.codec_context.sample_rate
+    audio_frame = av.AudioFrame.from_ndarray(audio, format="fltp", layout="stereo")
+    audio_frame.sample_rate = sample_rate
+    audio_frames = [audio_frame]
+    if out_rate != sample_rate:
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=out_rate)
+        audio_frames = resampler.resample(audio_frame) + resampler.resample(None)
+    # explicit timestamps from 0: the encoder then shifts its 1024-sample priming before 0 and the
+    # muxer writes an edit list, so players start the audio exactly with the first video frame
+    # (without them the audio lags the video by the priming, 23 ms at 44.1 kHz)
+    position = 0
+    for resampled in audio_frames:
+        resampled.pts, resampled.time_base = position, Fraction(1, out_rate)
+        position += resampled.samples
+        for packet in stream.encode(resampled):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
 def write_sounding_video(
     path: str | os.PathLike,
     frames: np.ndarray,  # (F, H, W, 3) uint8
@@ -58,44 +106,54 @@ def write_sounding_video(
 
     The same frames always make the same file: libx264's macroblock-tree rate control is off (`X264_PARAMS`)."""
     _check_arrays(frames, audio)
-    audio = np.ascontiguousarray(np.clip(audio, -1.0, 1.0), dtype=np.float32)
-    if audio.shape[0] == 1:
-        audio = np.repeat(audio, 2, axis=0)
-    rate = Fraction(fps).limit_denominator(1001)
-    out_rate = aac_sample_rate(sample_rate)
     path = Path(path)
     with atomic_path(path) as temporary:
         with av.open(str(temporary), mode="w", format="mp4") as container:
-            video_stream = container.add_stream(
-                "libx264", rate=rate, options={"crf": str(crf), "x264-params": X264_PARAMS}
+            video_stream, audio_stream = (
+                _video_stream(container, frames, fps, crf),
+                _audio_stream(container, sample_rate),
             )
-            video_stream.width, video_stream.height = frames.shape[2], frames.shape[1]
-            video_stream.pix_fmt = "yuv420p"
-            audio_stream = container.add_stream("aac", rate=out_rate, layout="stereo")
+            _mux_video(container, video_stream, frames)
+            _mux_audio(container, audio_stream, audio, sample_rate)
+    return path
 
-            for frame in frames:
-                for packet in video_stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in video_stream.encode():
-                container.mux(packet)
 
-            audio_frame = av.AudioFrame.from_ndarray(audio, format="fltp", layout="stereo")
-            audio_frame.sample_rate = sample_rate
-            audio_frames = [audio_frame]
-            if out_rate != sample_rate:
-                resampler = av.AudioResampler(format="fltp", layout="stereo", rate=out_rate)
-                audio_frames = resampler.resample(audio_frame) + resampler.resample(None)
-            # explicit timestamps from 0: the encoder then shifts its 1024-sample priming before 0 and the
-            # muxer writes an edit list, so players start the audio exactly with the first video frame
-            # (without them the audio lags the video by the priming, 23 ms at 44.1 kHz)
-            position = 0
-            for resampled in audio_frames:
-                resampled.pts, resampled.time_base = position, Fraction(1, out_rate)
-                position += resampled.samples
-                for packet in audio_stream.encode(resampled):
-                    container.mux(packet)
-            for packet in audio_stream.encode(None):
+def write_with_original_stream(
+    path: str | os.PathLike,
+    original: str | os.PathLike,
+    kept: str,
+    seconds: float,
+    *,
+    frames: np.ndarray | None = None,
+    fps: float | None = None,
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+    crf: int = 18,
+) -> Path:
+    """An .mp4 of `original`'s `kept` ("video" or "audio") stream copied untouched (no re-encode; its packets up to
+    `seconds`) and the generated other stream (`frames` at `fps`, or `audio` at `sample_rate`) encoded as
+    `write_sounding_video` encodes it; atomically."""
+    path = Path(path)
+    with atomic_path(path) as temporary, av.open(str(original)) as source:
+        streams = source.streams.video if kept == "video" else source.streams.audio
+        if not streams:
+            raise MediaError(f"{original} has no {kept} stream")
+        with av.open(str(temporary), mode="w", format="mp4") as container:
+            copied = container.add_stream_from_template(streams[0])
+            generated = (
+                _audio_stream(container, sample_rate) if kept == "video" else _video_stream(container, frames, fps, crf)
+            )
+            for packet in source.demux(streams[0]):
+                if packet.dts is None:  # the demuxer's flushing packet
+                    continue
+                if packet.pts is not None and float(packet.pts * packet.time_base) >= seconds:
+                    break
+                packet.stream = copied
                 container.mux(packet)
+            if kept == "video":
+                _mux_audio(container, generated, audio, sample_rate)
+            else:
+                _mux_video(container, generated, frames)
     return path
 
 

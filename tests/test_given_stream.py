@@ -354,3 +354,33 @@ def test_batch_lines_may_carry_a_video_or_an_audio(model_dir, tmp_path, capsys):
     assert [r.get("given") for r in records] == [{"video": str(source)}, {"audio": str(source)}, None]
     assert all((tmp_path / "out" / f"{r['id']}.mp4").is_file() for r in records)
     assert math.isclose(records[0]["seconds"], 17 / 15, rel_tol=0.01)
+
+
+def test_keep_original_muxes_the_given_stream_untouched(model_dir, tmp_path, capsys):
+    """--keep-original: the file's own video stream, copied packet for packet (its size and rate, no re-encode), next
+    to the audio generated for the model's view of it."""
+    source = _clip_file(tmp_path / "in.mp4", audio=False)  # 80 x 48 at 24 fps: not the model's 64 x 64 at 15
+    out = tmp_path / "kept.mp4"
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(model_dir),
+                "--video",
+                str(source),
+                "--audio-prompt",
+                "a thud",
+                "--out",
+                str(out),
+                "--keep-original",
+            ]
+        )
+        == 0
+    )
+    with av.open(str(out)) as kept, av.open(str(source)) as original:
+        assert {s.type for s in kept.streams} == {"video", "audio"}
+        kept_packets = [bytes(p) for p in kept.demux(kept.streams.video[0]) if p.size]
+        original_packets = [bytes(p) for p in original.demux(original.streams.video[0]) if p.size]
+    assert kept_packets == original_packets  # 20 frames at 24 fps = 0.83 s: all within the 1.13 s clip
+    assert read_frames(out).shape == (20, 48, 80, 3)

@@ -72,6 +72,12 @@ def add_parser(subparsers) -> None:
         "model); renoised: noised to each step's level from one fixed draw (models trained with coupled timesteps, "
         "as the paper's and the released ones). Default: the model's own",
     )
+    given.add_argument(
+        "--keep-original",
+        action="store_true",
+        help="put the given stream in the .mp4 as the file has it (no re-encode; cut to the clip), not as the model "
+        "saw it",
+    )
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="FILE.mp4", help="where to write the video (single mode)")
     out.add_argument("--out-dir", metavar="DIR", help="where to write <id>.mp4 files (batch mode)")
@@ -168,7 +174,11 @@ def run(args: argparse.Namespace) -> int:
 
     pipe = BridgeDiTPipeline.from_pretrained(model, dtype=dtype).to(device)
     settings = generation.settings_with_model_defaults(
-        explicit, pipe.generation_defaults, write_wav=args.wav, offload_text_encoders=args.offload_text_encoders
+        explicit,
+        pipe.generation_defaults,
+        write_wav=args.wav,
+        offload_text_encoders=args.offload_text_encoders,
+        keep_original=args.keep_original,
     )
     settings.check()
 
