@@ -256,6 +256,61 @@ def check_writable_dir(path: str | os.PathLike, *, create: bool = True) -> Path:
 # ----------------------------------------------------------------------------------------------------
 
 
+#: the comment tag's key: its value is how the clip was made, enough to make it again (`clip_record`)
+RECORD_KEY = "bridgedit"
+#: the settings a clip record keeps (GenerationSettings' fields that change the samples)
+RECORDED_SETTINGS = (
+    "height",
+    "width",
+    "num_frames",
+    "fps",
+    "audio_seconds",
+    "num_inference_steps",
+    "video_guidance",
+    "audio_guidance",
+    "schedule",
+    "sampler",
+    "max_sequence_length",
+    "audio_length_rounding",
+    "hold",
+)
+
+
+def clip_record(pipe, item: PromptItem, settings: GenerationSettings, seed: int) -> dict[str, Any]:
+    """How a clip is made: the model (folder or hub id, and a hash of its weights), the prompts as used, the seed, the
+    settings, a given stream's file, the dtype and bridgedit's version. Written into the .mp4's comment tag."""
+    from . import __version__
+
+    prompts = {k: v for k, v in settings.prompts(item).items() if v is not None}
+    return {
+        "bridgedit_version": __version__,
+        "model": pipe.source,
+        "model_weights_sha256": pipe.weights_sha256(),
+        "dtype": str(pipe.dtype).removeprefix("torch."),
+        "seed": seed,
+        **prompts,
+        **item.given(),
+        "keep_original": settings.keep_original if item.given() else None,
+        "settings": {key: getattr(settings, key) for key in RECORDED_SETTINGS},
+    }
+
+
+def read_clip_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The record a clip written by `bridgedit generate` carries; ConfigError for any other file."""
+    from .media import read_comment
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"clip {path} does not exist")
+    comment = read_comment(path)
+    try:
+        record = json.loads(comment)[RECORD_KEY] if comment else None
+    except (json.JSONDecodeError, TypeError, KeyError):
+        record = None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{path} does not say how it was made (no bridgedit record in its comment tag)")
+    return record
+
+
 def generate_to_file(
     pipe, item: PromptItem, out_path: Path, settings: GenerationSettings, seed: int, *, progress: bool = True
 ) -> dict[str, Any]:
@@ -271,6 +326,7 @@ def generate_to_file(
         output_type="np",
     )
     given = item.given()
+    comment = json.dumps({RECORD_KEY: clip_record(pipe, item, settings, seed)})
     if given and settings.keep_original:  # the given stream untouched, cut to the clip, beside the generated one
         (kind, original), seconds = next(iter(given.items())), output.audio.shape[-1] / output.sample_rate
         write_with_original_stream(
@@ -282,9 +338,12 @@ def generate_to_file(
             fps=output.fps,
             audio=output.audio[0],
             sample_rate=output.sample_rate,
+            comment=comment,
         )
     else:
-        write_sounding_video(out_path, output.video[0], output.fps, output.audio[0], output.sample_rate)
+        write_sounding_video(
+            out_path, output.video[0], output.fps, output.audio[0], output.sample_rate, comment=comment
+        )
     record = {
         "id": item.id,
         "video": str(out_path),

@@ -101,14 +101,18 @@ def write_sounding_video(
     sample_rate: int,
     *,
     crf: int = 18,
+    comment: str | None = None,
 ) -> Path:
     """Mux frames and audio into an .mp4 (H.264 yuv420p + AAC stereo), atomically. Mono audio is duplicated.
+    `comment`: the container's comment tag (how the clip was made, `generation.clip_record`).
 
     The same frames always make the same file: libx264's macroblock-tree rate control is off (`X264_PARAMS`)."""
     _check_arrays(frames, audio)
     path = Path(path)
     with atomic_path(path) as temporary:
         with av.open(str(temporary), mode="w", format="mp4") as container:
+            if comment is not None:
+                container.metadata["comment"] = comment
             video_stream, audio_stream = (
                 _video_stream(container, frames, fps, crf),
                 _audio_stream(container, sample_rate),
@@ -129,6 +133,7 @@ def write_with_original_stream(
     audio: np.ndarray | None = None,
     sample_rate: int | None = None,
     crf: int = 18,
+    comment: str | None = None,
 ) -> Path:
     """An .mp4 of `original`'s `kept` ("video" or "audio") stream copied untouched (no re-encode; its packets up to
     `seconds`) and the generated other stream (`frames` at `fps`, or `audio` at `sample_rate`) encoded as
@@ -139,6 +144,8 @@ def write_with_original_stream(
         if not streams:
             raise MediaError(f"{original} has no {kept} stream")
         with av.open(str(temporary), mode="w", format="mp4") as container:
+            if comment is not None:
+                container.metadata["comment"] = comment
             copied = container.add_stream_from_template(streams[0])
             generated = (
                 _audio_stream(container, sample_rate) if kept == "video" else _video_stream(container, frames, fps, crf)
@@ -417,3 +424,12 @@ def read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if not chunks:
         raise MediaError(f"{path}: no decodable audio")
     return np.concatenate(chunks, axis=1).astype(np.float32), rate
+
+
+def read_comment(path: str | os.PathLike) -> str | None:
+    """A media file's comment tag (None where it has none); MediaError when it is not readable media."""
+    try:
+        with av.open(str(path)) as container:
+            return container.metadata.get("comment")
+    except (av.error.FFmpegError, OSError) as error:
+        raise MediaError(f"{path} is not readable media ({type(error).__name__})") from None

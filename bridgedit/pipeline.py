@@ -20,6 +20,7 @@ reproduce StableAudioPipeline exactly (the native-schedule tests do).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from . import __version__
 from .atomic import write_text_atomic
-from .checkpoint import load_bridge_weights, read_bridge_config, save_bridge
+from .checkpoint import WEIGHTS_NAME, load_bridge_weights, read_bridge_config, save_bridge
 from .conditioning import audio_conditions, null_audio_conditions, video_conditions
 from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths
 from .cpu_attention import MatmulAttention
@@ -122,6 +123,10 @@ class BridgeDiTPipeline:
         self.audio_source = audio_source
         # the model's own sampling defaults (e.g. a small demo model's size and steps), used by the CLI
         self.generation_defaults = dict(generation_defaults or {})
+        # where `from_pretrained` loaded the model from (a folder's absolute path or a hub id) and its weights file;
+        # None for a pipeline built in memory
+        self.source: str | None = None
+        self.weights_file: Path | None = None
 
     # ------------------------------------------------------------------------------------------------
     # Construction and persistence
@@ -182,7 +187,20 @@ class BridgeDiTPipeline:
             audio_source=None if config.trainable.trains_tower("audio") else audio_source,
         )
         load_bridge_weights(pipe.model, bridge_folder)
+        pipe.source = os.fspath(path_or_id) if not Path(path_or_id).exists() else str(Path(path_or_id).resolve())
+        pipe.weights_file = bridge_folder / WEIGHTS_NAME
         return pipe
+
+    def weights_sha256(self) -> str | None:
+        """sha256 of the loaded bridge checkpoint's weights file (bridges and trained tower blocks), None for a
+        pipeline built in memory; computed once."""
+        if getattr(self, "_weights_sha256", None) is None and self.weights_file is not None:
+            digest = hashlib.sha256()
+            with open(self.weights_file, "rb") as file:
+                for chunk in iter(lambda: file.read(1 << 24), b""):
+                    digest.update(chunk)
+            self._weights_sha256 = digest.hexdigest()
+        return getattr(self, "_weights_sha256", None)
 
     def save_pretrained(
         self,

@@ -384,3 +384,58 @@ def test_keep_original_muxes_the_given_stream_untouched(model_dir, tmp_path, cap
         original_packets = [bytes(p) for p in original.demux(original.streams.video[0]) if p.size]
     assert kept_packets == original_packets  # 20 frames at 24 fps = 0.83 s: all within the 1.13 s clip
     assert read_frames(out).shape == (20, 48, 80, 3)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every clip says how it was made
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_a_clip_carries_how_it_was_made_and_is_made_again_from_it(model_dir, tmp_path, capsys):
+    import hashlib
+
+    from bridgedit.generation import read_clip_record
+    from bridgedit.media import read_audio_track
+
+    source = _clip_file(tmp_path / "in.mp4", audio=False)
+    first = tmp_path / "first.mp4"
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(model_dir),
+                "--video",
+                str(source),
+                "--audio-prompt",
+                "a rubber thud",
+                "--out",
+                str(first),
+                "--seed",
+                "3",
+                "--steps",
+                "3",
+                "--hold",
+                "renoised",
+            ]
+        )
+        == 0
+    )
+    record = read_clip_record(first)
+    weights = (model_dir / "bridge" / "model.safetensors").read_bytes()
+    assert record["model"] == str(model_dir.resolve())
+    assert record["model_weights_sha256"] == hashlib.sha256(weights).hexdigest()
+    assert (record["seed"], record["audio_prompt"], record["video"]) == (3, "a rubber thud", str(source))
+    assert record["settings"]["num_inference_steps"] == 3 and record["settings"]["hold"] == "renoised"
+    assert record["bridgedit_version"] and record["dtype"] == "float32"
+
+    assert main(["generate", "--from", str(first)]) == 0  # written beside it as first-again.mp4
+    again = tmp_path / "first-again.mp4"
+    assert np.array_equal(read_frames(again), read_frames(first))
+    assert np.array_equal(read_audio_track(again)[0], read_audio_track(first)[0])
+    assert main(["generate", "--from", str(first), "--seed", "4", "--out", str(tmp_path / "other.mp4")]) == 0
+    assert not np.array_equal(read_audio_track(tmp_path / "other.mp4")[0], read_audio_track(first)[0])
+    capsys.readouterr()
+    assert main(["generate", "--from", str(source)]) == 2  # a file bridgedit did not write
+    err = capsys.readouterr().err
+    assert "does not say how it was made" in err and len(err.strip().splitlines()) == 1

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
+from pathlib import Path
 
 from .. import generation
 from ..config import ConfigError
@@ -85,7 +87,14 @@ def add_parser(subparsers) -> None:
     out.add_argument("--json", action="store_true", help="print a JSON record per video instead of a line of text")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--model", help="model folder or hub id (default: the bundled demo model)")
-    sampling.add_argument("--seed", type=int, default=0, help="seed (batch: base seed, plus the line index)")
+    sampling.add_argument("--seed", type=int, help="seed (batch: base seed, plus the line index; default 0)")
+    sampling.add_argument(
+        "--from",
+        dest="from_clip",
+        metavar="CLIP.mp4",
+        help="make a clip written by bridgedit generate again, from the record of how it was made that it carries "
+        "(model, prompts, seed, settings, given stream); any other flag overrides. Default --out: CLIP-again.mp4",
+    )
     sampling.add_argument("--steps", dest="num_inference_steps", type=_positive_int)
     sampling.add_argument(
         "--video-guidance", type=float, help="video CFG scale w_v (default: the model's own, else the paper's 6.0)"
@@ -114,6 +123,53 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def _apply_clip_record(args: argparse.Namespace) -> dict:
+    """Fill what the command line leaves unset from the record `--from CLIP.mp4` carries; the settings the command line
+    has no flag for (Wan text length, audio length rounding), returned."""
+    if args.prompts:
+        raise ConfigError("--from makes one clip again; it does not take --prompts")
+    record = generation.read_clip_record(args.from_clip)
+    settings = record.get("settings", {})
+    for key in SIZE_KEYS:
+        if getattr(args, key) is None and settings.get(key) is not None:
+            setattr(args, key, settings[key])
+    if args.video_prompt is None and args.audio_prompt is None and args.prompt is None:
+        for key in ("video_prompt", "audio_prompt", "prompt", "negative_video_prompt", "negative_audio_prompt"):
+            setattr(args, key, record.get(key))
+    if args.video is None and args.audio is None:
+        args.video, args.audio = record.get("video"), record.get("audio")
+        args.keep_original = args.keep_original or bool(record.get("keep_original"))
+    args.seed = record.get("seed", 0) if args.seed is None else args.seed
+    if args.dtype == "auto" and record.get("dtype"):
+        args.dtype = record["dtype"]
+    if args.model is None:
+        args.model = _recorded_model(record)
+    if args.out is None:
+        source = Path(args.from_clip)
+        args.out = str(source.with_name(f"{source.stem}-again.mp4"))
+    return {key: settings[key] for key in ("max_sequence_length", "audio_length_rounding") if key in settings}
+
+
+def _recorded_model(record: dict) -> str:
+    """The recorded model where it is still there (a folder, or a hub id); the bundled model where the record is of it
+    (the same weights hash)."""
+    model = record.get("model")
+    if model and Path(model).exists():
+        return model
+    bundled = generation.default_model()
+    if bundled is not None and record.get("model_weights_sha256"):
+        from ..checkpoint import WEIGHTS_NAME
+
+        if (
+            hashlib.sha256((bundled / "bridge" / WEIGHTS_NAME).read_bytes()).hexdigest()
+            == record["model_weights_sha256"]
+        ):
+            return str(bundled)
+    if model and not Path(model).is_absolute():  # a hub id
+        return model
+    raise ConfigError(f"the clip was made by the model {model!r}, which is not here: pass --model")
+
+
 def _mode(args: argparse.Namespace) -> str:
     if args.prompts:
         if args.video or args.audio:
@@ -133,8 +189,9 @@ def _mode(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..pipeline import BridgeDiTPipeline
 
+    recorded = _apply_clip_record(args) if args.from_clip else {}
     mode = _mode(args)
-    explicit = {key: getattr(args, key) for key in SIZE_KEYS}
+    explicit = {key: getattr(args, key) for key in SIZE_KEYS} | recorded
     generation.settings_with_model_defaults(explicit, {}).check()  # fail before loading any weights
     if mode == "single":
         out_path = generation.check_writable_file(args.out)
@@ -183,12 +240,12 @@ def run(args: argparse.Namespace) -> int:
     settings.check()
 
     if mode == "single":
-        records = [generation.generate_to_file(pipe, items[0], out_path, settings, args.seed)]
+        records = [generation.generate_to_file(pipe, items[0], out_path, settings, args.seed or 0)]
     else:
         skipped = len(items) - len(generation.pending_items(items, out_dir))
         if skipped:
             logger.warning("%d of %d prompts already have a video in %s: skipped", skipped, len(items), out_dir)
-        records = generation.run_batch(pipe, items, out_dir, settings, args.seed, state)
+        records = generation.run_batch(pipe, items, out_dir, settings, args.seed or 0, state)
     for record in records:
         text = (
             json.dumps(record)
