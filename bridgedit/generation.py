@@ -49,10 +49,11 @@ class PromptItem:
     seed: int | None = None
     video: str | None = None  # a file whose video is held while the audio is generated next to it
     audio: str | None = None  # a file whose sound is held while the video is generated next to it
+    rewritten_from: str | None = None  # the one prompt an LLM made into video_prompt and audio_prompt
 
     def prompts(self) -> dict[str, str | None]:
         """The pipeline's prompt arguments; a held stream's own caption may be left out (then empty)."""
-        prompts = {k: v for k, v in asdict(self).items() if k not in ("id", "seed", "video", "audio")}
+        prompts = {k: v for k, v in asdict(self).items() if k not in ("id", "seed", "video", "audio", "rewritten_from")}
         if self.prompt is None:
             for held, key in ((self.video, "video_prompt"), (self.audio, "audio_prompt")):
                 if held is not None and prompts[key] is None:
@@ -276,6 +277,35 @@ RECORDED_SETTINGS = (
 )
 
 
+def rewrite_shared_prompts(items: list[PromptItem], rewriter) -> list[PromptItem]:
+    """Items with one shared `prompt` made into a video and an audio caption by `rewriter` (a
+    `captioning.rewrite.Rewriter`); without one, a warning that names the paper's finding, and the items unchanged."""
+    from dataclasses import replace
+
+    shared = [item for item in items if item.prompt is not None]
+    if not shared:
+        return items
+    if rewriter is None:
+        logger.warning(
+            "one caption for both towers: the paper's towers read a purely visual and a purely auditory caption, and "
+            "one shared caption confuses both (its Table 3); give --rewrite-url URL to have an LLM write the two"
+        )
+        return items
+    captions = dict(zip([item.prompt for item in shared], rewriter.rewrite([item.prompt for item in shared])))
+    return [
+        replace(
+            item,
+            prompt=None,
+            video_prompt=captions[item.prompt].video,
+            audio_prompt=captions[item.prompt].audio,
+            rewritten_from=item.prompt,
+        )
+        if item.prompt is not None
+        else item
+        for item in items
+    ]
+
+
 def clip_record(pipe, item: PromptItem, settings: GenerationSettings, seed: int) -> dict[str, Any]:
     """How a clip is made: the model (folder or hub id, and a hash of its weights), the prompts as used, the seed, the
     settings, a given stream's file, the dtype and bridgedit's version. Written into the .mp4's comment tag."""
@@ -291,6 +321,7 @@ def clip_record(pipe, item: PromptItem, settings: GenerationSettings, seed: int)
         **prompts,
         **item.given(),
         "keep_original": settings.keep_original if item.given() else None,
+        "rewritten_from": item.rewritten_from,
         "settings": {key: getattr(settings, key) for key in RECORDED_SETTINGS},
     }
 
@@ -355,6 +386,8 @@ def generate_to_file(
     }
     if given:
         record["given"] = given
+    if item.rewritten_from is not None:
+        record.update(prompt=item.rewritten_from, video_prompt=item.video_prompt, audio_prompt=item.audio_prompt)
     if settings.write_wav:
         record["wav"] = str(write_wav(out_path.with_suffix(".wav"), output.audio[0], output.sample_rate))
     return record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..captioning.client import Endpoint
 from ..captioning.run import MODES, CaptionSettings, caption_dataset
@@ -25,7 +26,13 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "dataset", metavar="DATASET_OR_MANIFEST", help="a prepared dataset folder or its manifest.jsonl"
+        "dataset", nargs="?", metavar="DATASET_OR_MANIFEST", help="a prepared dataset folder or its manifest.jsonl"
+    )
+    parser.add_argument(
+        "--rewrite",
+        metavar="PROMPTS.jsonl",
+        help='instead of a dataset: lines {"id", "prompt"}, each made into a video and an audio caption by the LLM '
+        "(--llm-url, --llm-model) and appended to --out as it finishes; re-running resumes",
     )
     parser.add_argument("--out", required=True, metavar="captions.jsonl")
     parser.add_argument("--mode", choices=MODES, default=defaults.mode)
@@ -57,6 +64,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.dataset is None) == (args.rewrite is None):
+        raise ConfigError("give a dataset to caption, or --rewrite PROMPTS.jsonl")
+    if args.rewrite:
+        return run_rewrite(args)
     settings = CaptionSettings(
         mode=args.mode,
         frames=args.frames,
@@ -83,3 +94,53 @@ def run(args: argparse.Namespace) -> int:
     for clip_id, reason in list(report.failures.items())[:10]:
         print(f"  failed {clip_id}: {reason}")
     return 0 if report.failed == 0 else 1
+
+
+def run_rewrite(args: argparse.Namespace) -> int:
+    """Each prompt line made into two captions, appended to --out as it finishes (resumable: done ids are skipped)."""
+    from ..captioning.rewrite import REWRITE_VERSION, RewriteFailed, Rewriter
+    from ..generation import ID_PATTERN
+    from ..jsonl import append_jsonl, read_jsonl
+
+    if not args.llm_url:
+        raise ConfigError("--rewrite needs --llm-url (an OpenAI-compatible server)")
+    lines = read_jsonl(args.rewrite) if Path(args.rewrite).is_file() else None
+    if lines is None:
+        raise FileNotFoundError(f"prompt file {args.rewrite} does not exist")
+    for number, line in enumerate(lines, start=1):
+        if not (
+            isinstance(line.get("id"), str) and ID_PATTERN.match(line["id"]) and isinstance(line.get("prompt"), str)
+        ):
+            raise ConfigError(f'{args.rewrite}:{number}: each line needs a file-name-safe "id" and a "prompt"')
+    done = {record["id"] for record in read_jsonl(args.out)} if Path(args.out).is_file() else set()
+    rewriter = Rewriter(
+        Endpoint(url=args.llm_url, model=args.llm_model, api_key_env=args.api_key_env),
+        attempts=args.attempts,
+        timeout=args.timeout,
+        retries=args.retries,
+    )
+    written = failed = 0
+    for line in lines:
+        if line["id"] in done:
+            continue
+        try:
+            captions = rewriter.rewrite([line["prompt"]])[0]
+        except RewriteFailed as error:
+            if "cannot reach" in str(error):  # the server is down: every other prompt would fail the same way
+                raise ConfigError(f"{error}; {written} written, the rest left for the next run") from None
+            print(f"  failed {line['id']}: {error}")
+            failed += 1
+            continue
+        append_jsonl(
+            args.out,
+            {
+                **line,
+                "video_prompt": captions.video,
+                "audio_prompt": captions.audio,
+                "model": args.llm_model,
+                "version": REWRITE_VERSION,
+            },
+        )
+        written += 1
+    print(f"{written} rewritten, {failed} failed, {len(done)} skipped (already done): {args.out}")
+    return 0 if failed == 0 else 1

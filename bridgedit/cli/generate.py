@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from ..diffusion.samplers import HOLD_MODES
 from ..media import check_given_stream
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_REWRITE_MODEL = "Qwen/Qwen2.5-72B-Instruct"  # the paper's captioning LLM (§3.2); any served model works
+REWRITE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bridgedit" / "rewrites.jsonl"
 
 SIZE_KEYS = (
     "height",
@@ -80,6 +84,15 @@ def add_parser(subparsers) -> None:
         help="put the given stream in the .mp4 as the file has it (no re-encode; cut to the clip), not as the model "
         "saw it",
     )
+    rewrite = parser.add_argument_group(
+        "one prompt made into two captions",
+        'With --prompt (or batch lines with only "prompt") and a server, an LLM writes a purely visual video '
+        "caption and a purely auditory audio caption from it (HVGC's stages), cached per prompt and model.",
+    )
+    rewrite.add_argument("--rewrite-url", help="base URL of an OpenAI-compatible server, e.g. http://localhost:8001/v1")
+    rewrite.add_argument("--rewrite-model", default=DEFAULT_REWRITE_MODEL)
+    rewrite.add_argument("--rewrite-cache", default=str(REWRITE_CACHE), metavar="FILE.jsonl")
+    rewrite.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="FILE.mp4", help="where to write the video (single mode)")
     out.add_argument("--out-dir", metavar="DIR", help="where to write <id>.mp4 files (batch mode)")
@@ -216,6 +229,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         items = generation.read_prompt_file(args.prompts)
         out_dir = generation.check_writable_dir(args.out_dir)
+    rewriter = None
+    if args.rewrite_url:
+        from ..captioning.client import Endpoint
+        from ..captioning.rewrite import Rewriter
+
+        Path(args.rewrite_cache).parent.mkdir(parents=True, exist_ok=True)
+        rewriter = Rewriter(Endpoint(args.rewrite_url, args.rewrite_model, args.api_key_env), cache=args.rewrite_cache)
+    items = generation.rewrite_shared_prompts(items, rewriter)
     for item in items:  # a user's file is checked before any model loads
         for kind, path in item.given().items():
             check_given_stream(path, kind)
