@@ -76,16 +76,16 @@ def main() -> None:
         "hold": model.generation_defaults.get("hold", "clean"),
         "seconds": time.perf_counter() - started,
     }
-    print(f"{'':<28}{'sync':>8}{'chance':>8}{'above':>8}   lead of the bridges over bridges off (per clip)")
+    print(f"{'':<40}{'sync':>8}{'chance':>8}{'above':>8}   lead of the bridges over bridges off (per clip)")
     for direction in NEXT_TO_REAL:
         lead = paired_lead([rows["bridges"]], [rows["bridges off"]], direction)
         result[direction] = {name: summary(row[direction]) for name, row in rows.items()} | {"lead": lead}
         for name in rows:
             row = result[direction][name]
-            line = f"{direction + ', ' + name:<28}{row['sync']:>8.3f}{row['sync_chance']:>8.3f}"
+            line = f"{direction + ', ' + name:<40}{row['sync']:>8.3f}{row['sync_chance']:>8.3f}"
             print(line + f"{row['sync_above_chance']:>+8.3f}")
         print(
-            f"{'':<52}{lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.2g}, "
+            f"{'':<64}{lead['mean']:+.3f} ± {lead['standard_error']:.3f} (p = {lead['p_value']:.2g}, "
             f"{lead['pairs']} clips)"
         )
     RESULTS.mkdir(exist_ok=True)
