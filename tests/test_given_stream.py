@@ -184,6 +184,7 @@ def test_the_two_hold_modes_differ_and_the_default_is_the_models(tmp_path):
         bridged(VIDEO_PROMPT, AUDIO_PROMPT, video=given, audio=torch.zeros(1, 4, 40), **kwargs)
 
 
+@pytest.mark.slow
 def test_a_file_is_encoded_as_the_cache_encodes_it(tmp_path):
     from bridgedit.data.cache import encode_video
 
@@ -218,6 +219,7 @@ def model_dir(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_sound_for_a_video_from_the_cli(model_dir, tmp_path, capsys):
     source = _clip_file(tmp_path / "in.mp4", audio=False)  # a silent clip
     out = tmp_path / "out.mp4"
@@ -245,6 +247,7 @@ def test_sound_for_a_video_from_the_cli(model_dir, tmp_path, capsys):
     assert read_frames(out).shape == (17, 64, 64, 3)  # the model's own size and length
 
 
+@pytest.mark.slow
 def test_video_for_a_sound_from_the_cli_and_its_errors(model_dir, tmp_path, capsys):
     sound = _clip_file(tmp_path / "in.wav", video=False)
     assert (
@@ -321,6 +324,7 @@ def test_video_for_a_sound_from_the_cli_and_its_errors(model_dir, tmp_path, caps
     assert 'a held "video" needs "audio_prompt"' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_batch_lines_may_carry_a_video_or_an_audio(model_dir, tmp_path, capsys):
     source = _clip_file(tmp_path / "in.mp4")
     prompts = tmp_path / "prompts.jsonl"
@@ -356,6 +360,7 @@ def test_batch_lines_may_carry_a_video_or_an_audio(model_dir, tmp_path, capsys):
     assert math.isclose(records[0]["seconds"], 17 / 15, rel_tol=0.01)
 
 
+@pytest.mark.slow
 def test_keep_original_muxes_the_given_stream_untouched(model_dir, tmp_path, capsys):
     """--keep-original: the file's own video stream, copied packet for packet (its size and rate, no re-encode), next
     to the audio generated for the model's view of it."""
@@ -391,6 +396,7 @@ def test_keep_original_muxes_the_given_stream_untouched(model_dir, tmp_path, cap
 # ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_clip_carries_how_it_was_made_and_is_made_again_from_it(model_dir, tmp_path, capsys):
     import hashlib
 

@@ -86,6 +86,7 @@ def model_dir(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_generate_rewrites_one_prompt_into_two_captions(server, model_dir, tmp_path, capsys):
     fake = server()
     out = tmp_path / "dog.mp4"
@@ -122,6 +123,7 @@ def test_generate_rewrites_one_prompt_into_two_captions(server, model_dir, tmp_p
     assert made["rewritten_from"] == "a dog barks by a pool" and made["video_prompt"] == GOOD["video_caption"]
 
 
+@pytest.mark.slow
 def test_without_a_server_one_caption_serves_both_towers_with_a_warning(model_dir, tmp_path, caplog):
     args = ["generate", "--model", str(model_dir), "--prompt", "a dog barks", "--out", str(tmp_path / "a.mp4")]
     assert main([*args, "--steps", "2"]) == 0
@@ -129,6 +131,7 @@ def test_without_a_server_one_caption_serves_both_towers_with_a_warning(model_di
     assert any("one caption for both towers" in w and "Table 3" in w and "--rewrite-url" in w for w in warnings)
 
 
+@pytest.mark.slow
 def test_caption_rewrite_is_resumable_and_stops_when_the_server_is_down(server, tmp_path, capsys):
     fake = server()
     prompts = tmp_path / "prompts.jsonl"
