@@ -259,8 +259,8 @@ def check_writable_dir(path: str | os.PathLike, *, create: bool = True) -> Path:
 
 #: the comment tag's key: its value is how the clip was made, enough to make it again (`clip_record`)
 RECORD_KEY = "bridgedit"
-#: the settings a clip record keeps (GenerationSettings' fields that change the samples)
-RECORDED_SETTINGS = (
+#: the settings `bridgedit generate` sets by flag (each a GenerationSettings field)
+FLAG_SETTINGS = (
     "height",
     "width",
     "num_frames",
@@ -271,10 +271,10 @@ RECORDED_SETTINGS = (
     "audio_guidance",
     "schedule",
     "sampler",
-    "max_sequence_length",
-    "audio_length_rounding",
     "hold",
 )
+#: the settings a clip record keeps: those, and the two only a model's own defaults set
+RECORDED_SETTINGS = (*FLAG_SETTINGS, "max_sequence_length", "audio_length_rounding")
 
 
 def rewrite_shared_prompts(items: list[PromptItem], rewriter) -> list[PromptItem]:

@@ -445,3 +445,10 @@ def test_a_clip_carries_how_it_was_made_and_is_made_again_from_it(model_dir, tmp
     assert main(["generate", "--from", str(source)]) == 2  # a file bridgedit did not write
     err = capsys.readouterr().err
     assert "does not say how it was made" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_clip_shorter_than_one_frame_is_refused(tmp_path):
+    standard = ClipStandard(seconds=0.6, fps=15.0, height=32, width=32, sample_rate=4000, min_seconds=0.0)
+    blink = _clip_file(tmp_path / "blink.mp4", frames=1, fps=24.0, audio=False)  # 1/24 s: under one 1/15 s frame
+    with pytest.raises(MediaError, match="blink.mp4 is shorter than one frame"):
+        read_given_video(blink, standard)

@@ -20,19 +20,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_REWRITE_MODEL = "Qwen/Qwen2.5-72B-Instruct"  # the paper's captioning LLM (§3.2); any served model works
 REWRITE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bridgedit" / "rewrites.jsonl"
 
-SIZE_KEYS = (
-    "height",
-    "width",
-    "num_frames",
-    "fps",
-    "audio_seconds",
-    "num_inference_steps",
-    "video_guidance",
-    "audio_guidance",
-    "schedule",
-    "sampler",
-    "hold",
-)
+SIZE_KEYS = generation.FLAG_SETTINGS
 
 
 def _positive_int(text: str) -> int:
