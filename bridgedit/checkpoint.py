@@ -9,6 +9,7 @@ are ever read: no pickle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,12 @@ def load_bridge_weights(model: BridgeDiT, directory: str | Path) -> None:
     for module_name, module in model.trainable_modules().items():
         prefix = module_name + "."
         module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+
+
+def weights_sha256(directory: str | Path) -> str:
+    """sha256 of a checkpoint folder's weights file (read in chunks): what a clip's record names its model's weights by."""
+    digest = hashlib.sha256()
+    with open(Path(directory) / WEIGHTS_NAME, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

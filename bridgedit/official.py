@@ -239,20 +239,18 @@ def _shape(bridge: dict[str, torch.Tensor], key: str, source: str) -> torch.Size
 
 
 def bridge_widths(keys: ReleasedKeys, fusion: str, source: str) -> dict[str, Any]:
-    """The widths read from bridge 0's weights: each stream's, attention's (num_qk_channels), the MLP ratio."""
+    """What bridge 0's weights say of the architecture: attention's width (num_qk_channels), the MLP ratio and the
+    width of the video stream's condition. The streams' own widths are checked against the towers with every shape."""
     first = keys.bridges[min(keys.bridges)]
     video_width = _shape(first, "mlp_1.fc2.weight", source)[0]
-    audio_width = _shape(first, "mlp_2.fc2.weight", source)[0]
-    widths = {
-        "video_width": video_width,
-        "audio_width": audio_width,
+    return {
         "mlp_ratio": _shape(first, "mlp_1.fc1.weight", source)[0] / video_width,
         "video_condition_dim": _shape(first, "adaln_modulation_1.1.weight", source)[1],
-        "audio_condition_dim": _shape(first, "adaln_modulation_2.1.weight", source)[1],
         # additive fusion has no attention: its width is only the config's, the streams run at the towers' widths
-        "width": audio_width if fusion == "additive" else _shape(first, "attn.q_proj_1.weight", source)[0],
+        "width": _shape(first, "mlp_2.fc2.weight", source)[0]
+        if fusion == "additive"
+        else _shape(first, "attn.q_proj_1.weight", source)[0],
     }
-    return widths
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ reproduce StableAudioPipeline exactly (the native-schedule tests do).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from . import __version__
 from .atomic import write_text_atomic
-from .checkpoint import WEIGHTS_NAME, load_bridge_weights, read_bridge_config, save_bridge
+from .checkpoint import WEIGHTS_NAME, load_bridge_weights, read_bridge_config, save_bridge, weights_sha256
 from .conditioning import audio_conditions, null_audio_conditions, video_conditions
 from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths
 from .cpu_attention import MatmulAttention
@@ -195,11 +194,7 @@ class BridgeDiTPipeline:
         """sha256 of the loaded bridge checkpoint's weights file (bridges and trained tower blocks), None for a
         pipeline built in memory; computed once."""
         if getattr(self, "_weights_sha256", None) is None and self.weights_file is not None:
-            digest = hashlib.sha256()
-            with open(self.weights_file, "rb") as file:
-                for chunk in iter(lambda: file.read(1 << 24), b""):
-                    digest.update(chunk)
-            self._weights_sha256 = digest.hexdigest()
+            self._weights_sha256 = weights_sha256(self.weights_file.parent)
         return getattr(self, "_weights_sha256", None)
 
     def save_pretrained(
@@ -390,9 +385,9 @@ class BridgeDiTPipeline:
         ):
             raise ConfigError("give a stream once: as `video` / `audio` or as given latents")
         if video is not None:
-            given_video_latents = self.given_video_latents(video, clip)
+            given_video_latents = self.encode_given_video(video, clip)
         if audio is not None:
-            given_audio_latents = self.given_audio_latents(audio, clip)
+            given_audio_latents = self.encode_given_audio(audio, clip)
         hold = hold or self.generation_defaults.get("hold", "clean")
         if hold not in HOLD_MODES:
             raise ConfigError(f"hold={hold!r} is unknown; choose one of {', '.join(HOLD_MODES)}")
@@ -498,7 +493,7 @@ class BridgeDiTPipeline:
             min_seconds=0.0,
         )
 
-    def given_video_latents(self, video, clip: ClipSpec) -> torch.Tensor:
+    def encode_given_video(self, video, clip: ClipSpec) -> torch.Tensor:
         """A given video as normalised Wan latents (1, C, F', H', W'): latents as they are; a file or frames brought to
         `clip`'s frame rate, size and frame count as `prepare` does, then encoded as the cache encodes."""
         if isinstance(video, torch.Tensor):
@@ -514,7 +509,7 @@ class BridgeDiTPipeline:
             frames = read_given_video(video, standard)
         return encode_video(self, frames)[None]
 
-    def given_audio_latents(self, audio, clip: ClipSpec) -> torch.Tensor:
+    def encode_given_audio(self, audio, clip: ClipSpec) -> torch.Tensor:
         """A given sound as Oobleck latents (1, C_a, T): latents as they are; a file or a waveform made mono, resampled
         and cut to `clip`'s audio length as `prepare` does, then encoded as the cache encodes (T the model's length)."""
         if isinstance(audio, torch.Tensor):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -159,12 +158,9 @@ def _recorded_model(record: dict) -> str:
         return model
     bundled = generation.default_model()
     if bundled is not None and record.get("model_weights_sha256"):
-        from ..checkpoint import WEIGHTS_NAME
+        from ..checkpoint import weights_sha256
 
-        if (
-            hashlib.sha256((bundled / "bridge" / WEIGHTS_NAME).read_bytes()).hexdigest()
-            == record["model_weights_sha256"]
-        ):
+        if weights_sha256(bundled / "bridge") == record["model_weights_sha256"]:
             return str(bundled)
     if model and not Path(model).is_absolute():  # a hub id
         return model
