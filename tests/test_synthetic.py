@@ -186,3 +186,57 @@ def test_pictures_mark_a_true_clips_events_where_they_happen():
     assert len(marks["filmstrip"]["detected"]) == 2
     assert np.allclose(marks["filmstrip"]["detected"], marks["filmstrip"]["true"], atol=width)
     assert np.allclose(marks["waveform"]["detected"], [0.2, 0.8], atol=0.01)
+
+
+@pytest.mark.slow  # renders a dataset
+def test_next_to_real_pairs_each_generated_stream_with_its_own_clips_real_one(tmp_path, monkeypatch):
+    """A model that returns the real clip itself scores in sync both ways; one that returns the next clip's
+    generated stream scores at the chance level (each clip's real stream against every other clip's)."""
+    from bridgedit.data.manifest import load_manifest
+    from bridgedit.synthetic import make_dataset, scoring
+    from bridgedit.synthetic.scoring import real_clips
+
+    dataset = make_dataset(tmp_path / "world", clips=6, test_clips=6, seed=2, seconds=4 + 1 / 15, max_events=4)
+    records = load_manifest(dataset, split="test")
+    clips = list(real_clips(dataset, records))
+
+    def fake_generate(shift, **expected_call_kwargs):
+        def generate_for(pipe, records, *, captions, seed, given, given_latents, **call_kwargs):
+            assert captions == "hvgc" and given in ("video", "audio") and given_latents == [given] * len(records)
+            assert call_kwargs == expected_call_kwargs  # generation overrides (guidance) reach the pipeline call
+            for index, record in enumerate(records):
+                frames, audio, rate = clips[(index + shift) % len(records)]
+                yield record, frames, audio, record["fps"], rate
+
+        return generate_for
+
+    monkeypatch.setattr(scoring, "real_latents", lambda pipe, dataset, records: (["video"] * 6, ["audio"] * 6))
+    monkeypatch.setattr(scoring, "generate_for", fake_generate(0))
+    faithful = scoring.score_next_to_real(None, dataset, records)
+    monkeypatch.setattr(scoring, "generate_for", fake_generate(1, audio_guidance=1.0))
+    shifted = scoring.score_next_to_real(None, dataset, records, audio_guidance=1.0)
+    assert set(faithful) == set(shifted) == set(scoring.NEXT_TO_REAL)
+    for direction in scoring.NEXT_TO_REAL:
+        assert faithful[direction]["sync"] >= 0.9 and faithful[direction]["sync_above_chance"] > 0.5
+        assert shifted[direction]["sync"] < 0.3  # another clip's stream
+        assert shifted[direction]["sync_above_chance"] < 0  # its chance level now includes the true pairings
+
+
+def test_next_to_real_pairs_runs_clip_by_clip_against_the_baseline():
+    from bridgedit.synthetic.scoring import paired_lead
+
+    direction = "audio for the real video"
+
+    def run(sync, chance):
+        return {direction: {"sync_per_clip": sync, "sync_chance_per_clip": chance}}
+
+    baseline = [run([0.2, 0.3, 0.1], [0.2, 0.2, 0.2]), run([0.5, 0.5, 0.5], [0.1, 0.1, 0.1])]
+    variant = [run([0.4, 0.4, 0.4], [0.2, 0.2, 0.2]), run([0.6, 0.7, 0.5], [0.1, 0.1, 0.1])]
+    lead = paired_lead(variant, baseline, direction)
+    differences = [0.2, 0.1, 0.3, 0.1, 0.2, 0.0]  # run i of each, clip by clip
+    assert lead["pairs"] == 6 and lead["mean"] == pytest.approx(np.mean(differences))
+    assert lead["standard_error"] == pytest.approx(np.std(differences, ddof=1) / np.sqrt(6))
+    assert 0 < lead["p_value"] < 0.01
+    assert paired_lead(baseline, variant, direction)["p_value"] > 0.99  # one-sided: "greater"
+    with pytest.raises(ValueError, match="as many baseline runs"):
+        paired_lead(variant, baseline[:1], direction)
