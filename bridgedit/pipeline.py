@@ -39,7 +39,15 @@ from .checkpoint import WEIGHTS_NAME, load_bridge_weights, read_bridge_config, s
 from .conditioning import audio_conditions, null_audio_conditions, video_conditions
 from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths
 from .cpu_attention import MatmulAttention
-from .diffusion import COUPLED_SAMPLERS, HOLD_MODES, GuidedDenoiser, coupled_grid, hold_fixed, sample_native
+from .diffusion import (
+    COUPLED_SAMPLERS,
+    HOLD_MODES,
+    GuidedDenoiser,
+    StepCallback,
+    coupled_grid,
+    hold_fixed,
+    sample_native,
+)
 from .media import ClipStandard, read_given_audio, read_given_video, standard_audio, standard_frames
 from .model import BridgeDiT
 from .towers import AudioConditions, VideoConditions
@@ -338,6 +346,7 @@ class BridgeDiTPipeline:
         hold: str | None = None,
         output_type: str = "np",
         progress: bool = True,
+        step_callback: StepCallback | None = None,
         max_sequence_length: int = 512,
         offload_text_encoders: bool = False,
         audio_length_rounding: str = "ceil",
@@ -362,6 +371,9 @@ class BridgeDiTPipeline:
         model's own (`generation_defaults["hold"]`, which training records), else "clean". Initial noise is drawn
         for both streams as in joint generation, so a seed gives the generated stream the same starting noise
         either way. The given stream's guidance scale has no effect; it is returned as the model saw it.
+
+        `step_callback(done, total)` runs after each sampling step (a progress bar's or a cancel button's hook); an
+        exception raised in it stops sampling and leaves the call.
         """
         held = "video" if video is not None or given_video_latents is not None else None
         held = "audio" if audio is not None or given_audio_latents is not None else held
@@ -467,10 +479,13 @@ class BridgeDiTPipeline:
                 num_inference_steps,
                 generator=generator,
                 progress=progress,
+                step_callback=step_callback,
             )
         else:
             grid = coupled_grid(self.video_pipe.scheduler, num_inference_steps, device=device)
-            x_video, x_audio = COUPLED_SAMPLERS[sampler](denoise, x_video, x_audio, grid, progress=progress)
+            x_video, x_audio = COUPLED_SAMPLERS[sampler](
+                denoise, x_video, x_audio, grid, progress=progress, step_callback=step_callback
+            )
         x_video = x_video if given_video is None else given_video
         x_audio = x_audio if given_audio is None else given_audio
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bridgedit import tiny
-from bridgedit.diffusion import coupled_grid, sample_euler, sample_heun
+from bridgedit.diffusion import coupled_grid, sample_euler, sample_heun, sample_native
 from bridgedit.diffusion.objectives import audio_alpha_sigma, audio_target, noise_audio, noise_video, video_target
 
 MU, TAU = 0.3, 0.5  # data x0 ~ N(MU, TAU^2) per coordinate
@@ -105,3 +105,40 @@ def test_objectives_are_eq_5_and_6():
     t_video = 1000 * t_audio
     torch.testing.assert_close(noise_video(x0, eps, t_video), (1 - t_audio[:, None]) * x0 + t_audio[:, None] * eps)
     torch.testing.assert_close(video_target(x0, eps), eps - x0)
+
+
+@pytest.mark.parametrize("sampler", [sample_euler, sample_heun, "native"])
+def test_the_step_callback_runs_after_every_step_and_an_error_in_it_stops_sampling(sampler):
+    x_video, x_audio = _noise()
+    evaluations, seen = [], []
+
+    def fn(x_video, x_audio, t_video, t_audio):
+        evaluations.append(float(t_video[0]))
+        return torch.zeros_like(x_video), torch.zeros_like(x_audio)
+
+    schedulers = (
+        tiny.bridgedit_pipeline(seed=0).video_pipe.scheduler,
+        tiny.bridgedit_pipeline(seed=0).audio_pipe.scheduler,
+    )
+
+    def run(step_callback):
+        if sampler == "native":
+            return sample_native(fn, x_video, x_audio, *schedulers, 5, step_callback=step_callback)
+        return sampler(fn, x_video, x_audio, coupled_grid(schedulers[0], 5), step_callback=step_callback)
+
+    run(lambda done, total: seen.append((done, total, len(evaluations))))
+    per_step = 1 if sampler is sample_euler or sampler == "native" else 2  # Heun: two evaluations (one on the last)
+    assert [(done, total) for done, total, _ in seen] == [(i, 5) for i in range(1, 6)]
+    assert seen[0][2] == per_step  # each call comes after its step's evaluations, before the next step's
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(done, total):
+        if done == 2:
+            raise Stop
+
+    evaluations.clear()
+    with pytest.raises(Stop):
+        run(stop_after_two)
+    assert len(evaluations) == 2 * per_step  # the third step never ran

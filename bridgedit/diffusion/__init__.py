@@ -11,12 +11,22 @@ from .objectives import (
     video_target,
     video_velocity_to_data,
 )
-from .samplers import COUPLED_SAMPLERS, HOLD_MODES, coupled_grid, hold_fixed, sample_euler, sample_heun, sample_native
+from .samplers import (
+    COUPLED_SAMPLERS,
+    HOLD_MODES,
+    StepCallback,
+    coupled_grid,
+    hold_fixed,
+    sample_euler,
+    sample_heun,
+    sample_native,
+)
 
 __all__ = [
     "COUPLED_SAMPLERS",
     "HOLD_MODES",
     "GuidedDenoiser",
+    "StepCallback",
     "audio_alpha_sigma",
     "audio_target",
     "audio_v_to_data",

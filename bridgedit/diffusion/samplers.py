@@ -55,20 +55,35 @@ def _ddim_audio(x: torch.Tensor, v: torch.Tensor, s: torch.Tensor, s_next: torch
     return torch.cos(delta) * x + torch.sin(delta) * v
 
 
-def _progress(num_steps: int, progress: bool):
-    return tqdm(range(num_steps), disable=not progress, desc="sampling", leave=False)
+#: called after each sampling step with (steps done, steps in all); an exception raised in it stops sampling
+StepCallback = Callable[[int, int], None]
+
+
+def _steps(num_steps: int, progress: bool, step_callback: StepCallback | None = None):
+    """The step indices 0..num_steps-1, with a tqdm bar when `progress`; `step_callback(i + 1, num_steps)` runs once
+    step i's body has run (the caller's loop body runs between two yields)."""
+    for index in tqdm(range(num_steps), disable=not progress, desc="sampling", leave=False):
+        yield index
+        if step_callback is not None:
+            step_callback(index + 1, num_steps)
 
 
 @torch.no_grad()
 def sample_euler(
-    fn: Denoiser, x_video: torch.Tensor, x_audio: torch.Tensor, grid: torch.Tensor, *, progress: bool = False
+    fn: Denoiser,
+    x_video: torch.Tensor,
+    x_audio: torch.Tensor,
+    grid: torch.Tensor,
+    *,
+    progress: bool = False,
+    step_callback: StepCallback | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """First order on the coupled grid: Euler for the video flow (Lipman et al., 2022), DDIM for the audio.
 
     Both are exact when the predictions correspond to a fixed (x0, eps) pair, e.g. a one-point data set.
     """
     batch_size = x_video.shape[0]
-    for i in _progress(len(grid) - 1, progress):
+    for i in _steps(len(grid) - 1, progress, step_callback):
         s, s_next = grid[i], grid[i + 1]
         v_video, v_audio = fn(x_video, x_audio, *_timesteps(s, batch_size))
         x_video = x_video + (s_next - s) * v_video
@@ -78,7 +93,13 @@ def sample_euler(
 
 @torch.no_grad()
 def sample_heun(
-    fn: Denoiser, x_video: torch.Tensor, x_audio: torch.Tensor, grid: torch.Tensor, *, progress: bool = False
+    fn: Denoiser,
+    x_video: torch.Tensor,
+    x_audio: torch.Tensor,
+    grid: torch.Tensor,
+    *,
+    progress: bool = False,
+    step_callback: StepCallback | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Second order on the coupled grid (Karras et al., 2022, Alg. 1), two joint evaluations per step.
 
@@ -88,7 +109,7 @@ def sample_heun(
     on one-point data. The last step (to s = 0) is first order, as in Karras et al.
     """
     batch_size = x_video.shape[0]
-    for i in _progress(len(grid) - 1, progress):
+    for i in _steps(len(grid) - 1, progress, step_callback):
         s, s_next = grid[i], grid[i + 1]
         v_video, v_audio = fn(x_video, x_audio, *_timesteps(s, batch_size))
         video_euler = x_video + (s_next - s) * v_video
@@ -192,6 +213,7 @@ def sample_native(
     *,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    step_callback: StepCallback | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each tower's own diffusers scheduler in lockstep, as WanPipeline and StableAudioPipeline step them.
 
@@ -212,7 +234,7 @@ def sample_native(
     x_audio = x_audio * audio_scheduler.init_noise_sigma
     audio_step_kwargs = {"generator": generator} if generator is not None else {}
     batch_size = x_video.shape[0]
-    for i in _progress(num_steps, progress):
+    for i in _steps(num_steps, progress, step_callback):
         t_video, t_audio = video_scheduler.timesteps[i], audio_scheduler.timesteps[i]
         audio_input = audio_scheduler.scale_model_input(x_audio, t_audio)
         v_video, v_audio = fn(x_video, audio_input, t_video.expand(batch_size), t_audio.expand(batch_size))
