@@ -1,7 +1,8 @@
 """A sounding clip as one picture: its frames side by side over its sound, the events marked on both.
 
 Video events (impacts, flashes) and audio onsets come from the synthetic world's detectors (`detect.py`); a clip of
-the world may also give its true event times. Drawn with matplotlib (`pip install -e '.[bench]'`).
+the world may also give its true event times. Drawn with matplotlib (`pip install -e '.[bench]'`), the spectrogram as the product's pictures draw it
+(bridgedit/picture.py).
 """
 
 from __future__ import annotations
@@ -10,22 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..picture import draw_spectrogram, pyplot
 from .detect import audio_events, video_events
 
 TRUE_COLOUR, VIDEO_COLOUR, AUDIO_COLOUR = "lime", "red", "orange"
-
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        from ..config import ConfigError
-
-        raise ConfigError("drawing needs matplotlib: pip install -e '.[bench]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def event_marks(frames: np.ndarray, audio: np.ndarray, fps: float, rate: int, true_events: list[float]) -> dict:
@@ -63,16 +52,7 @@ def draw_clip(
     axes[0].set_axis_off()
     seconds = len(frames) / fps
     if spectrogram:
-        from scipy.signal import spectrogram as stft_power
-
-        window = max(64, int(rate * 0.02))  # 20 ms windows
-        freqs, times, power = stft_power(audio, fs=rate, nperseg=window, noverlap=window * 3 // 4)
-        axes[1].pcolormesh(times, freqs / 1000, 10 * np.log10(power + 1e-10), shading="auto", cmap="magma")
-        # up to where 99.9 % of the energy lies (a 4 kHz model's sound in a 44.1 kHz file fills the bottom tenth)
-        cumulative = np.cumsum(power.sum(axis=1))
-        top = freqs[min(np.searchsorted(cumulative, 0.999 * cumulative[-1]) + 1, len(freqs) - 1)]
-        axes[1].set_ylim(0, max(top, 500.0) / 1000)
-        axes[1].set_ylabel("kHz", fontsize=6)
+        draw_spectrogram(axes[1], audio, rate)
     else:
         axes[1].plot(np.arange(len(audio)) / rate, audio, linewidth=0.3, color="tab:blue")
         axes[1].set_yticks([])
@@ -99,7 +79,7 @@ def clip_picture(
     """Draw a sounding .mp4 as its filmstrip over its spectrogram with the detected events; returns the events."""
     from ..media import read_audio_track, read_video
 
-    plt = _pyplot()
+    plt = pyplot()
     frames, fps = read_video(video)
     sound, rate = read_audio_track(video)
     mono = sound.mean(axis=0) if sound.ndim == 2 else sound
