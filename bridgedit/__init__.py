@@ -2,7 +2,7 @@
 
 # semantic versioning: a minor release adds capabilities and may change defaults (CHANGELOG.md says which); models
 # saved by any 0.x release keep loading
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .config import BridgeConfig, ClipSpec, ConfigError, ModelConfig, SequenceLengths, TrainableConfig  # noqa: E402
 from .model import BridgeDiT  # noqa: E402

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,51 @@ FLAG_SETTINGS = (
 )
 #: the settings a clip record keeps: those, and the two only a model's own defaults set
 RECORDED_SETTINGS = (*FLAG_SETTINGS, "max_sequence_length", "audio_length_rounding")
+#: each FLAG_SETTINGS setting's `bridgedit generate` flag
+SETTING_FLAGS = {
+    "height": "--height",
+    "width": "--width",
+    "num_frames": "--frames",
+    "fps": "--fps",
+    "audio_seconds": "--audio-seconds",
+    "num_inference_steps": "--steps",
+    "video_guidance": "--video-guidance",
+    "audio_guidance": "--audio-guidance",
+    "schedule": "--schedule",
+    "sampler": "--sampler",
+    "hold": "--hold",
+}
+PROMPT_FLAGS = {
+    "video_prompt": "--video-prompt",
+    "audio_prompt": "--audio-prompt",
+    "prompt": "--prompt",
+    "negative_video_prompt": "--negative-video-prompt",
+    "negative_audio_prompt": "--negative-audio-prompt",
+}
+
+
+def generate_command(
+    item: PromptItem, explicit: dict[str, Any], seed: int, *, out: str, model: str | None = None, wav: bool = False
+) -> str:
+    """The `bridgedit generate` command line that makes the same clip: the item's prompts and given stream, the
+    settings in `explicit` (FLAG_SETTINGS keys; None left out: the model's own default), the seed, the model (None:
+    the bundled demo model, the command's default), shell-quoted."""
+    words = ["bridgedit", "generate"]
+    if model is not None:
+        words += ["--model", model]
+    for key, flag in PROMPT_FLAGS.items():
+        value = getattr(item, key)
+        if value:  # a held stream's empty caption is the command's default too
+            words += [flag, value]
+    for kind, path in item.given().items():
+        words += [f"--{kind}", path]
+    for key, value in explicit.items():
+        if value is not None:
+            words += [SETTING_FLAGS[key], repr(value) if isinstance(value, float) else str(value)]  # repr: exact
+    words += ["--seed", str(seed), "--out", out]
+    if wav:
+        words.append("--wav")
+    return shlex.join(words)
 
 
 def rewrite_shared_prompts(items: list[PromptItem], rewriter) -> list[PromptItem]:
@@ -343,9 +389,17 @@ def read_clip_record(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def generate_to_file(
-    pipe, item: PromptItem, out_path: Path, settings: GenerationSettings, seed: int, *, progress: bool = True
+    pipe,
+    item: PromptItem,
+    out_path: Path,
+    settings: GenerationSettings,
+    seed: int,
+    *,
+    progress: bool = True,
+    step_callback=None,
 ) -> dict[str, Any]:
-    """Generate one sounding video and write it (plus a .wav when asked). Returns a record of what was written."""
+    """Generate one sounding video and write it (plus a .wav when asked). Returns a record of what was written.
+    `step_callback`: the pipeline's (after each sampling step; raising in it stops before anything is written)."""
     device = pipe.device
     generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
     output = pipe(
@@ -354,6 +408,7 @@ def generate_to_file(
         **settings.call_kwargs(),
         generator=generator,
         progress=progress,
+        step_callback=step_callback,
         output_type="np",
     )
     given = item.given()

@@ -76,10 +76,7 @@ def add_parser(subparsers) -> None:
         'With --prompt (or batch lines with only "prompt") and a server, an LLM writes a purely visual video '
         "caption and a purely auditory audio caption from it (HVGC's stages), cached per prompt and model.",
     )
-    rewrite.add_argument("--rewrite-url", help="base URL of an OpenAI-compatible server, e.g. http://localhost:8001/v1")
-    rewrite.add_argument("--rewrite-model", default=DEFAULT_REWRITE_MODEL)
-    rewrite.add_argument("--rewrite-cache", default=str(REWRITE_CACHE), metavar="FILE.jsonl")
-    rewrite.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    add_rewrite_arguments(rewrite)
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="FILE.mp4", help="where to write the video (single mode)")
     out.add_argument("--out-dir", metavar="DIR", help="where to write <id>.mp4 files (batch mode)")
@@ -121,6 +118,25 @@ def add_parser(subparsers) -> None:
         help="move the text encoders (UMT5-XXL, T5) to the CPU once the prompts are encoded",
     )
     parser.set_defaults(run=run)
+
+
+def add_rewrite_arguments(group) -> None:
+    """The flags that configure the LLM server making one prompt into two captions (generate, app)."""
+    group.add_argument("--rewrite-url", help="base URL of an OpenAI-compatible server, e.g. http://localhost:8001/v1")
+    group.add_argument("--rewrite-model", default=DEFAULT_REWRITE_MODEL)
+    group.add_argument("--rewrite-cache", default=str(REWRITE_CACHE), metavar="FILE.jsonl")
+    group.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+
+
+def rewriter_from_args(args: argparse.Namespace):
+    """A `captioning.rewrite.Rewriter` for --rewrite-url, else None."""
+    if not args.rewrite_url:
+        return None
+    from ..captioning.client import Endpoint
+    from ..captioning.rewrite import Rewriter
+
+    Path(args.rewrite_cache).parent.mkdir(parents=True, exist_ok=True)
+    return Rewriter(Endpoint(args.rewrite_url, args.rewrite_model, args.api_key_env), cache=args.rewrite_cache)
 
 
 def _apply_clip_record(args: argparse.Namespace) -> dict:
@@ -213,14 +229,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         items = generation.read_prompt_file(args.prompts)
         out_dir = generation.check_writable_dir(args.out_dir)
-    rewriter = None
-    if args.rewrite_url:
-        from ..captioning.client import Endpoint
-        from ..captioning.rewrite import Rewriter
-
-        Path(args.rewrite_cache).parent.mkdir(parents=True, exist_ok=True)
-        rewriter = Rewriter(Endpoint(args.rewrite_url, args.rewrite_model, args.api_key_env), cache=args.rewrite_cache)
-    items = generation.rewrite_shared_prompts(items, rewriter)
+    items = generation.rewrite_shared_prompts(items, rewriter_from_args(args))
     for item in items:  # a user's file is checked before any model loads
         for kind, path in item.given().items():
             check_given_stream(path, kind)

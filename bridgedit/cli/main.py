@@ -10,7 +10,19 @@ from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..evaluation.extractors import ExtractorUnavailable
 from ..media import MediaError
-from . import cache, caption, convert_official, convert_weights, describe, evaluate, generate, prepare, synthetic, train
+from . import (
+    app,
+    cache,
+    caption,
+    convert_official,
+    convert_weights,
+    describe,
+    evaluate,
+    generate,
+    prepare,
+    synthetic,
+    train,
+)
 
 SUBCOMMANDS = (
     describe,
@@ -19,6 +31,7 @@ SUBCOMMANDS = (
     cache,
     train,
     generate,
+    app,
     evaluate,
     convert_official,
     convert_weights,
