@@ -297,3 +297,17 @@ def test_the_bundled_demo_model_is_the_default(tmp_path, capsys):
     audio, rate = read_audio_track(out)
     assert frames.shape == (17, 64, 64, 3) and fps == 15 and record["video"] == str(out)
     assert audio.shape[-1] >= 1.1 * rate
+
+
+def test_the_balanced_memory_level_writes_the_default_clip(tmp_path, capsys):
+    """--memory balanced (text encoders off the device after encoding, Wan's VAE in tiles) on the bundled model: the
+    same frames and sound as the default."""
+    written = {}
+    for level in ("max", "balanced"):
+        out = tmp_path / f"{level}.mp4"
+        prompts = ["--video-prompt", "A red ball bounces.", "--audio-prompt", "A dull thud."]
+        assert main(["generate", *prompts, "--out", str(out), "--steps", "3", "--memory", level]) == 0
+        written[level] = (read_video(out)[0], read_audio_track(out)[0])
+    assert (written["max"][0] == written["balanced"][0]).all()
+    assert (written["max"][1] == written["balanced"][1]).all()
+    capsys.readouterr()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .. import generation
+from ..acceleration import MEMORY_LEVELS, apply_memory_level, compile_blocks
 from ..config import ConfigError
 from ..diffusion.samplers import HOLD_MODES
 from ..media import check_given_stream
@@ -116,6 +117,19 @@ def add_parser(subparsers) -> None:
         "--offload-text-encoders",
         action="store_true",
         help="move the text encoders (UMT5-XXL, T5) to the CPU once the prompts are encoded",
+    )
+    sampling.add_argument(
+        "--memory",
+        choices=MEMORY_LEVELS,
+        default="max",
+        help="max: everything on the device; balanced: the text encoders leave it once the prompts are encoded and "
+        "Wan's VAE decodes in tiles (docs/generation.md, Speed and memory)",
+    )
+    sampling.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile each repeated block class (both towers' blocks, the bridges'): slower first clip, faster "
+        "steps after it",
     )
     parser.set_defaults(run=run)
 
@@ -244,11 +258,14 @@ def run(args: argparse.Namespace) -> int:
         )
 
     pipe = BridgeDiTPipeline.from_pretrained(model, dtype=dtype).to(device)
+    memory = apply_memory_level(pipe, args.memory)
+    if args.compile:
+        compile_blocks(pipe)
     settings = generation.settings_with_model_defaults(
         explicit,
         pipe.generation_defaults,
         write_wav=args.wav,
-        offload_text_encoders=args.offload_text_encoders,
+        offload_text_encoders=args.offload_text_encoders or memory["offload_text_encoders"],
         keep_original=args.keep_original,
     )
     settings.check()
