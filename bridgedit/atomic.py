@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,21 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
         os.replace(temporary, final)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+#: the name `atomic_path` gives a temporary file: ".{final name}.{mkstemp's 8 random characters}{suffix}"
+TEMPORARY_NAME = re.compile(r"^\.(?P<final>.+)\.[A-Za-z0-9_]{8}(?P<suffix>\.[^.]+)?$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that writes killed mid-way left in `folder` (run before a job writes there again,
+    never while another writer may be running); returns what was removed."""
+    removed = []
+    for path in Path(folder).glob(".*"):
+        if path.is_file() and TEMPORARY_NAME.match(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _umask() -> int:

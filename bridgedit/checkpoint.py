@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path, write_text_atomic
@@ -83,7 +84,10 @@ def load_bridge_weights(model: BridgeDiT, directory: str | Path) -> None:
     path = Path(directory) / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no bridge weights at {path}")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except SafetensorError as error:
+        raise CheckpointError(f"{path} is damaged ({error}): copy or download it again") from None
     expected = trainable_state_dict(model)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 # ----------------------------------------------------------------------------------------------------
@@ -47,6 +48,19 @@ RELEASED_BRIDGE = dict(
 
 class ConfigError(ValueError):
     """A configuration that cannot describe a valid model; the message names the field and the fix."""
+
+
+def read_text(path: str | Path) -> str:
+    """A user's text file (prompts, captions, configs, manifests) as UTF-8; ConfigError naming the file and the first
+    byte that is not UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text: byte 0x{data[error.start]:02x} on line {line} (save it as UTF-8)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -285,13 +299,19 @@ class SequenceLengths:
 def check_clip(clip: ClipSpec, strides: CodecStrides) -> None:
     """Raise a ConfigError naming the first size the towers cannot take."""
     multiple = strides.video_spatial * max(strides.video_patch[1:])
-    if clip.height <= 0 or clip.width <= 0 or clip.height % multiple or clip.width % multiple:
-        raise ConfigError(f"height and width must be positive multiples of {multiple}; got {clip.height}x{clip.width}")
+    for name, value in (("height", clip.height), ("width", clip.width)):
+        if value <= 0 or value % multiple:
+            raise ConfigError(f"{name} must be a positive multiple of {multiple}; got {value}")
     if clip.num_frames < 1 or (clip.num_frames - 1) % strides.video_temporal:
         k = strides.video_temporal
         raise ConfigError(f"num_frames must be {k}k+1 (e.g. {k * 20 + 1}); got {clip.num_frames}")
-    if clip.fps <= 0 or clip.audio_sample_rate <= 0 or clip.seconds <= 0:
-        raise ConfigError("fps, audio_sample_rate and audio_seconds must be positive")
+    for name, value in (
+        ("fps", lambda: clip.fps),
+        ("audio_sample_rate", lambda: clip.audio_sample_rate),
+        ("audio_seconds", lambda: clip.seconds),  # from fps when not given: checked after it
+    ):
+        if not math.isfinite(value()) or value() <= 0:
+            raise ConfigError(f"{name} must be a positive, finite number; got {value()}")
     if clip.audio_length_rounding not in AUDIO_LENGTH_ROUNDINGS:
         raise ConfigError(
             f"audio_length_rounding={clip.audio_length_rounding!r} is unknown; choose one of "

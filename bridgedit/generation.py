@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shlex
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import ClipSpec, CodecStrides, ConfigError, check_clip
+from .atomic import remove_stale_temporaries
+from .config import ClipSpec, CodecStrides, ConfigError, check_clip, read_text
 from .media import write_sounding_video, write_wav, write_with_original_stream
 
 logger = logging.getLogger(__name__)
@@ -102,6 +105,9 @@ class GenerationSettings:
         )
         if self.num_inference_steps < 1:
             raise ConfigError(f"steps must be a positive integer; got {self.num_inference_steps}")
+        for name, value in (("video guidance", self.video_guidance), ("audio guidance", self.audio_guidance)):
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number; got {value}")
 
     def call_kwargs(self) -> dict[str, Any]:
         return dict(
@@ -174,7 +180,7 @@ def read_prompt_file(path: str | os.PathLike) -> list[PromptItem]:
     if not path.is_file():
         raise FileNotFoundError(f"prompt file {path} does not exist")
     items, seen = [], set()
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -248,8 +254,11 @@ def check_writable_dir(path: str | os.PathLike, *, create: bool = True) -> Path:
             raise ConfigError(f"cannot create output folder {path}: {error.strerror}") from None
     if not path.is_dir():
         raise ConfigError(f"output folder {path} does not exist")
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"output folder {path} is not writable")
+    try:  # a test write: permissions alone do not tell (read-only mounts, /proc, a full disk)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ConfigError(f"output folder {path} is not writable ({error.strerror})") from None
     return path
 
 
@@ -448,9 +457,16 @@ def generate_to_file(
     return record
 
 
-def pending_items(items: list[PromptItem], out_dir: Path) -> list[tuple[int, PromptItem]]:
-    """(line index, item) for every prompt whose .mp4 is not there yet."""
-    return [(index, item) for index, item in enumerate(items) if not (out_dir / f"{item.id}.mp4").exists()]
+def pending_items(items: list[PromptItem], out_dir: Path, *, wav: bool = False) -> list[tuple[int, PromptItem]]:
+    """(line index, item) for every prompt whose .mp4 (or, with `wav`, whose .wav) is not there yet: a rerun with
+    --wav after one without, or after a kill between the two writes, makes the clip again (the same seed: the same
+    clip) with its .wav."""
+    suffixes = (".mp4", ".wav") if wav else (".mp4",)
+    return [
+        (index, item)
+        for index, item in enumerate(items)
+        if not all((out_dir / f"{item.id}{suffix}").exists() for suffix in suffixes)
+    ]
 
 
 def run_batch(
@@ -466,7 +482,10 @@ def run_batch(
     """Generate every pending item; under `accelerate launch` each process (`state`) takes its share. Yields records."""
     from tqdm.auto import tqdm
 
-    todo = pending_items(items, out_dir)
+    if state.is_main_process:  # before the barrier: no process writes here until every one has listed its work
+        for stale in remove_stale_temporaries(out_dir):
+            logger.warning("removed %s, left by a write that was killed", stale)
+    todo = pending_items(items, out_dir, wav=settings.write_wav)
     state.wait_for_everyone()  # every process lists the pending work before any process starts writing
     with state.split_between_processes(todo) as mine:
         for index, item in tqdm(mine, desc=f"prompts (process {state.process_index})", disable=not progress):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path
+from .config import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = []
-    text = path.read_text()
+    text = read_text(path)
     lines = text.split("\n")
     complete, tail = lines[:-1], lines[-1]
     for number, line in enumerate(complete, start=1):

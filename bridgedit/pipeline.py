@@ -35,7 +35,14 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from . import __version__
 from .atomic import write_text_atomic
-from .checkpoint import WEIGHTS_NAME, load_bridge_weights, read_bridge_config, save_bridge, weights_sha256
+from .checkpoint import (
+    WEIGHTS_NAME,
+    CheckpointError,
+    load_bridge_weights,
+    read_bridge_config,
+    save_bridge,
+    weights_sha256,
+)
 from .conditioning import audio_conditions, null_audio_conditions, video_conditions
 from .config import BridgeConfig, ClipSpec, CodecStrides, ConfigError, ModelConfig, SequenceLengths
 from .cpu_attention import MatmulAttention
@@ -388,6 +395,7 @@ class BridgeDiTPipeline:
             audio_length_rounding=audio_length_rounding,
         )
         lengths = SequenceLengths.compute(clip, self.strides)
+        self.check_model_limits(clip)
         self._check_call(num_inference_steps, schedule, sampler, output_type)
         holds_video = video is not None or given_video_latents is not None
         if holds_video and (audio is not None or given_audio_latents is not None):
@@ -497,6 +505,26 @@ class BridgeDiTPipeline:
             fps=fps,
             sample_rate=self.sample_rate,
         )
+
+    def model_limits(self) -> dict[str, int]:
+        """The largest frame count, height and width this model's video tower can place: Wan's rotary table has
+        `rope_max_seq_len` positions along each axis of its token grid."""
+        positions = self.video_pipe.transformer.config.rope_max_seq_len
+        strides = self.strides
+        patch_t, patch_h, patch_w = strides.video_patch
+        return {
+            "num_frames": (positions * patch_t - 1) * strides.video_temporal + 1,
+            "height": positions * patch_h * strides.video_spatial,
+            "width": positions * patch_w * strides.video_spatial,
+        }
+
+    def check_model_limits(self, clip: ClipSpec) -> None:
+        """ConfigError naming the model's limit for a clip beyond what its positional tables hold."""
+        for key, limit in self.model_limits().items():
+            value = getattr(clip, key)
+            if value > limit:
+                name = {"num_frames": "frames"}.get(key, key)
+                raise ConfigError(f"{name} {value} is beyond this model's limit of {limit} (its positional table)")
 
     def _given_standard(self, clip: ClipSpec, seconds: float) -> ClipStandard:
         return ClipStandard(
@@ -667,8 +695,14 @@ def _tower_reference(folder: Path, reference: str) -> tuple[str, str | None]:
 
 
 def _load_tower_pipeline(pipeline_class, reference: str, name: str, kwargs: dict):
+    from safetensors import SafetensorError
+
     try:
         return pipeline_class.from_pretrained(reference, **kwargs)
+    except SafetensorError as error:  # a truncated file, a damaged header: the library does not say which file
+        raise CheckpointError(
+            f"a weights file of the {name} tower in {reference!r} is damaged ({error}): copy or download it again"
+        ) from None
     except OSError as error:
         raise FileNotFoundError(
             f"cannot load the {name} tower from {reference!r} ({error}). Give a local folder holding a saved "

@@ -35,9 +35,11 @@ def studio(demo_pipe, tmp_path):
 def test_the_model_defaults_fill_the_page_and_its_limits_bound_it(studio):
     assert (studio.defaults.height, studio.defaults.width, studio.defaults.num_frames) == (64, 64, 17)
     assert studio.defaults.audio_guidance == 2.0 and studio.defaults.num_inference_steps == 25  # the model's own
-    assert studio.limits == Limits(max_height=128, max_width=128, max_frames=81)
-    with pytest.raises(ConfigError, match="frame count 85 is above this model's limit here \\(81\\)"):
-        studio.settings(Request("text", num_frames=85))
+    # its rotary table has 64 places per axis; its codec keeps every frame (stride 1), its patches 2 x 8 pixels
+    assert studio.pipe.model_limits() == {"num_frames": 64, "height": 64 * 2 * 8, "width": 64 * 2 * 8}
+    assert studio.limits == Limits(max_height=128, max_width=128, max_frames=61)
+    with pytest.raises(ConfigError, match="frame count 65 is above this model's limit here \\(61\\)"):
+        studio.settings(Request("text", num_frames=65))
     with pytest.raises(ConfigError, match="4k\\+1"):  # Wan's own rule, from the CLI's check
         studio.settings(Request("text", num_frames=18))
 

@@ -68,8 +68,8 @@ def test_invalid_trainable_config():
 @pytest.mark.parametrize(
     "clip, message",
     [
-        (ClipSpec(height=470), "multiples of 16"),
-        (ClipSpec(width=830), "multiples of 16"),
+        (ClipSpec(height=470), "height must be a positive multiple of 16; got 470"),
+        (ClipSpec(width=830), "width must be a positive multiple of 16; got 830"),
         (ClipSpec(num_frames=80), "4k\\+1"),
         (ClipSpec(fps=0), "positive"),
     ],

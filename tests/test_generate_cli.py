@@ -116,7 +116,7 @@ def test_flags_override_the_model_defaults(model_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--prompt", "x", "--height", "40"], "multiples of 16"),
+        (["--prompt", "x", "--height", "40"], "height must be a positive multiple of 16; got 40"),
         (["--prompt", "x", "--frames", "10"], "4k\\+1"),
         (["--prompt", "x", "--device", "tpu9"], "device"),
         (["--prompt", "x", "--device", "cuda"], "not available here"),

@@ -208,7 +208,7 @@ def test_text_encoders_are_offloaded_after_encoding():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(height=40), "multiples of 16"),
+        (dict(height=40), "height must be a positive multiple of 16; got 40"),
         (dict(num_frames=8), "4k\\+1"),
         (dict(num_inference_steps=0), "positive integer"),
         (dict(schedule="karras"), "schedule='karras' is unknown"),
@@ -428,3 +428,14 @@ def test_models_saved_before_the_codec_moved_still_load():
     assert index["vae"] == ["bridgedit.patch_codec", "PatchVideoCodec"]
     pipe = BridgeDiTPipeline.from_pretrained(BUNDLED_MODEL)
     assert type(pipe.video_pipe.vae) is PatchVideoCodec
+
+
+def test_a_clip_beyond_the_models_positional_table_is_refused_naming_the_limit():
+    pipe = tiny.bridgedit_pipeline(seed=0)
+    positions = pipe.video_pipe.transformer.config.rope_max_seq_len
+    limits = pipe.model_limits()
+    assert limits["height"] == limits["width"] == positions * 2 * pipe.strides.video_spatial  # Wan's 2 x 2 patches
+    assert limits["num_frames"] == (positions - 1) * pipe.strides.video_temporal + 1
+    too_many = (limits["num_frames"] - 1) // 4 * 4 + 5
+    with pytest.raises(ConfigError, match=f"frames {too_many} is beyond this model's limit of {limits['num_frames']}"):
+        pipe(VIDEO_PROMPT, AUDIO_PROMPT, height=32, width=32, num_frames=too_many, **TEXT)

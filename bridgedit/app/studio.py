@@ -30,7 +30,8 @@ class JobCancelled(Exception):
 @dataclass(frozen=True)
 class Limits:
     """What the page offers for a model: sizes in multiples of 16 up to twice the model's own, frame counts 4k+1 up to
-    twice its own (at least 81), steps up to 200. Requests outside are refused before any work."""
+    twice its own (at least 81), both within what the model's positional tables hold, steps up to 200. Requests
+    outside are refused before any work."""
 
     max_height: int
     max_width: int
@@ -38,14 +39,16 @@ class Limits:
     max_steps: int = 200
 
     @classmethod
-    def for_settings(cls, settings: generation.GenerationSettings) -> Limits:
+    def for_settings(cls, settings: generation.GenerationSettings, model_limits: dict[str, int]) -> Limits:
+        """Twice the model's own sizes (frames: at least 81), within what its positional tables hold."""
+
         def frames(count: int) -> int:
             return (count - 1) // 4 * 4 + 1
 
         return cls(
-            max_height=2 * settings.height // 16 * 16,
-            max_width=2 * settings.width // 16 * 16,
-            max_frames=frames(max(2 * settings.num_frames, 81)),
+            max_height=min(2 * settings.height, model_limits["height"]) // 16 * 16,
+            max_width=min(2 * settings.width, model_limits["width"]) // 16 * 16,
+            max_frames=frames(min(max(2 * settings.num_frames, 81), model_limits["num_frames"])),
         )
 
     def check(self, explicit: dict[str, Any]) -> None:
@@ -110,7 +113,7 @@ class Studio:
         self.out_dir = generation.check_writable_dir(out_dir)
         self.rewriter = rewriter
         self.defaults = generation.settings_with_model_defaults({}, pipe.generation_defaults)
-        self.limits = Limits.for_settings(self.defaults)
+        self.limits = Limits.for_settings(self.defaults, pipe.model_limits())
         self._device = threading.Lock()
         self._running_session: str | None = None
         self._cancel = threading.Event()

@@ -56,6 +56,9 @@ def add_parser(subparsers) -> None:
         default="current",
         help="current: peaks >= 0.1, one-to-one matching; original: the first published rules",
     )
+    parser.add_argument(
+        "--strict", action="store_true", help="a clip that cannot be decoded is an error (default: named and left out)"
+    )
     parser.add_argument("--out", metavar="FILE.json", help="also write the full result (with per-clip values)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a Markdown table")
     parser.set_defaults(run=run)
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         vggish_weights=args.vggish_weights,
         imagebind_weights=args.imagebind_weights,
         av_align_variant=args.av_align_variant,
+        strict=args.strict,
     )
     summary = {**result.values, "n": result.n, "backbones": result.backbones, "unpaired": result.unpaired}
     if args.out:

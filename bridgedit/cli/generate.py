@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     if mode == "single":
         records = [generation.generate_to_file(pipe, items[0], out_path, settings, args.seed or 0)]
     else:
-        skipped = len(items) - len(generation.pending_items(items, out_dir))
+        skipped = len(items) - len(generation.pending_items(items, out_dir, wav=settings.write_wav))
         if skipped:
             logger.warning("%d of %d prompts already have a video in %s: skipped", skipped, len(items), out_dir)
         records = generation.run_batch(pipe, items, out_dir, settings, args.seed or 0, state)

@@ -22,6 +22,8 @@ MANIFEST_NAME = "manifest.jsonl"
 REJECTS_NAME = "rejects.jsonl"
 SETTINGS_NAME = "prepare.json"
 CLIPS_DIR = "clips"
+#: the keys every manifest record must have, as strings
+REQUIRED_KEYS = ("id", "path", "audio_path")
 
 
 def load_manifest(dataset: str | Path, *, split: str | None = None) -> list[dict[str, Any]]:
@@ -32,6 +34,13 @@ def load_manifest(dataset: str | Path, *, split: str | None = None) -> list[dict
             f"{dataset} is not a prepared dataset: {MANIFEST_NAME} is missing (run bridgedit prepare)"
         )
     records = read_jsonl(path)
+    for number, record in enumerate(records, start=1):
+        lacking = [key for key in REQUIRED_KEYS if not isinstance(record.get(key), str)]
+        if lacking:
+            raise ConfigError(
+                f"{path}: record {number} lacks {', '.join(lacking)} (every clip needs {', '.join(REQUIRED_KEYS)}: "
+                "a manifest written by bridgedit prepare)"
+            )
     if split is not None:
         records = [r for r in records if r.get("split") == split]
         if not records:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ConfigError
+from ..config import ConfigError, read_text
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 LAYOUTS = ("auto", "folder", "manifest", "avsync15", "vggsound-ss", "landscape")
@@ -57,7 +57,11 @@ def _unique(entries: list[SourceEntry]) -> list[SourceEntry]:
 
 
 def _videos_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")  # hidden: temporaries
+    )
 
 
 def from_folder(root: Path) -> list[SourceEntry]:
@@ -81,7 +85,7 @@ def from_manifest(path: Path) -> list[SourceEntry]:
             rows = list(csv.DictReader(handle))
     elif path.suffix.lower() == ".jsonl":
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_text(path).splitlines(), start=1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
@@ -120,7 +124,7 @@ def avsync15(root: Path) -> list[SourceEntry]:
         listing = root / f"{split}.txt"
         if not listing.is_file():
             raise ConfigError(f"{root} is not an AVSync15 folder: {listing.name} is missing")
-        for line in listing.read_text().splitlines():
+        for line in read_text(listing).splitlines():
             relative = line.strip()
             if relative:
                 path = root / "videos" / relative

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import ConfigError
-from ..media import read_audio_track, read_video, read_wav
+from ..config import ConfigError, read_text
+from ..media import MediaError, read_audio_track, read_video, read_wav
 from .audioset import AUDIOSET_CLASSIFIER_DEFAULT, AudioSetClassifier
 from .av_align import av_align
 from .extractors import CLAP_DEFAULT, CLIP_DEFAULT, WEIGHTS_DIR, ClapScorer, ClipScorer
@@ -85,24 +86,33 @@ class Evaluation:
 
 
 def find_clips(folder: str | Path) -> dict[str, tuple[Path, Path | None]]:
+    """{stem: (.mp4, its .wav or None)}; hidden files are left out (among them the temporary files of writes that
+    were killed: `.NAME.mp4.XXXX.mp4`, bridgedit.atomic)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
     return {
         video.stem: (video, video.with_suffix(".wav") if video.with_suffix(".wav").is_file() else None)
         for video in sorted(folder.glob("*.mp4"))
+        if not video.name.startswith(".")
     }
 
 
 def load_clip(stem: str, video: Path, wav: Path | None) -> EvalClip:
-    frames, fps = read_video(video)
-    audio, rate = read_wav(wav) if wav is not None else read_audio_track(video)
+    """A clip's frames and sound; MediaError naming the file when it cannot be decoded."""
+    try:
+        frames, fps = read_video(video)
+        audio, rate = read_wav(wav) if wav is not None else read_audio_track(video)
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        if isinstance(error, MediaError):
+            raise
+        raise MediaError(f"{video} cannot be decoded ({type(error).__name__}: {error})") from None
     return EvalClip(stem=stem, frames=frames, fps=fps, audio=audio, sample_rate=rate)
 
 
 def read_captions(path: str | Path) -> dict[str, dict[str, str]]:
     captions = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -170,9 +180,11 @@ def evaluate(
     av_align_variant: str = "current",
     scorers: dict[str, Any] | None = None,
     progress: bool = True,
+    strict: bool = False,
 ) -> Evaluation:
     """Score the generated set. `scorers` may supply ready scorers ("clipsim", "clap", "ib_va") and feature extractors
-    ("i3d", "vggish", "audioset"), e.g. tiny models in tests."""
+    ("i3d", "vggish", "audioset"), e.g. tiny models in tests. A clip that cannot be decoded (either side) is named in
+    a warning and left out (`unpaired["unreadable"]`); with `strict`, it is an error."""
     found = find_clips(generated)
     if not found:
         raise ConfigError(f"no .mp4 files in {generated}")
@@ -216,8 +228,17 @@ def evaluate(
 
     per_clip: dict[str, dict[str, float]] = {}
     features = {side: {kind: [] for kind in extractors} for side in ("generated", "reference")}
+    unreadable = []
     for stem in tqdm(stems, desc="evaluate", disable=not progress):
-        clip = load_clip(stem, *found[stem])
+        try:
+            clip = load_clip(stem, *found[stem])
+            partner = load_clip(stem, *reference_found[stem]) if extractors else None
+        except MediaError as error:
+            if strict:
+                raise
+            logger.warning("left out: %s", error)
+            unreadable.append(stem)
+            continue
         scores = {}
         if "av_align" in chosen:
             scores["av_align"] = av_align(clip.frames, clip.fps, clip.audio, clip.sample_rate, variant=av_align_variant)
@@ -228,7 +249,6 @@ def evaluate(
         if "ib_va" in chosen:
             scores["ib_va"] = scorers["ib_va"].score(clip)
         if extractors:
-            partner = load_clip(stem, *reference_found[stem])
             for kind, extractor in extractors.items():
                 features["generated"][kind].append(extractor.features(clip))
                 features["reference"][kind].append(extractor.features(partner))
@@ -237,10 +257,14 @@ def evaluate(
                     features["reference"]["audioset"][-1], features["generated"]["audioset"][-1]
                 )
         per_clip[stem] = scores
-    values = {m: float(np.mean([per_clip[s][m] for s in stems])) for m in chosen if m not in DISTRIBUTIONS}
+    if unreadable:
+        unpaired["unreadable"] = unreadable
+    if not per_clip:
+        raise MediaError(f"no clip of {generated} could be decoded")
+    values = {m: float(np.mean([scores[m] for scores in per_clip.values()])) for m in chosen if m not in DISTRIBUTIONS}
     values.update(_distribution_values(chosen, features["generated"], features["reference"]))
     backbones = {m: scorers[m].name for m in ("clipsim", "clap", "ib_va") if m in chosen}
     backbones.update({m: extractors[FEATURES_OF[m]].name for m in REFERENCE_METRICS if m in chosen})
     if "av_align" in chosen:
         backbones["av_align"] = f"Farneback flow + librosa onsets ({av_align_variant} rules)"
-    return Evaluation(n=len(stems), values=values, backbones=backbones, per_clip=per_clip, unpaired=unpaired)
+    return Evaluation(n=len(per_clip), values=values, backbones=backbones, per_clip=per_clip, unpaired=unpaired)

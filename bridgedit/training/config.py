@@ -18,13 +18,14 @@ log:        every, tensorboard
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..config import BridgeConfig, ConfigError, ModelConfig, TrainableConfig
+from ..config import BridgeConfig, ConfigError, ModelConfig, TrainableConfig, read_text
 
 #: "sobol": a scrambled Sobol sequence, one point a sample (the authors' release)
 TIMESTEP_DISTRIBUTIONS = ("uniform", "logit_normal", "sobol")
@@ -34,6 +35,33 @@ COUPLINGS = ("coupled", "independent", "integer")
 LR_SCHEDULES = ("cosine", "constant")
 CAPTION_MODES = ("hvgc", "shared")
 PRECISIONS = ("no", "bf16", "fp16")
+
+
+def _typed(section_class: type, key: str, value: Any, where: str) -> Any:
+    """A YAML value as its field's declared scalar type: numbers written as YAML 1.1 reads them as strings ("5e-5")
+    become numbers; a value of the wrong type is named with its key and the type expected. Other types pass."""
+    declared = {f.name: str(f.type) for f in fields(section_class)}[key]
+    optional = declared.endswith("| None")
+    kind = declared.removesuffix("| None").strip()
+    if value is None and optional:
+        return None
+    if kind == "float":
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be a number; got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number; got {value!r}")
+        return float(value)
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where} must be an integer; got {value!r}")
+    if kind == "bool" and not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false; got {value!r}")
+    if kind == "str" and not isinstance(value, str):
+        hint = " (quote it: YAML reads yes, no, on and off as true or false)" if isinstance(value, bool) else ""
+        raise ConfigError(f"{where} must be a string; got {value!r}{hint}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -182,7 +210,10 @@ class TrainConfig:
                     f"{source}: unknown key(s) in {name}: {', '.join(extra)}; known: {', '.join(sorted(known))}"
                 )
             if name in ("model", "data") or values:
-                built[name] = section_class(**values)
+                typed = {
+                    key: _typed(section_class, key, value, f"{source}: {name}.{key}") for key, value in values.items()
+                }
+                built[name] = section_class(**typed)
         return cls(**built)
 
     @classmethod
@@ -191,7 +222,7 @@ class TrainConfig:
         if not path.is_file():
             raise FileNotFoundError(f"config {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(read_text(path)) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML ({error})") from None
         return cls.from_dict(data, str(path))
