@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -397,3 +398,22 @@ def test_parse_labels(answer, expected):
 def test_empty_answers_are_failures(answer):
     with pytest.raises(CaptionError):
         clean_caption(answer)
+
+
+def test_a_run_stops_early_when_its_server_cannot_be_reached(tmp_path, capsys):
+    """No server on the port: after UNREACHABLE_IN_A_ROW clips fail for want of a connection, the rest are left for
+    the next run (not each tried with its whole retry budget), and the report says how many."""
+    from bridgedit.captioning.run import UNREACHABLE_IN_A_ROW
+
+    dataset = make_dataset(tmp_path / "eight", clips=8, seed=4)
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    argv = ["caption", str(dataset), "--out", str(tmp_path / "c.jsonl"), "--vlm-url", closed, "--llm-url", closed]
+    assert main([*argv, "--retries", "0", "--concurrency", "1"]) == 1
+    out = capsys.readouterr().out
+    left = 8 - UNREACHABLE_IN_A_ROW
+    assert f"0 captioned, {UNREACHABLE_IN_A_ROW} failed" in out and f"{left} clips left for the next run" in out
+    assert "is unreachable" in out
+    records = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert len(records) == UNREACHABLE_IN_A_ROW and all(r["status"] == "failed" for r in records)

@@ -64,13 +64,29 @@ class CaptionReport:
     failed: int = 0
     skipped: int = 0
     failures: dict[str, str] = field(default_factory=dict)
+    stopped: str | None = None  # why the run stopped early (a server out of reach), None when it ran through
+    left: int = 0  # clips not tried because it stopped
 
     def __str__(self) -> str:
-        return f"{self.done} captioned, {self.failed} failed, {self.skipped} skipped (already done)"
+        text = f"{self.done} captioned, {self.failed} failed, {self.skipped} skipped (already done)"
+        if self.stopped:
+            text += (
+                f"; stopped after {UNREACHABLE_IN_A_ROW} clips in a row could not reach their server, {self.left} "
+                "clips left for the next run"
+            )
+        return text
 
 
 class StageFailed(RuntimeError):
     pass
+
+
+class ServerUnreachable(StageFailed):
+    """No connection to a server after the client's own retries: every clip after it would fail the same way."""
+
+
+#: clips failed in a row for want of a connection after which a run stops, leaving the rest for the next run
+UNREACHABLE_IN_A_ROW = 3
 
 
 def captions_for_manifest(record: dict[str, Any]) -> dict[str, str]:
@@ -117,6 +133,11 @@ class Captioner:
                 return parse(text)
             except CaptionError as error:
                 last_error = str(error)
+            except openai.APIConnectionError as error:  # the client has retried already: no server to talk to
+                url = self.clients[client_name].endpoint.url
+                raise ServerUnreachable(
+                    f"{stage}: the {client_name} server at {url} is unreachable ({error})"
+                ) from None
             except (openai.OpenAIError, ValueError) as error:  # left after the client's retries, or malformed
                 last_error = f"{type(error).__name__}: {error}"
         raise StageFailed(f"{stage}: {last_error} (after {self.settings.attempts} attempts)")
@@ -171,6 +192,7 @@ class Captioner:
             result["status"] = "done"
         except (StageFailed, OSError, ValueError) as error:
             result["status"], result["error"] = "failed", str(error)
+            result["unreachable"] = isinstance(error, ServerUnreachable)
         return {**result, **trace}
 
 
@@ -191,12 +213,21 @@ async def _run(captioner: Captioner, todo: list[dict], out: Path, report: Captio
     for record in todo:
         queue.put_nowait(record)
     bar = tqdm(total=len(todo), desc=f"caption ({captioner.settings.mode})", disable=not progress)
+    unreachable_in_a_row = 0
 
     async def worker() -> None:
+        nonlocal unreachable_in_a_row
         while not queue.empty():
             record = queue.get_nowait()
             result = await captioner.caption(record)
+            unreachable = result.pop("unreachable", False)
             append_jsonl(out, result)  # one whole line per finished clip: a kill loses nothing finished
+            unreachable_in_a_row = unreachable_in_a_row + 1 if unreachable else 0
+            if unreachable_in_a_row >= UNREACHABLE_IN_A_ROW and not report.stopped:
+                report.stopped = result["error"]
+                while not queue.empty():  # fail fast: the rest waits for the next run
+                    queue.get_nowait()
+                    report.left += 1
             if result["status"] == "done":
                 report.done += 1
             else:
