@@ -186,8 +186,8 @@ class BridgeDiTPipeline:
         kwargs = {"dtype": dtype} if dtype is not None else {}
         video_ref, video_source = _tower_reference(folder, index["video"])
         audio_ref, audio_source = _tower_reference(folder, index["audio"])
-        video_pipe = _load_tower_pipeline(WanPipeline, video_ref, "video", kwargs)
-        audio_pipe = _load_tower_pipeline(StableAudioPipeline, audio_ref, "audio", kwargs)
+        video_pipe = load_tower_pipeline(WanPipeline, video_ref, "video", kwargs)
+        audio_pipe = load_tower_pipeline(StableAudioPipeline, audio_ref, "audio", kwargs)
         bridge_folder = folder / index["bridge"]
         config = read_bridge_config(bridge_folder)
         # a tower whose weights the checkpoint changed is no longer its source: saving it again must copy it
@@ -694,11 +694,12 @@ def _tower_reference(folder: Path, reference: str) -> tuple[str, str | None]:
     return reference, reference
 
 
-def _load_tower_pipeline(pipeline_class, reference: str, name: str, kwargs: dict):
+def load_tower_pipeline(pipeline_class, reference: str, name: str, kwargs: dict | None = None):
+    """A tower's diffusers pipeline from a folder or hub id; a one-line error naming the tower when it cannot load."""
     from safetensors import SafetensorError
 
     try:
-        return pipeline_class.from_pretrained(reference, **kwargs)
+        return pipeline_class.from_pretrained(reference, **(kwargs or {}))
     except SafetensorError as error:  # a truncated file, a damaged header: the library does not say which file
         raise CheckpointError(
             f"a weights file of the {name} tower in {reference!r} is damaged ({error}): copy or download it again"

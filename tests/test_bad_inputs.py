@@ -27,6 +27,9 @@ def files(tmp_path):
     damaged = tmp_path / "damaged-model"
     shutil.copytree(generation.default_model(), damaged)
     (damaged / "bridge" / "model.safetensors").write_bytes(b"junk")
+    hub_towers = "model:\n  video: Wan-AI/Wan2.1-T2V-1.3B-Diffusers\n  audio: stabilityai/stable-audio-open-1.0\n"
+    (tmp_path / "missing-data.yaml").write_text(hub_towers + "data:\n  dataset: no/such/dataset\n")
+    (tmp_path / "offline.yaml").write_text(hub_towers + "data:\n  dataset: made\n  synthetic: {clips: 2}\n")
     (tmp_path / "dataset").mkdir()
     (tmp_path / "dataset" / "manifest.jsonl").write_text(json.dumps({"id": "a", "path": "clips/a.mp4"}) + "\n")
     clips = tmp_path / "clips"
@@ -51,6 +54,12 @@ ROWS = [
     ),
     ("evaluate", ["--generated", "{tmp}/clips", "--captions", "{tmp}/captions.jsonl"], "captions.jsonl is not UTF-8"),
     ("train", ["--config", "{tmp}/config.yaml"], "config.yaml is not UTF-8 text: byte 0xfe on line 3"),
+    ("train", ["--config", "{tmp}/missing-data.yaml"], "no/such/dataset is not a prepared dataset"),  # before towers
+    (
+        "train",
+        ["--config", "{tmp}/offline.yaml"],
+        "cannot load the video tower from 'Wan-AI/Wan2.1-T2V-1.3B-Diffusers'",
+    ),
     (
         "caption",
         [
@@ -70,6 +79,7 @@ ROWS = [
 @pytest.mark.parametrize(("command", "arguments", "message"), ROWS, ids=[row[2][:40] for row in ROWS])
 def test_a_bad_input_is_one_line_naming_the_problem(command, arguments, message, files, capsys, monkeypatch):
     monkeypatch.chdir(files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     argv = [command, *(argument.replace("{tmp}", str(files)) for argument in arguments)]
     if command == "generate" and "--out-dir" not in argv:
         argv += ["--steps", "1"] + ([] if "--out" in argv else ["--out", str(files / "clip.mp4")])

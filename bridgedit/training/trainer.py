@@ -192,8 +192,11 @@ def build_pipeline(config: TrainConfig) -> BridgeDiTPipeline:
     else:
         from diffusers import StableAudioPipeline, WanPipeline
 
+        from ..pipeline import load_tower_pipeline
+
         pipe = BridgeDiTPipeline.from_pipes(
-            WanPipeline.from_pretrained(section.video), StableAudioPipeline.from_pretrained(section.audio)
+            load_tower_pipeline(WanPipeline, section.video, "video"),
+            load_tower_pipeline(StableAudioPipeline, section.audio, "audio"),
         )
     model_config = section.model_config(pipe.model.config)
     if model_config != pipe.model.config:
@@ -216,14 +219,19 @@ def build_pipeline(config: TrainConfig) -> BridgeDiTPipeline:
     return pipe
 
 
+def check_dataset(config: TrainConfig) -> None:
+    """FileNotFoundError unless the dataset is there or is to be made (data.synthetic): checked before any tower
+    loads (the real ones are about 30 GB)."""
+    dataset = Path(config.data.dataset)
+    if not (dataset / "manifest.jsonl").is_file() and config.data.synthetic is None:
+        raise FileNotFoundError(f"{dataset} is not a prepared dataset (run bridgedit prepare, or set data.synthetic)")
+
+
 def ensure_dataset_and_cache(config: TrainConfig, pipe: BridgeDiTPipeline, state, model_name: str) -> None:
     """Make the synthetic dataset and the cache when missing, so a config trains from nothing in one command."""
     dataset = Path(config.data.dataset)
+    check_dataset(config)
     if not (dataset / "manifest.jsonl").is_file():
-        if config.data.synthetic is None:
-            raise FileNotFoundError(
-                f"{dataset} is not a prepared dataset (run bridgedit prepare, or set data.synthetic)"
-            )
         if state.is_main_process:
             from ..synthetic import make_dataset
 
@@ -262,6 +270,7 @@ class Trainer:
         )
         self.progress = progress and self.accelerator.is_main_process
         self.device = self.accelerator.device
+        check_dataset(config)  # before the towers load
         self.pipe = build_pipeline(config)
         self.pipe.to(self.device)
         # how this model is to hold a given stream when generating the other: clean where each stream's noise level
