@@ -351,5 +351,7 @@ def _dataclass_from_dict(cls: type, data: dict[str, Any], section: str) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) in {section}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown key(s) in {section}: {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
+        )
     return cls(**data)

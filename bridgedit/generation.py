@@ -146,7 +146,9 @@ def parse_prompt_item(data: Any, where: str) -> PromptItem:
         raise ConfigError(f"{where}: expected a JSON object")
     unknown = sorted(set(data) - PROMPT_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(PROMPT_KEYS))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(PROMPT_KEYS))}"
+        )
     item_id = data.get("id")
     if not isinstance(item_id, str) or not ID_PATTERN.match(item_id):
         raise ConfigError(f'{where}: "id" must be a file-name-safe string (letters, digits, . _ -); got {item_id!r}')

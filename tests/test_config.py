@@ -82,5 +82,5 @@ def test_clip_sizes_wan_cannot_take(clip, message):
 def test_model_config_round_trip_and_unknown_keys():
     config = ModelConfig(bridge=BridgeConfig(fusion="additive", video_blocks=(1,), audio_blocks=(0,)))
     assert ModelConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ConfigError, match="unknown key\\(s\\) in bridge: heads"):
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) in bridge: 'heads'"):
         ModelConfig.from_dict({"bridge": {"heads": 8}})

@@ -265,7 +265,7 @@ def test_every_process_gets_its_own_share_of_each_batch():
     "change, message",
     [
         ({"optimizer": {}}, "unknown section"),
-        ({"train": {"stepz": 3}}, "unknown key\\(s\\) in train: stepz"),
+        ({"train": {"stepz": 3}}, "unknown key\\(s\\) in train: 'stepz'"),
         ({"train": {"mixed_precision": "fp8"}}, "mixed_precision"),
         ({"train": {"timesteps": {"coupling": "loose"}}}, "coupling"),
         ({"data": {"dataset": "x", "captions": "omni"}}, "captions"),

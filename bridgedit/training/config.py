@@ -37,6 +37,17 @@ CAPTION_MODES = ("hvgc", "shared")
 PRECISIONS = ("no", "bf16", "fp16")
 
 
+def _typed_number(value: Any, where: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be a number; got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number; got {value!r}")
+    return float(value)
+
+
 def _typed(section_class: type, key: str, value: Any, where: str) -> Any:
     """A YAML value as its field's declared scalar type: numbers written as YAML 1.1 reads them as strings ("5e-5")
     become numbers; a value of the wrong type is named with its key and the type expected. Other types pass."""
@@ -46,18 +57,17 @@ def _typed(section_class: type, key: str, value: Any, where: str) -> Any:
     if value is None and optional:
         return None
     if kind == "float":
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{where} must be a number; got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{where} must be a finite number; got {value!r}")
-        return float(value)
+        return _typed_number(value, where)
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{where} must be an integer; got {value!r}")
     if kind == "bool" and not isinstance(value, bool):
         raise ConfigError(f"{where} must be true or false; got {value!r}")
+    if kind.startswith("dict") and not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping (key: value lines); got {value!r}")
+    if kind == "tuple[float, float]":
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ConfigError(f"{where} must be two numbers, e.g. [0.9, 0.95]; got {value!r}")
+        return tuple(_typed_number(item, where) for item in value)
     if kind == "str" and not isinstance(value, str):
         hint = " (quote it: YAML reads yes, no, on and off as true or false)" if isinstance(value, bool) else ""
         raise ConfigError(f"{where} must be a string; got {value!r}{hint}")
@@ -191,7 +201,9 @@ class TrainConfig:
         sections = {f.name: f.type for f in fields(cls)}
         unknown = sorted(set(data) - set(sections))
         if unknown:
-            raise ConfigError(f"{source}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sections)}")
+            raise ConfigError(
+                f"{source}: unknown section(s) {', '.join(map(repr, unknown))}; known: {', '.join(sections)}"
+            )
         classes = {
             "model": ModelSection,
             "data": DataSection,
@@ -207,13 +219,18 @@ class TrainConfig:
             extra = sorted(set(values) - known)
             if extra:
                 raise ConfigError(
-                    f"{source}: unknown key(s) in {name}: {', '.join(extra)}; known: {', '.join(sorted(known))}"
+                    f"{source}: unknown key(s) in {name}: {', '.join(map(repr, extra))}; known: {', '.join(sorted(known))}"
                 )
             if name in ("model", "data") or values:
                 typed = {
                     key: _typed(section_class, key, value, f"{source}: {name}.{key}") for key, value in values.items()
                 }
-                built[name] = section_class(**typed)
+                try:
+                    built[name] = section_class(**typed)
+                except ConfigError:
+                    raise
+                except (TypeError, ValueError, KeyError, AttributeError) as error:  # a value no check above foresaw
+                    raise ConfigError(f"{source}: {name}: {type(error).__name__}: {error}") from None
         return cls(**built)
 
     @classmethod
