@@ -109,6 +109,31 @@ def test_resume_continues_exactly(data):
         assert (a[name] - b[name]).abs().max() <= 1e-6, name
 
 
+def test_a_checkpoint_folder_is_complete_or_absent(data, monkeypatch):
+    """A save killed mid-way leaves only a hidden partial folder, never named by `latest`: the run resumes from the
+    last complete checkpoint, and its next save replaces the partial one."""
+    from bridgedit.training import trainer as trainer_module
+
+    Trainer(_config(data, "killed"), progress=False).run(stop_at=3)
+    folder = data / "killed"
+
+    def killed_while_saving(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_save = trainer_module.save_training_state
+    monkeypatch.setattr(trainer_module, "save_training_state", killed_while_saving)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_config(data, "killed"), resume="latest", progress=False).run()
+    assert sorted(p.name for p in folder.iterdir()) == [".checkpoint-000006.partial", "checkpoint-000003", "latest"]
+    assert (folder / "latest").read_text() == "checkpoint-000003"
+    monkeypatch.setattr(trainer_module, "save_training_state", real_save)
+    resumed = Trainer(_config(data, "killed"), resume="latest", progress=False)
+    assert resumed.step == 3
+    resumed.run()
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-000003", "checkpoint-000006", "latest"]
+    assert (folder / "latest").read_text() == "checkpoint-000006"
+
+
 def test_frozen_parameters_stay_put_and_checkpoints_load(data):
     trainer = Trainer(
         replace(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..atomic import write_text_atomic
 from ..conditioning import audio_conditions, pad_states, video_conditions
 from ..config import ConfigError
 from ..cpu_attention import MatmulAttention
@@ -371,9 +373,13 @@ class Trainer:
         directory = checkpoint_folder(self.config.checkpoint.dir, self.step)
         model_state = self.accelerator.get_state_dict(self.wrapped)  # gathered in full under FSDP (collective)
         if self.accelerator.is_main_process:
-            self.pipe.save_pretrained(directory, model_state=model_state)
+            # written whole under a hidden name, then renamed: a checkpoint folder is complete or absent, and
+            # `latest` (written atomically after the rename) only ever names a complete one
+            partial = directory.with_name(f".{directory.name}.partial")
+            shutil.rmtree(partial, ignore_errors=True)  # a save killed before
+            self.pipe.save_pretrained(partial, model_state=model_state)
             save_training_state(
-                directory,
+                partial,
                 self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer,
                 self.scheduler,
                 {
@@ -383,7 +389,10 @@ class Trainer:
                     "seed": self.config.train.seed,
                 },
             )
-            (Path(self.config.checkpoint.dir) / LATEST_NAME).write_text(directory.name)
+            if directory.exists():  # the same step saved before (a run resumed from an earlier checkpoint)
+                shutil.rmtree(directory)
+            partial.rename(directory)
+            write_text_atomic(Path(self.config.checkpoint.dir) / LATEST_NAME, directory.name)
         self.accelerator.wait_for_everyone()
         return directory
 
