@@ -240,3 +240,13 @@ def test_next_to_real_pairs_runs_clip_by_clip_against_the_baseline():
     assert paired_lead(baseline, variant, direction)["p_value"] > 0.99  # one-sided: "greater"
     with pytest.raises(ValueError, match="as many baseline runs"):
         paired_lead(variant, baseline[:1], direction)
+
+
+def test_a_dataset_made_again_leaves_no_temporary_of_a_killed_run(tmp_path):
+    from bridgedit.synthetic import make_dataset
+
+    clips = tmp_path / "world" / "clips"
+    clips.mkdir(parents=True)
+    (clips / ".clip00000.mp4.ab12cd_3.mp4").write_bytes(b"half a clip")  # what a killed write leaves
+    make_dataset(tmp_path / "world", clips=1)
+    assert sorted(p.name for p in clips.iterdir()) == ["clip00000.mp4", "clip00000.wav"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..atomic import write_text_atomic
+from ..atomic import remove_stale_temporaries, write_text_atomic
 from ..data.manifest import CLIPS_DIR, MANIFEST_NAME, SETTINGS_NAME
 from ..jsonl import write_jsonl
 from ..media import ClipStandard, write_sounding_video, write_wav
@@ -187,6 +187,7 @@ def make_dataset(
     world = WorldSettings(**settings)
     out = Path(out)
     (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out / CLIPS_DIR)  # a run killed mid-write: every clip is written again below
     records = []
     for index in tqdm(range(clips), desc="synthetic clips", disable=not progress):
         rng = np.random.default_rng([seed, index])
