@@ -1,4 +1,7 @@
 import os
+import socket
+import sys
+from pathlib import Path
 
 # nothing in the suite may reach a hub; set before diffusers / transformers are imported
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,6 +16,36 @@ from bridgedit.model import BridgeDiT
 from bridgedit.towers import AudioConditions, VideoConditions
 
 TOWER_DEPTH = 6
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def two_cpu_processes() -> list[str]:
+    """`accelerate launch` of two processes on this machine (a gloo group without GPUs); append the module or script."""
+    return [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(free_port()),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+
+
 VIDEO_BLOCKS, AUDIO_BLOCKS = (1, 3), (0, 2)
 
 

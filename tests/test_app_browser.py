@@ -7,7 +7,6 @@ the README's), else to a temporary folder."""
 import os
 import re
 import shutil
-import socket
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +15,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import free_port
 
 from bridgedit import generation
 from bridgedit.media import write_sounding_video, write_wav
@@ -27,12 +27,6 @@ INSTALL = "apt-get update && apt-get install -y chromium"
 VIDEO_PROMPT = "A red rubber ball bounces up and down on a beige floor."
 AUDIO_PROMPT = "A dull, soft thud, repeated each time a rubber object hits the floor."
 WAIT_MS = 90_000  # a generation of the demo model takes seconds; a loaded 2-core machine, longer
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

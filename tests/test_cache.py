@@ -3,12 +3,10 @@
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from test_generate_cli import _free_port
+from conftest import two_cpu_processes
 
 from bridgedit import tiny
 from bridgedit.cli.main import main
@@ -141,21 +139,7 @@ def test_clips_the_model_cannot_take_are_named(setup, tmp_path):
 def test_two_processes_split_the_clips(setup, tmp_path):
     root, _ = setup
     command = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--main_process_ip",
-        "127.0.0.1",
-        "--main_process_port",
-        str(_free_port()),
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *two_cpu_processes(),
         "-m",
         "bridgedit.cli.main",
         "cache",

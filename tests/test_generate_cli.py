@@ -2,13 +2,12 @@
 
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import av
 import pytest
+from conftest import two_cpu_processes
 
 from bridgedit import tiny
 from bridgedit.cli.main import main
@@ -211,34 +210,13 @@ def test_bad_prompt_files_name_the_line(model_dir, tmp_path, capsys, line, messa
     assert f"{prompts}:2:" in err and message in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_batch_splits_across_two_cpu_processes(model_dir, tmp_path):
     rows = [{"id": f"clip{i}", "prompt": f"a ball number {i}"} for i in range(4)]
     prompts = _prompt_file(tmp_path / "prompts.jsonl", rows)
     out_dir = tmp_path / "out"
-    accelerate = Path(sys.executable).parent / "accelerate"
     command = [
-        str(accelerate),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--main_process_ip",
-        "127.0.0.1",
-        "--main_process_port",
-        str(_free_port()),
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *two_cpu_processes(),
         "-m",
         "bridgedit.cli.main",
         "generate",

@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 import textwrap
 from contextlib import nullcontext
 from dataclasses import replace
@@ -10,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import two_cpu_processes
 from safetensors.torch import load_file
 from scipy.stats import binomtest
-from test_generate_cli import _free_port
 
 from bridgedit import tiny
 from bridgedit.config import ConfigError
@@ -195,21 +194,7 @@ def test_two_processes_keep_identical_parameters(data, tmp_path):
     """)
     )
     command = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--main_process_ip",
-        "127.0.0.1",
-        "--main_process_port",
-        str(_free_port()),
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *two_cpu_processes(),
         str(script),
     ]
     result = subprocess.run(
