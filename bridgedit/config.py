@@ -296,6 +296,11 @@ class SequenceLengths:
         )
 
 
+def _check_positive_finite(name: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive, finite number; got {value}")
+
+
 def check_clip(clip: ClipSpec, strides: CodecStrides) -> None:
     """Raise a ConfigError naming the first size the towers cannot take."""
     multiple = strides.video_spatial * max(strides.video_patch[1:])
@@ -305,13 +310,9 @@ def check_clip(clip: ClipSpec, strides: CodecStrides) -> None:
     if clip.num_frames < 1 or (clip.num_frames - 1) % strides.video_temporal:
         k = strides.video_temporal
         raise ConfigError(f"num_frames must be {k}k+1 (e.g. {k * 20 + 1}); got {clip.num_frames}")
-    for name, value in (
-        ("fps", lambda: clip.fps),
-        ("audio_sample_rate", lambda: clip.audio_sample_rate),
-        ("audio_seconds", lambda: clip.seconds),  # from fps when not given: checked after it
-    ):
-        if not math.isfinite(value()) or value() <= 0:
-            raise ConfigError(f"{name} must be a positive, finite number; got {value()}")
+    _check_positive_finite("fps", clip.fps)
+    _check_positive_finite("audio_sample_rate", clip.audio_sample_rate)
+    _check_positive_finite("audio_seconds", clip.seconds)  # from fps when not given: checked after it
     if clip.audio_length_rounding not in AUDIO_LENGTH_ROUNDINGS:
         raise ConfigError(
             f"audio_length_rounding={clip.audio_length_rounding!r} is unknown; choose one of "

@@ -103,9 +103,9 @@ def load_clip(stem: str, video: Path, wav: Path | None) -> EvalClip:
     try:
         frames, fps = read_video(video)
         audio, rate = read_wav(wav) if wav is not None else read_audio_track(video)
+    except MediaError:
+        raise
     except (av.error.FFmpegError, OSError, ValueError) as error:
-        if isinstance(error, MediaError):
-            raise
         raise MediaError(f"{video} cannot be decoded ({type(error).__name__}: {error})") from None
     return EvalClip(stem=stem, frames=frames, fps=fps, audio=audio, sample_rate=rate)
 
