@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .config import ConfigError
@@ -53,10 +52,3 @@ def apply_memory_level(pipe, level: str) -> dict:
     elif hasattr(video_vae, "disable_tiling"):
         video_vae.disable_tiling()
     return {"offload_text_encoders": level != "max"}
-
-
-def peak_memory_bytes(device: torch.device) -> int | None:
-    """The device's peak allocated memory since the last reset (CUDA), else None."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return None
