@@ -39,8 +39,8 @@ from official_generation import (  # this folder's script (run from anywhere as 
 from bridgedit import generation
 from bridgedit.acceleration import apply_memory_level, compile_blocks
 from bridgedit.media import write_sounding_video
-from bridgedit.official import RELEASE_GENERATION_DEFAULTS
 from bridgedit.pipeline import BridgeDiTPipeline
+from bridgedit.release import RELEASE_GENERATION_DEFAULTS
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("eager", "compiled", "balanced")

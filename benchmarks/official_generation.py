@@ -36,8 +36,8 @@ from bridgedit import tiny
 from bridgedit.config import ClipSpec, ModelConfig
 from bridgedit.describe import describe
 from bridgedit.media import write_sounding_video
-from bridgedit.official import RELEASE_GENERATION_DEFAULTS
 from bridgedit.presets import get_preset
+from bridgedit.release import RELEASE_GENERATION_DEFAULTS
 
 RESULTS = Path(__file__).parent / "results"
 REAL = "wan2.1-t2v-1.3b+stable-audio-open-1.0"  # the released architecture

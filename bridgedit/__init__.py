@@ -1,26 +1,35 @@
-"""bridgedit: text-to-sounding-video generation with BridgeDiT (Wan 2.1 + Stable Audio Open, DCA bridges)."""
+"""bridgedit: text-to-sounding-video generation with BridgeDiT (Wan 2.1 + Stable Audio Open, DCA bridges).
+
+The names below are imported on first use (PEP 562), so `import bridgedit` (and the CLI's `--help`) loads no torch."""
+
+from __future__ import annotations
+
+import importlib
 
 # semantic versioning: a minor release adds capabilities and may change defaults (CHANGELOG.md says which); models
 # saved by any 0.x release keep loading
 __version__ = "0.3.0"
 
-from .config import BridgeConfig, ClipSpec, ConfigError, ModelConfig, SequenceLengths, TrainableConfig  # noqa: E402
-from .model import BridgeDiT  # noqa: E402
+#: each public name -> the module that defines it
+_PUBLIC = {
+    "BridgeConfig": ".config",
+    "ClipSpec": ".config",
+    "ConfigError": ".config",
+    "ModelConfig": ".config",
+    "SequenceLengths": ".config",
+    "TrainableConfig": ".config",
+    "BridgeDiT": ".model",
+    "PatchVideoCodec": ".patch_codec",
+    "BridgeDiTOutput": ".pipeline",
+    "BridgeDiTPipeline": ".pipeline",
+}
 
-# both module names imported: diffusers loads a saved codec only from a module already imported, and saved models name
-# `bridgedit.patch_codec` (before the codec moved) or `bridgedit.synthetic.patch_codec` (since)
-from .patch_codec import PatchVideoCodec  # noqa: E402
-from .pipeline import BridgeDiTOutput, BridgeDiTPipeline  # noqa: E402
+__all__ = sorted(_PUBLIC)
 
-__all__ = [
-    "BridgeConfig",
-    "BridgeDiT",
-    "BridgeDiTOutput",
-    "BridgeDiTPipeline",
-    "ClipSpec",
-    "ConfigError",
-    "ModelConfig",
-    "PatchVideoCodec",
-    "SequenceLengths",
-    "TrainableConfig",
-]
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'bridgedit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    globals()[name] = value
+    return value

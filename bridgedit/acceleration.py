@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .config import ConfigError
+
+if TYPE_CHECKING:  # the CLI reads MEMORY_LEVELS for its help without importing torch
+    from torch import nn
 
 #: the block classes compiled by `compile_blocks`: each tower's repeated block and the bridges'
 REPEATED_BLOCKS = ("WanTransformerBlock", "StableAudioDiTBlock", "BridgeBlock")

@@ -20,15 +20,12 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path, write_text_atomic
 from .config import ModelConfig
+from .errors import CheckpointError
 from .model import BridgeDiT
 
 FORMAT = "bridgedit.bridge/1"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model it is loaded into; the message lists what differs."""
 
 
 def _tower_summary(model: BridgeDiT) -> dict[str, Any]:

@@ -217,6 +217,9 @@ class TrainableConfig:
 
 AUDIO_LENGTH_ROUNDINGS = ("ceil", "floor")
 
+#: how a given stream is held while the other is generated next to it (`diffusion.samplers.hold_fixed`)
+HOLD_MODES = ("clean", "renoised")
+
 
 @dataclass(frozen=True)
 class ClipSpec:

@@ -17,18 +17,19 @@ import shlex
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .atomic import remove_stale_temporaries
 from .config import ClipSpec, CodecStrides, ConfigError, check_clip, read_text
 from .media import write_sounding_video, write_wav, write_with_original_stream
 
+if TYPE_CHECKING:  # torch is imported where it is used, so the CLI can show its help without it
+    import torch
+
 logger = logging.getLogger(__name__)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")  # the --dtype names besides auto, each a torch dtype's name
 PROMPT_KEYS = {
     "id",
     "video_prompt",
@@ -200,6 +201,8 @@ def read_prompt_file(path: str | os.PathLike) -> list[PromptItem]:
 
 
 def resolve_device(name: str | None) -> torch.device:
+    import torch
+
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -220,6 +223,7 @@ def resolve_device(name: str | None) -> torch.device:
 def process_state(device_name: str | None):
     """Accelerate's process state and this process's device: under `accelerate launch` each process gets its own
     GPU; with no GPU (or --device cpu) the processes form a CPU group (gloo)."""
+    import torch
     from accelerate import PartialState
 
     if device_name is not None:
@@ -230,11 +234,13 @@ def process_state(device_name: str | None):
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    import torch
+
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if name not in DTYPES:
         raise ConfigError(f"unknown dtype {name!r}; choose auto, {', '.join(DTYPES)}")
-    return DTYPES[name]
+    return getattr(torch, name)
 
 
 def check_writable_file(path: str | os.PathLike, suffix: str = ".mp4") -> Path:
@@ -411,6 +417,8 @@ def generate_to_file(
 ) -> dict[str, Any]:
     """Generate one sounding video and write it (plus a .wav when asked). Returns a record of what was written.
     `step_callback`: the pipeline's (after each sampling step; raising in it stops before anything is written)."""
+    import torch
+
     device = pipe.device
     generator = torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
     output = pipe(

@@ -57,6 +57,11 @@ from .diffusion import (
 )
 from .media import ClipStandard, read_given_audio, read_given_video, standard_audio, standard_frames
 from .model import BridgeDiT
+
+# saved demo models name their video codec's module (`bridgedit.patch_codec`, or `bridgedit.synthetic.patch_codec` since
+# the codec moved) and diffusers loads a component only from a module already imported: this imports both, here where
+# the towers load
+from .patch_codec import PatchVideoCodec  # noqa: F401
 from .towers import AudioConditions, VideoConditions
 
 logger = logging.getLogger(__name__)

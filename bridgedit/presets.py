@@ -23,9 +23,7 @@ from .config import (
     SequenceLengths,
     TrainableConfig,
 )
-
-WAN_T2V_1_3B = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
-STABLE_AUDIO_OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
+from .release import STABLE_AUDIO_OPEN_1_0, WAN_T2V_1_3B
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,7 @@ def write_release_standin(folder, *, fusion: str = "dca", seed: int = 0) -> dict
     what `bridgedit convert-official` reads, offline. Returns the paths written."""
     from pathlib import Path
 
-    from .official import RELEASE_FUSION_NAMES
+    from .release import RELEASE_FUSION_NAMES
 
     folder = Path(folder)
     video, audio = (

@@ -5,6 +5,8 @@ temporary files of killed writes never read and removed, resume checking every p
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -53,6 +55,7 @@ ROWS = [
         "is not UTF-8 text: byte 0xe9 on line 1",
     ),
     ("evaluate", ["--generated", "{tmp}/clips", "--captions", "{tmp}/captions.jsonl"], "captions.jsonl is not UTF-8"),
+    ("describe", ["--preset", "tiny2"], "unknown preset 'tiny2'; known presets: "),
     ("train", ["--config", "{tmp}/config.yaml"], "config.yaml is not UTF-8 text: byte 0xfe on line 3"),
     ("train", ["--config", "{tmp}/missing-data.yaml"], "no/such/dataset is not a prepared dataset"),  # before towers
     (
@@ -88,6 +91,31 @@ def test_a_bad_input_is_one_line_naming_the_problem(command, arguments, message,
     assert error[-1].startswith(f"bridgedit {command}: error: ") and message in error[-1]
     assert not any("Traceback" in line for line in error)
     assert not (files / "clip.mp4").exists()
+
+
+HEAVY_LIBRARIES = ("torch", "diffusers", "transformers", "accelerate", "gradio")
+
+HELP_PROBE = """
+import json, sys
+from bridgedit.cli.main import SUBCOMMANDS, main
+
+for command in [[]] + [[module.add_parser.__module__.rsplit(".", 1)[1].replace("_", "-")] for module in SUBCOMMANDS]:
+    try:
+        main([*command, "--help"])
+    except SystemExit as end:
+        assert end.code == 0, command
+print(json.dumps([name for name in {heavy} if name in sys.modules]))
+"""
+
+
+def test_help_answers_without_importing_any_heavy_library():
+    """`bridgedit --help` and every subcommand's help import no torch, diffusers, transformers, accelerate or gradio
+    (they took 8 s before anything printed); the work's imports happen inside each subcommand's run."""
+    probe = HELP_PROBE.format(heavy=HEAVY_LIBRARIES)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    assert "usage: bridgedit synthetic" in done.stdout and "usage: bridgedit convert-official" in done.stdout
 
 
 def test_debug_prints_the_whole_traceback(files, capsys, monkeypatch):

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from bridgedit import tiny
 from bridgedit.checkpoint import CheckpointError
 from bridgedit.cli.main import main
-from bridgedit.official import RELEASE_GENERATION_DEFAULTS
 from bridgedit.pipeline import BridgeDiTPipeline
+from bridgedit.release import RELEASE_GENERATION_DEFAULTS
 
 DEPTH, VIDEO_POINTS, AUDIO_POINTS = tiny.STANDIN_DEPTH, tiny.STANDIN_VIDEO_POINTS, tiny.STANDIN_AUDIO_POINTS
 QK, HEADS = tiny.STANDIN_WIDTH, tiny.STANDIN_HEADS  # attention width and heads; the towers': Wan 256, Stable Audio 32

@@ -11,8 +11,7 @@ import logging
 import os
 import time
 
-from ..config import ConfigError
-from ..diffusion.samplers import HOLD_MODES
+from ..config import HOLD_MODES, ConfigError
 from .studio import JobCancelled, Request, Result, Studio
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from .. import generation
-from ..data.cache import cache_dataset
 
 
 def add_parser(subparsers) -> None:
@@ -30,6 +29,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.cache import cache_dataset
     from ..pipeline import BridgeDiTPipeline
 
     state, device = generation.process_state(args.device)

@@ -7,6 +7,14 @@ import os
 import re
 
 from ..config import ConfigError
+from ..release import (
+    RELEASE_AUDIO_BRIDGE_POINTS,
+    RELEASE_FUSION_NAMES,
+    RELEASE_NUM_HEADS,
+    RELEASE_VIDEO_BRIDGE_POINTS,
+    STABLE_AUDIO_OPEN_1_0,
+    WAN_T2V_1_3B,
+)
 
 
 def _points(text: str) -> tuple[int, ...]:
@@ -20,14 +28,6 @@ def _points(text: str) -> tuple[int, ...]:
 
 
 def add_parser(subparsers) -> None:
-    from ..official import (
-        RELEASE_AUDIO_BRIDGE_POINTS,
-        RELEASE_FUSION_NAMES,
-        RELEASE_NUM_HEADS,
-        RELEASE_VIDEO_BRIDGE_POINTS,
-    )
-    from ..presets import STABLE_AUDIO_OPEN_1_0, WAN_T2V_1_3B
-
     parser = subparsers.add_parser(
         "convert-official",
         help="convert a checkpoint of the authors' release (Guan123/BridgeDiT .ckpt) into a bridgedit model folder",

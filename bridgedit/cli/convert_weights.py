@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..evaluation.weights import convert_to_safetensors
-
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -21,6 +19,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation.weights import convert_to_safetensors
+
     count = convert_to_safetensors(args.source, args.destination)
     print(f"wrote {count} tensors to {args.destination}")
     return 0

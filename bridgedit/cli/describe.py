@@ -6,8 +6,6 @@ import argparse
 import json
 
 from ..config import FUSION_KINDS
-from ..describe import describe, format_description
-from ..presets import PRESETS, get_preset
 
 
 def add_parser(subparsers) -> None:
@@ -19,13 +17,20 @@ def add_parser(subparsers) -> None:
         "forward with the bridges' share of them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--preset", default="wan2.1-t2v-1.3b+stable-audio-open-1.0", choices=sorted(PRESETS))
+    parser.add_argument(
+        "--preset",
+        default="wan2.1-t2v-1.3b+stable-audio-open-1.0",
+        help="a preset of bridgedit.presets (an unknown name lists them)",
+    )
     parser.add_argument("--fusion", choices=FUSION_KINDS, default=None, help="fusion kind (default: the preset's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..describe import describe, format_description
+    from ..presets import get_preset
+
     description = describe(get_preset(args.preset), fusion=args.fusion)
     if args.json:
         print(json.dumps(description.to_dict(), indent=2))

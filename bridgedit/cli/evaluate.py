@@ -6,10 +6,8 @@ import argparse
 import json
 
 from ..atomic import write_text_atomic
-from ..evaluation.audioset import AUDIOSET_CLASSIFIER_DEFAULT
 from ..evaluation.av_align import VARIANTS
-from ..evaluation.evaluate import METRICS, evaluate
-from ..evaluation.extractors import CLAP_DEFAULT, CLIP_DEFAULT, WEIGHTS_DIR
+from ..evaluation.defaults import AUDIOSET_CLASSIFIER_DEFAULT, CLAP_DEFAULT, CLIP_DEFAULT, METRICS, WEIGHTS_DIR
 
 
 def add_parser(subparsers) -> None:
@@ -65,6 +63,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation.evaluate import evaluate
+
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     result = evaluate(
         args.generated,

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from .. import generation
 from ..acceleration import MEMORY_LEVELS, apply_memory_level, compile_blocks
-from ..config import ConfigError
-from ..diffusion.samplers import HOLD_MODES
+from ..config import HOLD_MODES, ConfigError
 from ..media import check_given_stream
 
 logger = logging.getLogger(__name__)

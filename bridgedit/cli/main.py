@@ -1,4 +1,7 @@
-"""Entry point of `bridgedit <subcommand>`."""
+"""Entry point of `bridgedit <subcommand>`.
+
+The subcommand modules import only light modules at the top (no torch, diffusers or transformers: tests/test_cli.py
+checks), so that `--help` answers at once; each imports what its work needs inside its `run`."""
 
 from __future__ import annotations
 
@@ -7,9 +10,8 @@ import logging
 import os
 import sys
 
-from ..checkpoint import CheckpointError
 from ..config import ConfigError
-from ..evaluation.extractors import ExtractorUnavailable
+from ..errors import CheckpointError, ExtractorUnavailable
 from ..media import MediaError
 from . import (
     app,

@@ -6,8 +6,7 @@ import argparse
 
 from ..data.prepare import load_av_filter, prepare_dataset
 from ..data.sources import LAYOUTS, read_sources
-from ..evaluation.extractors import WEIGHTS_DIR
-from ..evaluation.imagebind import ImageBindScorer
+from ..evaluation.defaults import WEIGHTS_DIR
 from ..media import ClipStandard
 
 
@@ -66,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         min_seconds=args.min_seconds,
     )
     if args.av_filter == "imagebind":
+        from ..evaluation.imagebind import ImageBindScorer
+
         av_filter = ImageBindScorer.from_pretrained(args.imagebind_weights).as_prepare_filter(args.fps)
     else:
         av_filter = load_av_filter(args.av_filter) if args.av_filter else None

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_path, write_text_atomic
+from ..atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from ..config import ConfigError
 from ..media import read_frames, read_wav
 from .manifest import clip_files, load_manifest
@@ -161,6 +161,8 @@ def cache_dataset(
     info = cache_info(pipe, model, max_sequence_length)
     if state.is_main_process:
         (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out / CLIPS_DIR)  # a run killed mid-write: its unfinished clips are encoded again
+        remove_stale_temporaries(out)
         if (out / INFO_NAME).is_file():
             previous = json.loads((out / INFO_NAME).read_text())
             # a cache made before models were named by absolute path: its relative path, from this directory

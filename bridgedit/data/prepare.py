@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..atomic import write_text_atomic
+from ..atomic import remove_stale_temporaries, write_text_atomic
 from ..config import ConfigError
 from ..jsonl import append_jsonl, read_jsonl, write_jsonl
 from ..media import ClipStandard, MediaError, read_standard_clip, write_sounding_video, write_wav
@@ -102,6 +102,7 @@ def prepare_dataset(
 ) -> PrepareReport:
     out = Path(out)
     (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out / CLIPS_DIR)  # a run killed mid-write: its unfinished clips are written again below
     _check_settings(out, {"standard": asdict(standard), "seed": seed})
     manifest_path, rejects_path = out / MANIFEST_NAME, out / REJECTS_NAME
     done = {r["id"] for r in read_jsonl(manifest_path)} | {r["id"] for r in read_jsonl(rejects_path)}

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ..config import HOLD_MODES
 from .objectives import VIDEO_TIMESTEP_SCALE, noise_audio, noise_video
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -140,10 +141,6 @@ def _audio_second_order(x, v, x_next_guess, v_next, s, s_next) -> torch.Tensor:
         h = torch.log(r_next) - torch.log(r)
         increment = (r_next - r) * d1 + r * ((h - 1) * torch.exp(h) + 1) / h * (d2 - d1)
     return torch.sin(phi_next) * (x / torch.sin(phi) + increment)
-
-
-#: how a given stream is held while the other is generated next to it (`hold_fixed`)
-HOLD_MODES = ("clean", "renoised")
 
 
 def hold_fixed(

@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .defaults import AUDIOSET_CLASSIFIER_DEFAULT
 from .extractors import load_or_explain, mono_audio
-
-AUDIOSET_CLASSIFIER_DEFAULT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 
 
 class AudioSetClassifier:

@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from ..config import ConfigError, read_text
 from ..media import MediaError, read_audio_track, read_video, read_wav
-from .audioset import AUDIOSET_CLASSIFIER_DEFAULT, AudioSetClassifier
+from .audioset import AudioSetClassifier
 from .av_align import av_align
-from .extractors import CLAP_DEFAULT, CLIP_DEFAULT, WEIGHTS_DIR, ClapScorer, ClipScorer
+from .defaults import AUDIOSET_CLASSIFIER_DEFAULT, CLAP_DEFAULT, CLIP_DEFAULT, METRICS, WEIGHTS_DIR
+from .extractors import ClapScorer, ClipScorer
 from .i3d import I3DExtractor
 from .imagebind import ImageBindScorer
 from .statistics import frechet_distance, kl_divergence, mmd2_polynomial
@@ -34,7 +35,6 @@ from .vggish import VGGishExtractor
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("fvd", "kvd", "fad", "kl", "clipsim", "clap", "ib_va", "av_align")
 HEADERS = {
     "fvd": "FVD↓",
     "kvd": "KVD↓",

@@ -15,12 +15,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-CLIP_DEFAULT = "openai/clip-vit-base-patch32"
-CLAP_DEFAULT = "laion/clap-htsat-unfused"
-
-
-class ExtractorUnavailable(RuntimeError):
-    """A metric's backbone cannot be loaded here; the message says what is missing and how to get it."""
+from ..errors import ExtractorUnavailable
+from .defaults import CLAP_DEFAULT, CLIP_DEFAULT, WEIGHTS_DIR
 
 
 class ClipFeatureExtractor(Protocol):
@@ -75,9 +71,6 @@ def load_or_explain(kind: str, path_or_id: str, loader, how_to_get: str | None =
         raise ExtractorUnavailable(
             f"{kind} weights not found at {path_or_id!r} ({type(error).__name__}). {how_to_get}"
         ) from None
-
-
-WEIGHTS_DIR = Path("~/.cache/bridgedit/weights").expanduser()  # where converted I3D / VGGish / ImageBind weights are
 
 
 def load_converted_weights(

@@ -27,9 +27,8 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 
 from ..atomic import write_text_atomic
@@ -37,6 +36,9 @@ from ..config import BridgeConfig, ConfigError, ModelConfig, TrainableConfig
 from ..data.manifest import MANIFEST_NAME
 from ..generation import BUNDLED_MODEL
 from .world import make_dataset
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads RecipeSettings for its help without it
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +160,7 @@ def make_world(out: Path, settings: RecipeSettings) -> Path:
 
 def train_codecs(out: Path, dataset: Path, settings: RecipeSettings):
     """The two trained codecs (loaded from OUT/codecs when already trained)."""
+    import torch
     from diffusers import AutoencoderOobleck
 
     from .codecs import load_clips, set_latent_statistics, train_audio_codec, train_video_codec
@@ -182,6 +185,7 @@ def train_codecs(out: Path, dataset: Path, settings: RecipeSettings):
 
 def initial_pipeline(video_vae, audio_vae, seed: int):
     """Random tiny towers and text encoders of the real classes around the trained codecs; no bridges."""
+    import torch
     from diffusers import StableAudioDiTModel, StableAudioPipeline, WanPipeline, WanTransformer3DModel
 
     from .. import tiny
@@ -329,6 +333,8 @@ def environment() -> dict[str, Any]:
     import importlib.metadata
     import platform
 
+    import torch
+
     return {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -419,10 +425,15 @@ def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> 
     return model
 
 
-def install(model: str | Path, target: Path = BUNDLED_MODEL, dtype: torch.dtype = torch.float16) -> Path:
+def install(model: str | Path, target: Path = BUNDLED_MODEL, dtype: torch.dtype | None = None) -> Path:
     """Copy a model folder into the package as the bundled default model (replacing the previous one), its
-    weights stored in `dtype` (float16 halves the size; `bridgedit generate` loads it in float32 on a CPU)."""
+    weights stored in `dtype` (default float16, which halves the size; `bridgedit generate` loads it in float32 on
+    a CPU)."""
+    import torch
+
     from ..pipeline import BridgeDiTPipeline
+
+    dtype = torch.float16 if dtype is None else dtype
 
     model = Path(model)
     if not _stage_done(model):
