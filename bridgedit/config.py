@@ -299,7 +299,7 @@ class SequenceLengths:
         )
 
 
-def _check_positive_finite(name: str, value: float) -> None:
+def check_positive_finite(name: str, value: float) -> None:
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a positive, finite number; got {value}")
 
@@ -313,9 +313,9 @@ def check_clip(clip: ClipSpec, strides: CodecStrides) -> None:
     if clip.num_frames < 1 or (clip.num_frames - 1) % strides.video_temporal:
         k = strides.video_temporal
         raise ConfigError(f"num_frames must be {k}k+1 (e.g. {k * 20 + 1}); got {clip.num_frames}")
-    _check_positive_finite("fps", clip.fps)
-    _check_positive_finite("audio_sample_rate", clip.audio_sample_rate)
-    _check_positive_finite("audio_seconds", clip.seconds)  # from fps when not given: checked after it
+    check_positive_finite("fps", clip.fps)
+    check_positive_finite("audio_sample_rate", clip.audio_sample_rate)
+    check_positive_finite("audio_seconds", clip.seconds)  # from fps when not given: checked after it
     if clip.audio_length_rounding not in AUDIO_LENGTH_ROUNDINGS:
         raise ConfigError(
             f"audio_length_rounding={clip.audio_length_rounding!r} is unknown; choose one of "

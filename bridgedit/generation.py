@@ -171,10 +171,19 @@ def parse_prompt_item(data: Any, where: str) -> PromptItem:
         has_pair = "video_prompt" in data and "audio_prompt" in data
         if ("prompt" in data) == has_pair or (not has_pair and ("video_prompt" in data or "audio_prompt" in data)):
             raise ConfigError(f'{where}: give either "video_prompt" and "audio_prompt", or one shared "prompt"')
-    seed = data.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise ConfigError(f'{where}: "seed" must be a non-negative integer')
+    if data.get("seed") is not None:
+        check_seed(data["seed"], name=f'{where}: "seed"')
     return PromptItem(**data)
+
+
+#: the largest seed a torch.Generator takes (seeds are 0 to 2**64 - 1)
+MAX_SEED = 2**64 - 1
+
+
+def check_seed(seed: Any, *, name: str = "seed") -> int:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{name} must be an integer from 0 to 2**64 - 1; got {seed!r}")
+    return seed
 
 
 def read_prompt_file(path: str | os.PathLike) -> list[PromptItem]:

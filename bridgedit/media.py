@@ -15,6 +15,7 @@ import numpy as np
 import soundfile
 
 from .atomic import atomic_path
+from .config import ConfigError, check_positive_finite
 
 #: AAC adds a 1024-sample priming delay; at 32 kHz and above that is shorter than one frame at 30 fps.
 MIN_AAC_RATE = 32_000
@@ -192,6 +193,18 @@ class ClipStandard:
     sample_rate: int = 44_100
     min_seconds: float = 1.0  # shorter sources are rejected; between this and `seconds` they are padded
 
+    def __post_init__(self) -> None:
+        check_positive_finite("seconds", self.seconds)
+        check_positive_finite("fps", self.fps)
+        for name in ("height", "width"):  # H.264 in 4:2:0 halves both sizes for colour
+            value = getattr(self, name)
+            if value < 2 or value % 2:
+                raise ConfigError(f"{name} must be an even number of pixels (H.264 4:2:0); got {value}")
+        if self.sample_rate < 1:
+            raise ConfigError(f"sample rate must be a positive number of samples a second; got {self.sample_rate}")
+        if not 0 <= self.min_seconds < math.inf:
+            raise ConfigError(f"min seconds must be a finite number, 0 or more; got {self.min_seconds}")
+
     @property
     def num_frames(self) -> int:
         return round(self.seconds * self.fps)
@@ -324,12 +337,12 @@ def read_standard_clip(
 def check_given_stream(path: str | os.PathLike, kind: str) -> None:
     """Raise MediaError unless `path` is readable media with a `kind` ("video" or "audio") stream; cheap (no decoding),
     for checking a user's file before any model loads."""
-    container, _ = _given_container(path, kind, ClipStandard(seconds=0.0, fps=math.inf, sample_rate=10**12))
+    container, _ = _open_given(path, kind)
     container.close()
 
 
-def _given_container(path: str | os.PathLike, kind: str, standard: ClipStandard):
-    """Open a user's file for its `kind` ("video" or "audio") stream; (container, seconds to read)."""
+def _open_given(path: str | os.PathLike, kind: str):
+    """Open a user's file that must have a `kind` ("video" or "audio") stream; (container, duration in s or None)."""
     if not os.path.isfile(path):
         raise MediaError(f"{path} does not exist")
     try:
@@ -340,7 +353,12 @@ def _given_container(path: str | os.PathLike, kind: str, standard: ClipStandard)
     if not streams:
         container.close()
         raise MediaError(f"{path} has no {kind} stream")
-    duration = _duration(container)
+    return container, _duration(container)
+
+
+def _given_container(path: str | os.PathLike, kind: str, standard: ClipStandard):
+    """Open a user's file for its `kind` ("video" or "audio") stream; (container, seconds to read)."""
+    container, duration = _open_given(path, kind)
     shortest = 1 / standard.fps if kind == "video" else 1 / standard.sample_rate
     if duration is not None and duration < shortest:
         container.close()

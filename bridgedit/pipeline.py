@@ -114,6 +114,15 @@ def _negatives(negative: str | list[str] | None, batch: int, name: str) -> list[
     return negatives
 
 
+#: model_limits' keys: how an error names each, and what in the model holds it
+LIMIT_NAMES = {
+    "num_frames": ("frames", "its positional table"),
+    "height": ("height", "its positional table"),
+    "width": ("width", "its positional table"),
+    "audio_seconds": ("audio seconds", "its duration conditioning"),
+}
+
+
 class BridgeDiTPipeline:
     def __init__(
         self,
@@ -511,9 +520,10 @@ class BridgeDiTPipeline:
             sample_rate=self.sample_rate,
         )
 
-    def model_limits(self) -> dict[str, int]:
-        """The largest frame count, height and width this model's video tower can place: Wan's rotary table has
-        `rope_max_seq_len` positions along each axis of its token grid."""
+    def model_limits(self) -> dict[str, float]:
+        """The largest frame count, height and width this model's video tower can place (Wan's rotary table has
+        `rope_max_seq_len` positions along each axis of its token grid), and the longest sound its audio tower can be
+        told (Stable Audio's duration conditioning clamps seconds at its projection model's `max_value`)."""
         positions = self.video_pipe.transformer.config.rope_max_seq_len
         strides = self.strides
         patch_t, patch_h, patch_w = strides.video_patch
@@ -521,15 +531,18 @@ class BridgeDiTPipeline:
             "num_frames": (positions * patch_t - 1) * strides.video_temporal + 1,
             "height": positions * patch_h * strides.video_spatial,
             "width": positions * patch_w * strides.video_spatial,
+            "audio_seconds": self.audio_pipe.projection_model.config.max_value,
         }
 
     def check_model_limits(self, clip: ClipSpec) -> None:
-        """ConfigError naming the model's limit for a clip beyond what its positional tables hold."""
+        """ConfigError naming the model's limit for a clip beyond what its positional table or duration conditioning
+        holds."""
         for key, limit in self.model_limits().items():
-            value = getattr(clip, key)
+            value = clip.seconds if key == "audio_seconds" else getattr(clip, key)
             if value > limit:
-                name = {"num_frames": "frames"}.get(key, key)
-                raise ConfigError(f"{name} {value} is beyond this model's limit of {limit} (its positional table)")
+                name, held_by = LIMIT_NAMES[key]
+                shown = f"{value:g}" if isinstance(value, float) else value
+                raise ConfigError(f"{name} {shown} is beyond this model's limit of {limit:g} ({held_by})")
 
     def _given_standard(self, clip: ClipSpec, seconds: float) -> ClipStandard:
         return ClipStandard(

@@ -36,7 +36,9 @@ def test_the_model_defaults_fill_the_page_and_its_limits_bound_it(studio):
     assert (studio.defaults.height, studio.defaults.width, studio.defaults.num_frames) == (64, 64, 17)
     assert studio.defaults.audio_guidance == 2.0 and studio.defaults.num_inference_steps == 25  # the model's own
     # its rotary table has 64 places per axis; its codec keeps every frame (stride 1), its patches 2 x 8 pixels
-    assert studio.pipe.model_limits() == {"num_frames": 64, "height": 64 * 2 * 8, "width": 64 * 2 * 8}
+    # and its duration conditioning clamps seconds at 512 (StableAudioProjectionModel's max_value)
+    limits = {"num_frames": 64, "height": 64 * 2 * 8, "width": 64 * 2 * 8, "audio_seconds": 512}
+    assert studio.pipe.model_limits() == limits
     assert studio.limits == Limits(max_height=128, max_width=128, max_frames=61)
     with pytest.raises(ConfigError, match="frame count 65 is above this model's limit here \\(61\\)"):
         studio.settings(Request("text", num_frames=65))

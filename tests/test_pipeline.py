@@ -439,3 +439,6 @@ def test_a_clip_beyond_the_models_positional_table_is_refused_naming_the_limit()
     too_many = (limits["num_frames"] - 1) // 4 * 4 + 5
     with pytest.raises(ConfigError, match=f"frames {too_many} is beyond this model's limit of {limits['num_frames']}"):
         pipe(VIDEO_PROMPT, AUDIO_PROMPT, height=32, width=32, num_frames=too_many, **TEXT)
+    assert limits["audio_seconds"] == pipe.audio_pipe.projection_model.config.max_value  # seconds clamp beyond it
+    with pytest.raises(ConfigError, match="audio seconds 1000.5 is beyond this model's limit of 512 \\(its duration"):
+        pipe(VIDEO_PROMPT, AUDIO_PROMPT, height=32, width=32, num_frames=9, audio_seconds=1000.5, **TEXT)

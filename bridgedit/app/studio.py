@@ -140,6 +140,7 @@ class Studio:
         return PromptItem(id="clip", video_prompt=video_prompt, audio_prompt=audio_prompt, **{kind: path})
 
     def settings(self, request: Request) -> generation.GenerationSettings:
+        generation.check_seed(request.seed)
         explicit = request.explicit_settings()
         self.limits.check(explicit)
         settings = generation.settings_with_model_defaults(explicit, self.pipe.generation_defaults, write_wav=True)

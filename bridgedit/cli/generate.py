@@ -29,6 +29,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    try:
+        return generation.check_seed(seed)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "generate",
@@ -84,7 +95,7 @@ def add_parser(subparsers) -> None:
     out.add_argument("--json", action="store_true", help="print a JSON record per video instead of a line of text")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--model", help="model folder or hub id (default: the bundled demo model)")
-    sampling.add_argument("--seed", type=int, help="seed (batch: base seed, plus the line index; default 0)")
+    sampling.add_argument("--seed", type=_seed, help="seed (batch: base seed, plus the line index; default 0)")
     sampling.add_argument(
         "--from",
         dest="from_clip",

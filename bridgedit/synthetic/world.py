@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import remove_stale_temporaries, write_text_atomic
+from ..config import ConfigError
 from ..data.manifest import CLIPS_DIR, MANIFEST_NAME, SETTINGS_NAME
 from ..jsonl import write_jsonl
 from ..media import ClipStandard, write_sounding_video, write_wav
@@ -49,6 +50,11 @@ class WorldSettings:
     fps: float = 15.0
     sample_rate: int = 4_000  # the tiny audio VAE's rate
     max_events: int = 3
+
+    def __post_init__(self) -> None:
+        _ = self.standard  # ClipStandard's checks: a positive finite length and rate, even sizes, a sample rate
+        if self.max_events < 1:
+            raise ConfigError(f"max events must be 1 or more; got {self.max_events}")
 
     @property
     def standard(self) -> ClipStandard:
@@ -185,6 +191,12 @@ def make_dataset(
 ) -> Path:
     """Write `clips` sounding clips and a manifest in the format `bridgedit prepare` writes."""
     world = WorldSettings(**settings)
+    if clips < 1:
+        raise ConfigError(f"clips must be 1 or more; got {clips}")
+    if not 0 <= test_clips <= clips:
+        raise ConfigError(f"test clips must be from 0 to the {clips} clips; got {test_clips}")
+    if seed < 0:
+        raise ConfigError(f"seed must be 0 or more; got {seed}")
     out = Path(out)
     (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out / CLIPS_DIR)  # a run killed mid-write: every clip is written again below
