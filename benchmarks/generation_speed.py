@@ -6,16 +6,20 @@
 
 For each variant: seconds per stage (text encoding, sampling, VAE decodes, mux), seconds per sampling step (median,
 after the first), peak memory (CUDA allocator; on a CPU the process's peak RSS, which only grows across variants),
-and for compiled blocks the first clip's time (compilation included) apart from the timed clip's. Variants:
-"eager"; "compiled" (`bridgedit.acceleration.compile_blocks`: each repeated block class of both towers and the
-bridges, regional compilation); "balanced" (the memory level: text encoders off the device after encoding, Wan's VAE
-in tiles). At real size with 50 steps, the ratio to the physical limit (29.1 PFLOP a clip at 790 dense bf16 TFLOP/s)
+and for compiled blocks and offloaded weights the first clip's time apart from the timed clip's. Variants:
+"eager"; "balanced" (the memory level: text encoders off the device after encoding, Wan's VAE in tiles);
+"step_cache" (first-block caching across steps at threshold 0.1, `pipe(..., step_cache=0.1)`); "low" (the memory
+level: also the towers' and bridges' weights kept in CPU memory, each layer's brought on as it runs); "compiled"
+(`bridgedit.acceleration.compile_blocks`: each repeated block class of both towers and the bridges, regional
+compilation). "low" and "compiled" change the pipeline for good: each runs on a pipeline of its own, loaded after
+the shared one is freed. At real size with 50 steps, the ratio to the physical limit (29.1 PFLOP a clip at 790 dense bf16 TFLOP/s)
 is added. Writes benchmarks/results/generation_speed-<model>-<size>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -43,7 +47,10 @@ from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.release import RELEASE_GENERATION_DEFAULTS
 
 RESULTS = Path(__file__).parent / "results"
-VARIANTS = ("eager", "compiled", "balanced")
+VARIANTS = ("eager", "balanced", "step_cache", "low", "compiled")
+STEP_CACHE_THRESHOLD = 0.1
+#: variants that change a pipeline for good: each on a fresh one, after the others
+IRREVERSIBLE = ("low", "compiled")
 
 
 def load(model: str, size: str, device: torch.device, dtype: torch.dtype):
@@ -130,19 +137,28 @@ def main() -> None:
     pipe, call = load(args.model, args.size, device, dtype)
     one_clip(pipe, call, device)  # warm-up: allocator, kernels, first-call caches
     rows = {}
-    for variant in variants:  # eager and balanced before compiled: compilation cannot be undone in place
-        if variant == "compiled":
-            continue
+    for variant in [v for v in variants if v not in IRREVERSIBLE]:
         extra = apply_memory_level(pipe, "balanced" if variant == "balanced" else "max")
+        if variant == "step_cache":
+            extra["step_cache"] = STEP_CACHE_THRESHOLD
         rows[variant] = one_clip(pipe, call, device, **extra)
         apply_memory_level(pipe, "max")
         pipe.to(device)  # the text encoders back, after "balanced" moved them off
-    if "compiled" in variants:
-        compile_blocks(pipe)
+    for variant in [v for v in variants if v in IRREVERSIBLE]:
+        del pipe  # freed first: the variant's peak memory is its own
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        pipe, _ = load(args.model, args.size, device, dtype)
+        if variant == "low":
+            extra = apply_memory_level(pipe, "low")
+        else:
+            compile_blocks(pipe)
+            extra = {}
         started = time.perf_counter()
-        one_clip(pipe, call, device)
+        one_clip(pipe, call, device, **extra)  # compilation; the layers' order recorded for prefetching
         first = time.perf_counter() - started
-        rows["compiled"] = {**one_clip(pipe, call, device), "first_clip_with_compilation": first}
+        rows[variant] = {**one_clip(pipe, call, device, **extra), "first_clip": first}
     eager = rows.get("eager")
     if eager:
         for row in rows.values():

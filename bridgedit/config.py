@@ -304,6 +304,11 @@ def check_positive_finite(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be a positive, finite number; got {value}")
 
 
+def check_non_negative_finite(name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number, 0 or more; got {value}")
+
+
 def check_clip(clip: ClipSpec, strides: CodecStrides) -> None:
     """Raise a ConfigError naming the first size the towers cannot take."""
     multiple = strides.video_spatial * max(strides.video_patch[1:])

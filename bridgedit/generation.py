@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import remove_stale_temporaries
-from .config import ClipSpec, CodecStrides, ConfigError, check_clip, read_text
+from .config import ClipSpec, CodecStrides, ConfigError, check_clip, check_non_negative_finite, read_text
 from .media import write_sounding_video, write_wav, write_with_original_stream
 
 if TYPE_CHECKING:  # torch is imported where it is used, so the CLI can show its help without it
@@ -90,6 +90,7 @@ class GenerationSettings:
     keep_original: bool = False  # mux a given stream as the file has it (no re-encode), not as the model saw it
     write_wav: bool = False
     offload_text_encoders: bool = False
+    step_cache: float | None = None  # first-block caching's threshold (diffusion.step_cache); None: off
 
     def check(self) -> None:
         """Fail before any model loads: sizes Wan cannot take, non-positive steps."""
@@ -109,6 +110,8 @@ class GenerationSettings:
         for name, value in (("video guidance", self.video_guidance), ("audio guidance", self.audio_guidance)):
             if not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number; got {value}")
+        if self.step_cache is not None:
+            check_non_negative_finite("the step cache's threshold", self.step_cache)
 
     def call_kwargs(self) -> dict[str, Any]:
         return dict(
@@ -126,6 +129,7 @@ class GenerationSettings:
             max_sequence_length=self.max_sequence_length,
             audio_length_rounding=self.audio_length_rounding,
             hold=self.hold,
+            step_cache=self.step_cache,
         )
 
     def prompts(self, item: PromptItem) -> dict[str, str | None]:
@@ -299,6 +303,7 @@ FLAG_SETTINGS = (
     "schedule",
     "sampler",
     "hold",
+    "step_cache",
 )
 #: the settings a clip record keeps: those, and the two only a model's own defaults set
 RECORDED_SETTINGS = (*FLAG_SETTINGS, "max_sequence_length", "audio_length_rounding")
@@ -315,6 +320,7 @@ SETTING_FLAGS = {
     "schedule": "--schedule",
     "sampler": "--sampler",
     "hold": "--hold",
+    "step_cache": "--step-cache",
 }
 PROMPT_FLAGS = {
     "video_prompt": "--video-prompt",

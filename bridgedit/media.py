@@ -4,7 +4,6 @@ decoded and standardised into training clips (PyAV: decoding, scaling, resamplin
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -15,7 +14,7 @@ import numpy as np
 import soundfile
 
 from .atomic import atomic_path
-from .config import ConfigError, check_positive_finite
+from .config import ConfigError, check_non_negative_finite, check_positive_finite
 
 #: AAC adds a 1024-sample priming delay; at 32 kHz and above that is shorter than one frame at 30 fps.
 MIN_AAC_RATE = 32_000
@@ -202,8 +201,7 @@ class ClipStandard:
                 raise ConfigError(f"{name} must be an even number of pixels (H.264 4:2:0); got {value}")
         if self.sample_rate < 1:
             raise ConfigError(f"sample rate must be a positive number of samples a second; got {self.sample_rate}")
-        if not 0 <= self.min_seconds < math.inf:
-            raise ConfigError(f"min seconds must be a finite number, 0 or more; got {self.min_seconds}")
+        check_non_negative_finite("min seconds", self.min_seconds)
 
     @property
     def num_frames(self) -> int:

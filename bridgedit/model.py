@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import StableAudioDiTModel, WanTransformer3DModel
@@ -19,6 +20,9 @@ from torch import nn
 from .bridge import BridgeStack
 from .config import ModelConfig
 from .towers import AudioConditions, StableAudioTower, Tower, TowerState, VideoConditions, WanVideoTower
+
+if TYPE_CHECKING:
+    from .diffusion.step_cache import StepCache
 
 
 def _requires_grad(module: nn.Module) -> bool:
@@ -136,7 +140,10 @@ class BridgeDiT(nn.Module):
         t_audio: torch.Tensor,  # (B,), 0..1
         video_conditions: VideoConditions,
         audio_conditions: AudioConditions,
+        step_cache: StepCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(video prediction, audio prediction). `step_cache` (sampling only): skip the blocks after each tower's
+        first when their first blocks changed little since the last computed step (`diffusion.step_cache`)."""
         grad_enabled = torch.is_grad_enabled()
         video = self._prepare(self.video_tower, video_latents, t_video, video_conditions, grad_enabled)
         audio = self._prepare(self.audio_tower, audio_latents, t_audio, audio_conditions, grad_enabled)
@@ -147,9 +154,19 @@ class BridgeDiT(nn.Module):
             # (video streams' condition, audio streams') or None
             condition = self.bridges.condition(t_video, t_audio, video.time_embedding, audio.time_embedding)
 
+        # each tower's first block (before any bridge: running both first changes nothing), the step cache's probe
+        video_before, audio_before = video.hidden_states, audio.hidden_states
+        next_video = self._run_blocks(self.video_tower, video, 0, 1)
+        next_audio = self._run_blocks(self.audio_tower, audio, 0, 1)
+        video_first, audio_first = video.hidden_states, audio.hidden_states
+        if step_cache is not None:
+            cached = step_cache.reuse(video_before, video_first, audio_before, audio_first)
+            if cached is not None:
+                video.hidden_states, audio.hidden_states = cached
+                return self._finalize(self.video_tower, video), self._finalize(self.audio_tower, audio)
+
         bridge = self.config.bridge
         with_global = bridge.audio_global_token  # the bridges read Stable Audio's global token too
-        next_video = next_audio = 0
         for index in range(bridge.num_bridges):
             next_video = self._run_blocks(self.video_tower, video, next_video, bridge.video_blocks[index] + 1)
             next_audio = self._run_blocks(self.audio_tower, audio, next_audio, bridge.audio_blocks[index] + 1)
@@ -163,6 +180,8 @@ class BridgeDiT(nn.Module):
             video_frontier.started = audio_frontier.started = frontier.started
         self._run_blocks(self.video_tower, video, next_video, self.video_tower.num_blocks)
         self._run_blocks(self.audio_tower, audio, next_audio, self.audio_tower.num_blocks)
+        if step_cache is not None:
+            step_cache.store(video_first, audio_first, video.hidden_states, audio.hidden_states)
         return self._finalize(self.video_tower, video), self._finalize(self.audio_tower, audio)
 
     @staticmethod

@@ -50,6 +50,7 @@ from .diffusion import (
     COUPLED_SAMPLERS,
     HOLD_MODES,
     GuidedDenoiser,
+    StepCache,
     StepCallback,
     coupled_grid,
     hold_fixed,
@@ -80,6 +81,7 @@ class BridgeDiTOutput:
     audio: Any
     fps: float
     sample_rate: int
+    step_cache: StepCache | None = None  # the run's first-block cache, with its counts (when one was asked for)
 
 
 @dataclass
@@ -155,6 +157,9 @@ class BridgeDiTPipeline:
         # None for a pipeline built in memory
         self.source: str | None = None
         self.weights_file: Path | None = None
+        # the device the model's weights are brought to as they run, when they are kept off it
+        # (`acceleration.offload_model_weights`); None: the weights live where they run
+        self.onload_device: torch.device | None = None
 
     # ------------------------------------------------------------------------------------------------
     # Construction and persistence
@@ -266,7 +271,8 @@ class BridgeDiTPipeline:
 
     @property
     def device(self) -> torch.device:
-        return self.video_pipe.transformer.device
+        """Where the pipeline runs: its video transformer's device, or where its offloaded weights are brought."""
+        return self.onload_device or self.video_pipe.transformer.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -371,6 +377,7 @@ class BridgeDiTPipeline:
         max_sequence_length: int = 512,
         offload_text_encoders: bool = False,
         audio_length_rounding: str = "ceil",
+        step_cache: float | None = None,
     ) -> BridgeDiTOutput:
         """Generate sounding videos. `prompt` alone is a shared caption for both towers (Table 3's T_V = T_A).
 
@@ -395,7 +402,12 @@ class BridgeDiTPipeline:
 
         `step_callback(done, total)` runs after each sampling step (a progress bar's or a cancel button's hook); an
         exception raised in it stops sampling and leaves the call.
+
+        `step_cache` (opt-in, e.g. 0.05): first-block caching across steps (`diffusion.step_cache`): a forward whose
+        first blocks changed by less than this fraction since the last computed one reuses that one's other blocks;
+        the output's `step_cache` counts the reused forwards. None (the default) computes every forward.
         """
+        cache = None if step_cache is None else StepCache(step_cache)  # its threshold checked before any work
         held = "video" if video is not None or given_video_latents is not None else None
         held = "audio" if audio is not None or given_audio_latents is not None else held
         video_prompts, audio_prompts = self._resolve_prompts(video_prompt, audio_prompt, prompt, held=held)
@@ -477,6 +489,7 @@ class BridgeDiTPipeline:
             states.null_audio,
             video_scale=1.0 if given_video is not None else video_guidance,
             audio_scale=1.0 if given_audio is not None else audio_guidance,
+            step_cache=cache,
         )
         dtype = self.dtype
         # bf16 attention as matrix products on a CPU (2x PyTorch's fused kernel there); other calls pass through
@@ -511,13 +524,18 @@ class BridgeDiTPipeline:
         x_video = x_video if given_video is None else given_video
         x_audio = x_audio if given_audio is None else given_audio
 
+        if guided.step_cache is not None:
+            logger.info("step cache: %d of %d forwards reused", guided.step_cache.reused, guided.step_cache.forwards)
         if output_type == "latent":
-            return BridgeDiTOutput(video=x_video, audio=x_audio, fps=fps, sample_rate=self.sample_rate)
+            return BridgeDiTOutput(
+                video=x_video, audio=x_audio, fps=fps, sample_rate=self.sample_rate, step_cache=guided.step_cache
+            )
         return BridgeDiTOutput(
             video=self.decode_video(x_video, output_type),
             audio=self.decode_audio(x_audio, clip.seconds, output_type),
             fps=fps,
             sample_rate=self.sample_rate,
+            step_cache=guided.step_cache,
         )
 
     def model_limits(self) -> dict[str, float]:

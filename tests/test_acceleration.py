@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import open_gates, tiny_bridgedit, tiny_inputs
 
 from bridgedit import tiny
 from bridgedit.acceleration import REPEATED_BLOCKS, apply_memory_level, compile_blocks, is_compiled
@@ -56,3 +57,53 @@ def test_tiled_video_decoding_stays_close_to_the_whole_frame_decoding():
     tiled = pipe.decode_video(latents, "pt")
     assert tiled.shape == whole.shape and not torch.equal(tiled, whole)  # tiles were decoded
     assert (tiled - whole).abs().mean() < 0.02
+
+
+def test_the_step_cache_reuses_a_forward_only_when_both_towers_first_blocks_changed_little():
+    from bridgedit.diffusion import StepCache
+
+    model = tiny_bridgedit().eval()
+    open_gates(model)  # bridges that do something
+    first, other = tiny_inputs(seed=0), tiny_inputs(seed=1)
+    moved_audio = {**first, "audio_latents": other["audio_latents"]}
+    with torch.no_grad():
+        plain = model(**first)
+        cache = StepCache(threshold=0.05)
+        computed = model(**first, step_cache=cache)  # nothing cached yet: computed whole
+        again = model(**first, step_cache=cache)  # the same inputs: reused, the same prediction
+        moved = model(**moved_audio, step_cache=cache)  # the video's first block is unchanged, the audio's is not
+        moved_plain = model(**moved_audio)
+    assert (cache.computed, cache.reused) == (2, 1)
+    for a, b, c, d, e in zip(plain, computed, again, moved, moved_plain):
+        assert torch.equal(a, b)  # running both first blocks ahead of the loop changes nothing
+        torch.testing.assert_close(c, a, rtol=1e-5, atol=1e-6)
+        assert torch.equal(d, e)  # computed whole, both towers (the bridges join them)
+
+
+def test_a_step_cache_of_threshold_0_gives_the_default_output_and_a_positive_one_reuses_steps():
+    pipe = tiny.bridgedit_pipeline(seed=0)
+    default = _generate(pipe)
+    never = _generate(pipe, step_cache=0.0)
+    assert torch.equal(never.video, default.video) and torch.equal(never.audio, default.audio)
+    assert (never.step_cache.computed, never.step_cache.reused) == (3, 0) and default.step_cache is None
+    many = pipe(*PROMPTS, **{**SIZE, "num_inference_steps": 12}, output_type="latent", step_cache=0.5)
+    assert many.step_cache.forwards == 12 and many.step_cache.reused > 0
+    with pytest.raises(ConfigError, match="threshold must be a finite number, 0 or more; got -0.1"):
+        _generate(pipe, step_cache=-0.1)
+
+
+def test_low_memory_brings_every_weight_back_when_it_runs_and_gives_the_default_output(tmp_path):
+    """Offloaded to disk, a weight between uses is an empty placeholder: a layer that ran without its weights brought
+    back would change the output. The default output, bit for bit, shows that every one was."""
+    pipe = tiny.bridgedit_pipeline(seed=0)
+    pipe.model.bridges.blocks[0].video.modulation.linear.weight.data.normal_(0, 0.1)  # a bridge that does something
+    default = _generate(pipe)
+    weight = pipe.model.video_tower.transformer.proj_out.weight
+    original = weight.detach().clone()
+    settings = apply_memory_level(pipe, "low", offload_to_disk_path=str(tmp_path))
+    assert settings == {"offload_text_encoders": True} and pipe.device == torch.device("cpu")
+    assert list(tmp_path.glob("*.safetensors")) and not torch.equal(weight.data, original)  # on disk, a placeholder
+    low = _generate(pipe, **settings)
+    assert torch.equal(low.video, default.video) and torch.equal(low.audio, default.audio)
+    with pytest.raises(ConfigError, match="offloaded already"):
+        apply_memory_level(pipe, "max")

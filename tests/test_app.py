@@ -86,7 +86,7 @@ def test_the_command_line_reads_back_as_the_same_generation():
     assert set(generation.SETTING_FLAGS) == set(generation.FLAG_SETTINGS)
     every = dict(
         height=96, width=80, num_frames=13, fps=12.5, audio_seconds=1.1, num_inference_steps=9, video_guidance=1 / 3,
-        audio_guidance=0.0, schedule="native", sampler="heun", hold="clean",
+        audio_guidance=0.0, schedule="native", sampler="heun", hold="clean", step_cache=0.05,
     )  # fmt: skip
     args = build_parser().parse_args(shlex.split(generation.generate_command(item, every, 0, out="o.mp4"))[1:])
     assert {key: getattr(args, key) for key in every} == every

@@ -65,6 +65,7 @@ ROWS = [
         "seed must be an integer from 0 to 2**64 - 1; got 18446744073709551616",
     ),
     ("generate", [*PROMPTS, "--steps", "-3"], "argument --steps: must be a positive integer, got -3"),
+    ("generate", [*PROMPTS, "--step-cache", "-1"], "the step cache's threshold must be a finite number, 0 or more"),
     ("generate", [*PROMPTS, "--width", "1000000"], "width 1000000 is beyond this model's limit of 1024"),
     (
         "generate",

@@ -114,6 +114,13 @@ def add_parser(subparsers) -> None:
     )
     sampling.add_argument("--schedule", choices=("coupled", "native"))
     sampling.add_argument("--sampler", choices=("euler", "heun"), help="solver of the coupled schedule")
+    sampling.add_argument(
+        "--step-cache",
+        type=float,
+        metavar="THRESHOLD",
+        help="opt-in speed-up: reuse a step's blocks after each tower's first when the first blocks changed by less "
+        "than THRESHOLD since the last computed step (e.g. 0.05; docs/generation.md measures it)",
+    )
     sampling.add_argument("--height", type=int)
     sampling.add_argument("--width", type=int)
     sampling.add_argument("--frames", dest="num_frames", type=int, help="number of frames, 4k+1")
@@ -133,7 +140,8 @@ def add_parser(subparsers) -> None:
         choices=MEMORY_LEVELS,
         default="max",
         help="max: everything on the device; balanced: the text encoders leave it once the prompts are encoded and "
-        "Wan's VAE decodes in tiles (docs/generation.md, Speed and memory)",
+        "Wan's VAE decodes in tiles; low: also the towers' and bridges' weights stay in CPU memory, each layer's "
+        "brought to the device as it runs (docs/generation.md, Speed and memory)",
     )
     sampling.add_argument(
         "--compile",

@@ -21,11 +21,13 @@ from .samplers import (
     sample_heun,
     sample_native,
 )
+from .step_cache import StepCache
 
 __all__ = [
     "COUPLED_SAMPLERS",
     "HOLD_MODES",
     "GuidedDenoiser",
+    "StepCache",
     "StepCallback",
     "audio_alpha_sigma",
     "audio_target",

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..model import BridgeDiT
+from .step_cache import StepCache
 
 
 def concat_conditions(first: Any, second: Any) -> Any:
@@ -40,6 +41,7 @@ class GuidedDenoiser:
     null_audio_conditions: Any
     video_scale: float
     audio_scale: float
+    step_cache: StepCache | None = None  # first-block caching across the run's steps (off: None)
 
     def __post_init__(self) -> None:
         self.guided = self.video_scale != 1.0 or self.audio_scale != 1.0
@@ -49,7 +51,15 @@ class GuidedDenoiser:
 
     def __call__(self, x_video, x_audio, t_video, t_audio) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.guided:
-            return self.model(x_video, x_audio, t_video, t_audio, self.video_conditions, self.audio_conditions)
+            return self.model(
+                x_video,
+                x_audio,
+                t_video,
+                t_audio,
+                self.video_conditions,
+                self.audio_conditions,
+                step_cache=self.step_cache,
+            )
         pred_video, pred_audio = self.model(
             torch.cat([x_video, x_video]),
             torch.cat([x_audio, x_audio]),
@@ -57,6 +67,7 @@ class GuidedDenoiser:
             torch.cat([t_audio, t_audio]),
             self._video_both,
             self._audio_both,
+            step_cache=self.step_cache,
         )
         null_video, cond_video = pred_video.chunk(2)
         null_audio, cond_audio = pred_audio.chunk(2)
