@@ -4,7 +4,7 @@
     python benchmarks/generation_speed.py --model released --size full   # a GPU: the released architecture at real
                                                                   # size, random weights (official_generation.py's)
 
-For each variant: seconds per stage (text encoding, sampling, VAE decodes, mux), seconds per sampling step (median,
+For each variant, the median of --repeats clips (5): seconds per stage (text encoding, sampling, VAE decodes, mux), seconds per sampling step (median,
 after the first), peak memory (CUDA allocator; on a CPU the process's peak RSS, which only grows across variants),
 and for compiled blocks and offloaded weights the first clip's time apart from the timed clip's. Variants:
 "eager"; "balanced" (the memory level: text encoders off the device after encoding, Wan's VAE in tiles);
@@ -121,11 +121,18 @@ def one_clip(pipe, call: dict, device: torch.device, **extra) -> dict:
     }
 
 
+def median_clip(pipe, call: dict, device: torch.device, repeats: int, **extra) -> dict:
+    """`one_clip` `repeats` times; the run with the median clip time, and every run's clip time."""
+    runs = sorted((one_clip(pipe, call, device, **extra) for _ in range(repeats)), key=lambda row: row["clip"])
+    return {**runs[len(runs) // 2], "clip_each": [row["clip"] for row in runs]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("demo", "released"), default="demo")
     parser.add_argument("--size", choices=tuple(SIZES), default="full" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--repeats", type=int, default=5, help="clips timed per variant; the median clip is kept")
     args = parser.parse_args()
     variants = args.variants.split(",")
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -141,7 +148,7 @@ def main() -> None:
         extra = apply_memory_level(pipe, "balanced" if variant == "balanced" else "max")
         if variant == "step_cache":
             extra["step_cache"] = STEP_CACHE_THRESHOLD
-        rows[variant] = one_clip(pipe, call, device, **extra)
+        rows[variant] = median_clip(pipe, call, device, args.repeats, **extra)
         apply_memory_level(pipe, "max")
         pipe.to(device)  # the text encoders back, after "balanced" moved them off
     for variant in [v for v in variants if v in IRREVERSIBLE]:
@@ -158,7 +165,7 @@ def main() -> None:
         started = time.perf_counter()
         one_clip(pipe, call, device, **extra)  # compilation; the layers' order recorded for prefetching
         first = time.perf_counter() - started
-        rows[variant] = {**one_clip(pipe, call, device, **extra), "first_clip": first}
+        rows[variant] = {**median_clip(pipe, call, device, args.repeats, **extra), "first_clip": first}
     eager = rows.get("eager")
     if eager:
         for row in rows.values():

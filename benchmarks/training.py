@@ -6,7 +6,10 @@
 1. Steps/s training from the cache against encoding each batch on the fly (decode the clips, run both VAE
    encoders and both text encoders, then the same step), in one run, tiny model, synthetic data.
 2. For the real-size preset on the meta device (no weights): bytes of the trainable parameters, their
-   gradients and AdamW's two moments (fp32), and of the frozen weights, per trainable policy.
+   gradients and AdamW's two moments (fp32), and of the frozen weights, per trainable policy; and per rank under
+   FSDP (configs/accelerate/fsdp.yaml: every parameter, gradient and moment sharded over N ranks, each wrapped
+   block gathered whole while it runs, the next one prefetched) for 1, 2, 4 and 8 ranks. Activations are not
+   counted (gradient checkpointing keeps them to the blocks' inputs plus one block's).
 3. --real-step (GPU): one optimizer step of the real-size BridgeDiT (bf16 autocast, gradient checkpointing,
    batch 1, 832x480x81 + 5.4 s), random weights: seconds per step and peak GPU memory.
 Writes benchmarks/results/training.json (or training_real_step.json for 3).
@@ -106,8 +109,29 @@ def memory_account() -> dict:
             "frozen_bf16_gib": 2 * frozen / gib,
             "frozen_fp32_gib": 4 * frozen / gib,
             "total_with_frozen_bf16_gib": (16 * trainable + 2 * frozen) / gib,
+            "fsdp_per_rank_gib": fsdp_per_rank(model),
         }
     return account
+
+
+#: the blocks configs/accelerate/fsdp.yaml wraps (fsdp_transformer_layer_cls_to_wrap)
+FSDP_WRAPPED = ("WanTransformerBlock", "StableAudioDiTBlock", "BridgeBlock")
+
+
+def fsdp_per_rank(model, ranks=(1, 2, 4, 8)) -> dict[int, float]:
+    """GiB each rank holds under FULL_SHARD: its shard of every parameter (trainable ones in fp32 with fp32 gradients
+    and AdamW moments, 16 bytes each; frozen ones in bf16, 2 bytes), plus two wrapped blocks gathered whole (the one
+    running and the one prefetched: the largest, in bf16 for frozen and fp32 for trainable)."""
+
+    def state_bytes(parameters) -> int:
+        return sum((16 if p.requires_grad else 2) * p.numel() for p in parameters)
+
+    def gathered_bytes(block) -> int:
+        return sum((4 if p.requires_grad else 2) * p.numel() for p in block.parameters())
+
+    blocks = sorted((gathered_bytes(m) for m in model.modules() if type(m).__name__ in FSDP_WRAPPED), reverse=True)
+    total = state_bytes(model.parameters())
+    return {n: (total / n + (sum(blocks[:2]) if n > 1 else 0)) / 2**30 for n in ranks}
 
 
 def real_step(repeats: int) -> dict:
@@ -209,6 +233,12 @@ def main() -> None:
                 f"{m['gradients_fp32_gib']:>8.2f}{m['adamw_moments_fp32_gib']:>8.2f}{m['frozen_bf16_gib']:>13.2f}"
                 f"{m['total_with_frozen_bf16_gib']:>11.2f}"
             )
+        ranks = list(next(iter(memory.values()))["fsdp_per_rank_gib"])
+        print(
+            "GiB per rank under FSDP (parameters, gradients, AdamW; activations apart): " + ", ".join(map(str, ranks))
+        )
+        for policy, m in memory.items():
+            print(f"{policy:<22}" + "".join(f"{m['fsdp_per_rank_gib'][n]:>8.2f}" for n in ranks))
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import tempfile
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -429,9 +430,11 @@ def generate_to_file(
     *,
     progress: bool = True,
     step_callback=None,
-) -> dict[str, Any]:
+    write: bool = True,
+) -> dict[str, Any] | None:
     """Generate one sounding video and write it (plus a .wav when asked). Returns a record of what was written.
-    `step_callback`: the pipeline's (after each sampling step; raising in it stops before anything is written)."""
+    `step_callback`: the pipeline's (after each sampling step; raising in it stops before anything is written).
+    `write` False: sample only, return None (a process of a sequence-parallel group other than the main one)."""
     import torch
 
     device = pipe.device
@@ -445,6 +448,8 @@ def generate_to_file(
         step_callback=step_callback,
         output_type="np",
     )
+    if not write:
+        return None
     given = item.given()
     comment = json.dumps({RECORD_KEY: clip_record(pipe, item, settings, seed)})
     if given and settings.keep_original:  # the given stream untouched, cut to the clip, beside the generated one
@@ -503,8 +508,11 @@ def run_batch(
     state,
     *,
     progress: bool = True,
+    split: bool = True,
 ):
-    """Generate every pending item; under `accelerate launch` each process (`state`) takes its share. Yields records."""
+    """Generate every pending item; under `accelerate launch` each process (`state`) takes its share (`split`), or,
+    sampling each clip together (sequence parallel, not `split`), all take every item and the main one writes.
+    Yields the records of what this process wrote."""
     from tqdm.auto import tqdm
 
     if state.is_main_process:  # before the barrier: no process writes here until every one has listed its work
@@ -512,12 +520,15 @@ def run_batch(
             logger.warning("removed %s, left by a write that was killed", stale)
     todo = pending_items(items, out_dir, wav=settings.write_wav)
     state.wait_for_everyone()  # every process lists the pending work before any process starts writing
-    with state.split_between_processes(todo) as mine:
+    with state.split_between_processes(todo) if split else nullcontext(todo) as mine:
         for index, item in tqdm(mine, desc=f"prompts (process {state.process_index})", disable=not progress):
             seed = item.seed if item.seed is not None else base_seed + index
-            record = generate_to_file(pipe, item, out_dir / f"{item.id}.mp4", settings, seed, progress=False)
-            record["process_index"] = state.process_index
-            yield record
+            write = split or state.is_main_process
+            path = out_dir / f"{item.id}.mp4"
+            record = generate_to_file(pipe, item, path, settings, seed, progress=False, write=write)
+            if record is not None:
+                record["process_index"] = state.process_index
+                yield record
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from torch import nn
 
 from .bridge import BridgeStack
 from .config import ModelConfig
+from .parallel import own_tokens, whole_tokens
 from .towers import AudioConditions, StableAudioTower, Tower, TowerState, VideoConditions, WanVideoTower
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class BridgeDiT(nn.Module):
             video_condition_dim=self.video_tower.time_embedding_dim,
             audio_condition_dim=self.audio_tower.time_embedding_dim,
         )
+        # the mesh the video tokens are split over under sequence parallel sampling (`parallel.enable_sequence_parallel`;
+        # None: unsplit): the bridges see them whole
+        self.video_token_mesh = None
         self.apply_trainable_policy()
 
     # ------------------------------------------------------------------------------------------------
@@ -173,9 +177,13 @@ class BridgeDiT(nn.Module):
             frontier = _GradFrontier(grad_enabled, video_frontier.started or audio_frontier.started)
             with frontier.context(_requires_grad(self.bridges.blocks[index])):
                 video_tokens, audio_tokens = self.bridges.run(
-                    index, video.bridge_tokens, audio.bridged(with_global), condition, video.grid
+                    index,
+                    whole_tokens(video.bridge_tokens, self.video_token_mesh),
+                    audio.bridged(with_global),
+                    condition,
+                    video.grid,
                 )
-            video.replace_bridge_tokens(video_tokens)
+            video.replace_bridge_tokens(own_tokens(video_tokens, self.video_token_mesh))
             audio.replace_bridged(audio_tokens, with_global)
             video_frontier.started = audio_frontier.started = frontier.started
         self._run_blocks(self.video_tower, video, next_video, self.video_tower.num_blocks)

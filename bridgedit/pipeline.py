@@ -408,6 +408,8 @@ class BridgeDiTPipeline:
         the output's `step_cache` counts the reused forwards. None (the default) computes every forward.
         """
         cache = None if step_cache is None else StepCache(step_cache)  # its threshold checked before any work
+        if cache is not None and self.model.video_token_mesh is not None:
+            raise ConfigError("the step cache does not combine with sequence parallel sampling")
         held = "video" if video is not None or given_video_latents is not None else None
         held = "audio" if audio is not None or given_audio_latents is not None else held
         video_prompts, audio_prompts = self._resolve_prompts(video_prompt, audio_prompt, prompt, held=held)
@@ -422,6 +424,12 @@ class BridgeDiTPipeline:
         )
         lengths = SequenceLengths.compute(clip, self.strides)
         self.check_model_limits(clip)
+        mesh = self.model.video_token_mesh
+        if mesh is not None and lengths.video_tokens % mesh.size():
+            raise ConfigError(
+                f"sequence parallel sampling splits the {lengths.video_tokens} video tokens over {mesh.size()} "
+                "processes: they must divide them (change the size or the frame count)"
+            )
         self._check_call(num_inference_steps, schedule, sampler, output_type)
         holds_video = video is not None or given_video_latents is not None
         if holds_video and (audio is not None or given_audio_latents is not None):

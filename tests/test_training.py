@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 import textwrap
 from contextlib import nullcontext
 from dataclasses import replace
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import two_cpu_processes
+from conftest import free_port, two_cpu_processes
 from safetensors.torch import load_file
 from scipy.stats import binomtest
 
@@ -177,8 +178,10 @@ def test_new_bridges_start_from_the_run_seed(data, tmp_path):
     assert not all(torch.equal(first[name], other_seed[name]) for name in first)
 
 
-def test_two_processes_keep_identical_parameters(data, tmp_path):
-    script = tmp_path / "run.py"
+def _rank_script(data: Path, tmp_path: Path, run: str) -> Path:
+    """A script that trains 3 steps of batch 1 per process under `accelerate launch` and saves each rank's trainable
+    parameters as RUN-rankN.safetensors."""
+    script = tmp_path / f"{run}.py"
     script.write_text(
         textwrap.dedent(f"""
         import sys
@@ -187,29 +190,61 @@ def test_two_processes_keep_identical_parameters(data, tmp_path):
         from test_training import _config, _trainable
         from bridgedit.training.trainer import Trainer
         from pathlib import Path
-        trainer = Trainer(_config(Path({str(data)!r}), "ddp", steps=3, batch_size=1), progress=False)
+        trainer = Trainer(_config(Path({str(data)!r}), {run!r}, steps=3, batch_size=1), progress=False)
         trainer.run()
         rank = trainer.accelerator.process_index
-        save_file({{k: v.contiguous() for k, v in _trainable(trainer.model).items()}}, {str(tmp_path)!r} + f"/rank{{rank}}.safetensors")
+        save_file({{k: v.contiguous() for k, v in _trainable(trainer.model).items()}}, {str(tmp_path)!r} + f"/{run}-rank{{rank}}.safetensors")
     """)
     )
-    command = [
-        *two_cpu_processes(),
-        str(script),
+    return script
+
+
+def _launch_all(commands: list[list[str]]) -> None:
+    """Start every command at once (the processes of one group) and wait for all."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    processes = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for c in commands
     ]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0, rank1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+
+
+def test_two_processes_keep_identical_parameters(data, tmp_path):
+    _launch_all([[*two_cpu_processes(), str(_rank_script(data, tmp_path, "ddp"))]])
+    rank0, rank1 = (load_file(str(tmp_path / f"ddp-rank{rank}.safetensors")) for rank in (0, 1))
     initial = _trainable(tiny.bridgedit_pipeline(seed=0).model)
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
     assert any(not torch.equal(rank0[n], initial[n]) for n in rank0)  # and they did train
+
+
+def test_the_multi_node_config_in_miniature_trains_as_one_machine(data, tmp_path):
+    """configs/accelerate/multinode.yaml with two "nodes" of one CPU process each, on this machine: the two nodes end
+    with the parameters of two processes on one machine (the same global batches, gradients averaged over both)."""
+    _launch_all([[*two_cpu_processes(), str(_rank_script(data, tmp_path, "one-machine"))]])
+    script, port = _rank_script(data, tmp_path, "two-nodes"), str(free_port())
+    node = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--config_file",
+        str(CONFIGS / "accelerate" / "multinode.yaml"),
+        "--num_machines",
+        "2",
+        "--num_processes",
+        "2",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        port,
+    ]
+    _launch_all([[*node, "--machine_rank", str(rank), str(script)] for rank in (0, 1)])
+    one_machine = load_file(str(tmp_path / "one-machine-rank0.safetensors"))
+    for rank in (0, 1):
+        on_node = load_file(str(tmp_path / f"two-nodes-rank{rank}.safetensors"))
+        assert on_node.keys() == one_machine.keys()
+        for name in on_node:
+            torch.testing.assert_close(on_node[name], one_machine[name], rtol=1e-6, atol=1e-7)
 
 
 def test_caption_dropout_rate_and_independence():

@@ -13,6 +13,7 @@ from .. import generation
 from ..acceleration import MEMORY_LEVELS, apply_memory_level, compile_blocks
 from ..config import HOLD_MODES, ConfigError
 from ..media import check_given_stream
+from ..parallel import PARALLEL_MODES, enable_sequence_parallel
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,13 @@ def add_parser(subparsers) -> None:
     )
     sampling.add_argument("--schedule", choices=("coupled", "native"))
     sampling.add_argument("--sampler", choices=("euler", "heun"), help="solver of the coupled schedule")
+    sampling.add_argument(
+        "--parallel",
+        choices=PARALLEL_MODES,
+        default="data",
+        help="under `accelerate launch`: data: each process makes its own clips; sequence: all make each clip "
+        "together, its video tokens split over them (docs/generation.md)",
+    )
     sampling.add_argument(
         "--step-cache",
         type=float,
@@ -275,10 +283,15 @@ def run(args: argparse.Namespace) -> int:
             "or train the demo model with `bridgedit synthetic recipe --out outputs/demo --install`"
         )
 
+    sequence = args.parallel == "sequence"
+    if sequence and (args.memory == "low" or args.compile):
+        raise ConfigError("--parallel sequence does not combine with --memory low or --compile yet")
     pipe = BridgeDiTPipeline.from_pretrained(model, dtype=dtype).to(device)
     memory = apply_memory_level(pipe, args.memory)
     if args.compile:
         compile_blocks(pipe)
+    if sequence:
+        enable_sequence_parallel(pipe)
     settings = generation.settings_with_model_defaults(
         explicit,
         pipe.generation_defaults,
@@ -289,12 +302,15 @@ def run(args: argparse.Namespace) -> int:
     settings.check()
 
     if mode == "single":
-        records = [generation.generate_to_file(pipe, items[0], out_path, settings, args.seed or 0)]
+        record = generation.generate_to_file(
+            pipe, items[0], out_path, settings, args.seed or 0, write=state.is_main_process or not sequence
+        )
+        records = [record] if record is not None else []
     else:
         skipped = len(items) - len(generation.pending_items(items, out_dir, wav=settings.write_wav))
         if skipped:
             logger.warning("%d of %d prompts already have a video in %s: skipped", skipped, len(items), out_dir)
-        records = generation.run_batch(pipe, items, out_dir, settings, args.seed or 0, state)
+        records = generation.run_batch(pipe, items, out_dir, settings, args.seed or 0, state, split=not sequence)
     for record in records:
         text = (
             json.dumps(record)
