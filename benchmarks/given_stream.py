@@ -25,7 +25,7 @@ from bridgedit.config import BridgeConfig, ModelConfig
 from bridgedit.data.manifest import load_manifest
 from bridgedit.generation import BUNDLED_MODEL
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic import make_dataset
+from bridgedit.synthetic.recipe import RecipeSettings, make_world
 from bridgedit.synthetic.scoring import NEXT_TO_REAL, paired_lead, score_next_to_real
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,15 +53,8 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    recipe = json.loads((Path(args.model) / "recipe.json").read_text())
     with tempfile.TemporaryDirectory() as scratch:
-        dataset = args.world or make_dataset(
-            Path(scratch) / "world",
-            clips=recipe["train_clips"] + recipe["test_clips"],
-            seed=recipe["seed"],
-            test_clips=recipe["test_clips"],
-            progress=True,
-        )
+        dataset = args.world or make_world(Path(scratch), RecipeSettings.of_model(args.model))
         records = load_manifest(dataset, split="test")
         model = BridgeDiTPipeline.from_pretrained(args.model, dtype=torch.float32)
         rows = {

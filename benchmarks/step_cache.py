@@ -24,7 +24,7 @@ import torch
 from bridgedit.data.manifest import load_manifest
 from bridgedit.generation import BUNDLED_MODEL
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic import make_dataset
+from bridgedit.synthetic.recipe import RecipeSettings, make_world
 from bridgedit.synthetic.scoring import event_statistics, prompts_for, score_clip, summarize_scores
 
 RESULTS = Path(__file__).parent / "results"
@@ -83,16 +83,9 @@ def main() -> None:
     thresholds = [0.0] + [float(t) for t in args.thresholds.split(",")]
 
     started = time.perf_counter()
-    recipe = json.loads((Path(args.model) / "recipe.json").read_text())
     pipe = BridgeDiTPipeline.from_pretrained(args.model, dtype=torch.float32)
     with tempfile.TemporaryDirectory() as scratch:
-        dataset = args.world or make_dataset(
-            Path(scratch) / "world",
-            clips=recipe["train_clips"] + recipe["test_clips"],
-            seed=recipe["seed"],
-            test_clips=recipe["test_clips"],
-            progress=True,
-        )
+        dataset = args.world or make_world(Path(scratch), RecipeSettings.of_model(args.model))
         records = load_manifest(dataset, split="test")
     runs, reference = {}, None
     for threshold in thresholds:

@@ -135,6 +135,11 @@ class RecipeSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of_model(cls, model: str | Path) -> RecipeSettings:
+        """The settings a model folder was made with (its recipe.json, which `install` copies beside it)."""
+        return cls(**json.loads((Path(model) / "recipe.json").read_text()))
+
 
 def _stage_done(folder: Path) -> bool:
     return (folder / "model_index.json").is_file()
@@ -146,6 +151,7 @@ def _stage_done(folder: Path) -> bool:
 
 
 def make_world(out: Path, settings: RecipeSettings) -> Path:
+    """The recipe's synthetic world, OUT/dataset (deterministic from the settings: made again the same)."""
     dataset = out / "dataset"
     if not (dataset / MANIFEST_NAME).is_file():
         make_dataset(
