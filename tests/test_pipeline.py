@@ -173,8 +173,8 @@ def test_a_given_streams_guidance_scale_is_skipped(given, monkeypatch):
 
     denoiser = pipeline_module.GuidedDenoiser
 
-    def given_scale_kept(*args, video_scale, audio_scale):  # the given stream's scale passed on as asked
-        return denoiser(*args, video_scale=call["video_guidance"], audio_scale=call["audio_guidance"])
+    def given_scale_kept(*args, video_scale, audio_scale, **rest):  # the given stream's scale passed on as asked
+        return denoiser(*args, video_scale=call["video_guidance"], audio_scale=call["audio_guidance"], **rest)
 
     monkeypatch.setattr(pipeline_module, "GuidedDenoiser", given_scale_kept)
     batches.clear()
