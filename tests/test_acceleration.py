@@ -80,6 +80,7 @@ def test_the_step_cache_reuses_a_forward_only_when_both_towers_first_blocks_chan
         assert torch.equal(d, e)  # computed whole, both towers (the bridges join them)
 
 
+@pytest.mark.slow  # full samplings of the tiny pipeline
 def test_a_step_cache_of_threshold_0_gives_the_default_output_and_a_positive_one_reuses_steps():
     pipe = tiny.bridgedit_pipeline(seed=0)
     default = _generate(pipe)
@@ -92,6 +93,7 @@ def test_a_step_cache_of_threshold_0_gives_the_default_output_and_a_positive_one
         _generate(pipe, step_cache=-0.1)
 
 
+@pytest.mark.slow  # full samplings of the tiny pipeline
 def test_low_memory_brings_every_weight_back_when_it_runs_and_gives_the_default_output(tmp_path):
     """Offloaded to disk, a weight between uses is an empty placeholder: a layer that ran without its weights brought
     back would change the output. The default output, bit for bit, shows that every one was."""

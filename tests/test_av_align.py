@@ -31,6 +31,7 @@ def clicks(times, seconds=FRAMES / FPS):
     return audio
 
 
+@pytest.mark.slow  # seconds: the quick core stays under a minute
 def test_detectors_find_the_events():
     _, video_peaks = detect_video_peaks(jumping_square(), FPS)
     assert video_peaks == pytest.approx([j / FPS for j in JUMPS])

@@ -171,6 +171,7 @@ def test_evaluate_leaves_out_an_unreadable_clip_by_name_and_never_reads_a_tempor
         evaluate(clips, metrics=["av_align"], progress=False, strict=True)
 
 
+@pytest.mark.slow  # seconds: the quick core stays under a minute
 def test_a_batch_resumes_every_promised_file_and_removes_killed_writes_temporaries(tmp_path, capsys):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"id": "ball", "video_prompt": "A red ball.", "audio_prompt": "A thud."}) + "\n")

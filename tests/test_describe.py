@@ -10,6 +10,8 @@ from bridgedit.config import ConfigError
 from bridgedit.describe import describe
 from bridgedit.presets import PRESETS, get_preset
 
+pytestmark = pytest.mark.slow  # real-size models built on the meta device, FLOPs counted: seconds each
+
 REAL = "wan2.1-t2v-1.3b+stable-audio-open-1.0"  # the authors' released architecture
 TABLE5 = "wan2.1-t2v-1.3b+stable-audio-open-1.0-table5"  # bridgedit's first real-size architecture
 

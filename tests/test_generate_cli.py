@@ -277,6 +277,7 @@ def test_the_bundled_demo_model_is_the_default(tmp_path, capsys):
     assert audio.shape[-1] >= 1.1 * rate
 
 
+@pytest.mark.slow  # seconds: the quick core stays under a minute
 def test_the_balanced_memory_level_writes_the_default_clip(tmp_path, capsys):
     """--memory balanced (text encoders off the device after encoding, Wan's VAE in tiles) on the bundled model: the
     same frames and sound as the default."""

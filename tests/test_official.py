@@ -394,6 +394,7 @@ def test_one_way_kinds_report_the_keys_the_release_never_reads(towers, tmp_path,
     assert "ignored 8 key(s) the release's own forward never reads" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # seconds: the quick core stays under a minute
 def test_describe_reports_the_released_architecture(capsys):
     assert main(["describe", "--fusion", "full_attention", "--json"]) == 0
     import json
