@@ -403,7 +403,7 @@ class BridgeDiTPipeline:
         `step_callback(done, total)` runs after each sampling step (a progress bar's or a cancel button's hook); an
         exception raised in it stops sampling and leaves the call.
 
-        `step_cache` (opt-in, e.g. 0.05): first-block caching across steps (`diffusion.step_cache`): a forward whose
+        `step_cache` (opt-in, e.g. 0.1): first-block caching across steps (`diffusion.step_cache`): a forward whose
         first blocks changed by less than this fraction since the last computed one reuses that one's other blocks;
         the output's `step_cache` counts the reused forwards. None (the default) computes every forward.
         """
@@ -532,18 +532,18 @@ class BridgeDiTPipeline:
         x_video = x_video if given_video is None else given_video
         x_audio = x_audio if given_audio is None else given_audio
 
-        if guided.step_cache is not None:
-            logger.info("step cache: %d of %d forwards reused", guided.step_cache.reused, guided.step_cache.forwards)
+        if cache is not None:
+            logger.info("step cache: %d of %d forwards reused", cache.reused, cache.forwards)
         if output_type == "latent":
             return BridgeDiTOutput(
-                video=x_video, audio=x_audio, fps=fps, sample_rate=self.sample_rate, step_cache=guided.step_cache
+                video=x_video, audio=x_audio, fps=fps, sample_rate=self.sample_rate, step_cache=cache
             )
         return BridgeDiTOutput(
             video=self.decode_video(x_video, output_type),
             audio=self.decode_audio(x_audio, clip.seconds, output_type),
             fps=fps,
             sample_rate=self.sample_rate,
-            step_cache=guided.step_cache,
+            step_cache=cache,
         )
 
     def model_limits(self) -> dict[str, float]:

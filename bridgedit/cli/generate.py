@@ -127,7 +127,7 @@ def add_parser(subparsers) -> None:
         type=float,
         metavar="THRESHOLD",
         help="opt-in speed-up: reuse a step's blocks after each tower's first when the first blocks changed by less "
-        "than THRESHOLD since the last computed step (e.g. 0.05; docs/generation.md measures it)",
+        "than THRESHOLD since the last computed step (e.g. 0.1; docs/generation.md measures it)",
     )
     sampling.add_argument("--height", type=int)
     sampling.add_argument("--width", type=int)

@@ -1,7 +1,7 @@
 """Entry point of `bridgedit <subcommand>`.
 
-The subcommand modules import only light modules at the top (no torch, diffusers or transformers: tests/test_cli.py
-checks), so that `--help` answers at once; each imports what its work needs inside its `run`."""
+The subcommand modules import only light modules at the top (no torch, diffusers or transformers:
+tests/test_bad_inputs.py checks), so that `--help` answers at once; each imports what its work needs inside its `run`."""
 
 from __future__ import annotations
 

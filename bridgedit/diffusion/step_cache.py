@@ -1,4 +1,4 @@
-"""First-block caching across sampling steps, for the joint model (opt-in: `pipe(..., step_cache=0.05)`).
+"""First-block caching across sampling steps, for the joint model (opt-in: `pipe(..., step_cache=0.1)`).
 
 Between neighbouring sampling steps most of a DiT's blocks change their input little. First-block caching (the idea
 of diffusers' `FirstBlockCacheConfig`, after ParaAttention's "first block cache") runs the first block in every
@@ -11,7 +11,7 @@ diffusers' hooks cannot do this here: they skip the blocks of one model from ins
 drives two towers block by block with bridges between them. The bridges join the towers, so the decision is joint:
 the tail is skipped only when both towers' first blocks changed less than the threshold, and then both towers'
 tails (bridges included) are reused. Each tower's first block runs before any bridge, so running both first blocks
-ahead of the loop changes nothing (`tests/test_step_cache.py`).
+ahead of the loop changes nothing (`tests/test_acceleration.py`).
 """
 
 from __future__ import annotations
