@@ -178,6 +178,23 @@ def test_new_bridges_start_from_the_run_seed(data, tmp_path):
     assert not all(torch.equal(first[name], other_seed[name]) for name in first)
 
 
+def test_a_float16_model_folder_trains_in_float32(data, tmp_path):
+    """A base saved in float16 (as the bundled demo model is) loads in float32: its cache is encoded and its bridges
+    train (it failed with mixed Half and Float matrices in the cache's text projection)."""
+    tiny.bridgedit_pipeline(seed=0).to(dtype=torch.float16).save_pretrained(tmp_path / "base", copy_towers=True)
+    base = _config(data, "unused")
+    config = replace(
+        base,
+        model=replace(base.model, base=str(tmp_path / "base")),
+        data=replace(base.data, cache=str(tmp_path / "cache")),
+        train=replace(base.train, steps=2),
+        checkpoint=replace(base.checkpoint, dir=str(tmp_path / "run")),
+    )
+    assert {p.dtype for p in build_pipeline(config).model.parameters()} == {torch.float32}
+    result = Trainer(config).run()
+    assert len(result.history) == 2 and all(torch.isfinite(torch.tensor(row["loss_audio"])) for row in result.history)
+
+
 def _rank_script(data: Path, tmp_path: Path, run: str) -> Path:
     """A script that trains 3 steps of batch 1 per process under `accelerate launch` and saves each rank's trainable
     parameters as RUN-rankN.safetensors."""

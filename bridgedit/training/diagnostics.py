@@ -101,7 +101,7 @@ def cross_modal_gain_on_cache(
     from ..pipeline import BridgeDiTPipeline
     from .trainer import batch_conditions
 
-    pipe = BridgeDiTPipeline.from_pretrained(model)
+    pipe = BridgeDiTPipeline.from_pretrained(model, dtype=torch.float32)  # a float16 model folder too
     clips = CachedClips(dataset, cache, split=split, captions=captions)
     size = min(len(clips), max_clips)
     batch = clips.batch(list(range(size)))

@@ -190,7 +190,9 @@ def build_pipeline(config: TrainConfig) -> BridgeDiTPipeline:
 
         pipe = tiny.bridgedit_pipeline(seed=config.train.seed)
     elif section.base is not None:
-        pipe = BridgeDiTPipeline.from_pretrained(section.base)
+        # in float32 whatever it was stored in (the bundled demo model is float16): the weights a run updates, and the
+        # text encoders and codecs that `cache` runs, stay in one dtype; mixed precision is the autocast's job
+        pipe = BridgeDiTPipeline.from_pretrained(section.base, dtype=torch.float32)
     else:
         from diffusers import StableAudioPipeline, WanPipeline
 
