@@ -536,6 +536,19 @@ def time_encoding(times: torch.Tensor, width: int) -> torch.Tensor:
     )
 
 
+def space_encoding(video_grid: tuple[int, int, int], width: int, device: torch.device) -> torch.Tensor:
+    """(Nv, width) each (frame-major) video token's row (first half of the channels) and column (second half), as
+    `time_encoding` encodes a time; the same for every frame."""
+    frames, height, width_tokens = video_grid
+    half = width // 2
+    rows = time_encoding(torch.arange(height, device=device, dtype=torch.float32), half)  # (H, half)
+    columns = time_encoding(torch.arange(width_tokens, device=device, dtype=torch.float32), width - half)  # (W, rest)
+    grid = torch.cat(
+        [repeat(rows, "h c -> h w c", w=width_tokens), repeat(columns, "w c -> h w c", h=height)], dim=-1
+    )  # (H, W, width)
+    return repeat(grid, "h w c -> (f h w) c", f=frames)
+
+
 class BridgeBlock(nn.Module):
     def __init__(
         self,
@@ -553,6 +566,7 @@ class BridgeBlock(nn.Module):
         self.mixer = mixer
         self.time_encoding = config.time_encoding
         self.time_bias = config.time_bias
+        self.space_encoding = config.space_encoding
         self.num_heads = config.num_heads
 
     def _mix_input(self, stream: BridgeStream, inner: torch.Tensor, mods) -> torch.Tensor:
@@ -582,6 +596,9 @@ class BridgeBlock(nn.Module):
             width = video_normed.shape[-1]
             video_normed = video_normed + time_encoding(video_times, width).to(video_normed.dtype)
             audio_normed = audio_normed + time_encoding(audio_times, width).to(audio_normed.dtype)
+        if self.space_encoding:  # the video stream learns where each token is in its frame
+            encoding = space_encoding(video_grid, video_normed.shape[-1], video_normed.device)
+            video_normed = video_normed + encoding.to(video_normed.dtype)
         if self.time_bias:  # attention prefers tokens close in time
             slopes = self.time_bias / 2.0 ** torch.arange(self.num_heads, device=video_times.device)
             time_axis = TimeAxis(video_times, audio_times, slopes)

@@ -81,6 +81,11 @@ class BridgeConfig:
     # frames) get -slope_h * |t_q - t_k|, slope_h = time_bias / 2**h for head h; 0 = off. Lets an untrained bridge
     # already read the other stream at the same moment (see docs/synthetic.md, "Why DCA does not beat none here")
     time_bias: float = 0.0
+    # add a fixed sinusoidal encoding of each video token's row and column (half the channels each) to the video
+    # stream before mixing (not in the paper): without it a bridge knows where a token is only from what it shows,
+    # and cannot tell a ball touching the floor from one in mid-air (docs/synthetic.md, "Why the bridges carry flashes
+    # and not bounces")
+    space_encoding: bool = False
     # --- the authors' released architecture (../shared/official-release.md); the defaults are bridgedit's first
     # models, which every model saved before these fields existed means ---
     # what a stream's adaLN reads: "joint" = one embedding of both timesteps (summed sinusoid MLPs) for every stream;

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bridgedit.bridge import FUSIONS, BridgeStack, time_encoding, token_times
+from bridgedit.bridge import FUSIONS, BridgeStack, space_encoding, time_encoding, token_times
 from bridgedit.config import FUSION_KINDS, BridgeConfig, ConfigError
 
 WIDTH, HEADS, COND = 16, 2, 8
@@ -14,7 +14,9 @@ GRID = (3, 2, 2)  # video tokens: 3 latent frames x 2 x 2
 NV, NA = 12, 5
 
 
-def _stack(fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0, time_encoding=False, time_bias=0.0):
+def _stack(
+    fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0, time_encoding=False, time_bias=0.0, space_encoding=False
+):
     torch.manual_seed(seed)
     config = BridgeConfig(
         fusion=fusion,
@@ -25,6 +27,7 @@ def _stack(fusion, *, video_width=WIDTH, audio_width=WIDTH, seed=0, time_encodin
         timestep_embed_dim=COND,
         time_encoding=time_encoding,
         time_bias=time_bias,
+        space_encoding=space_encoding,
     )
     stack = BridgeStack(config, video_width=video_width, audio_width=audio_width)
     with torch.no_grad():  # non-zero modulation so every term of the block is exercised
@@ -232,9 +235,11 @@ def test_both_timesteps_reach_both_streams():
         assert not torch.allclose(base[1], changed[1])  # audio stream
 
 
-@pytest.mark.parametrize("time_encoding, time_bias", [(False, 0.0), (True, 0.0), (False, 2.0)])
+@pytest.mark.parametrize(
+    "time_encoding, time_bias, space_encoding", [(False, 0.0, False), (True, 0.0, False), (False, 2.0, True)]
+)
 @pytest.mark.parametrize("fusion", [f for f in FUSION_KINDS if f != "none"])
-def test_untrained_bridge_is_the_identity(fusion, time_encoding, time_bias):
+def test_untrained_bridge_is_the_identity(fusion, time_encoding, time_bias, space_encoding):
     config = BridgeConfig(
         fusion=fusion,
         video_blocks=(0,),
@@ -244,6 +249,7 @@ def test_untrained_bridge_is_the_identity(fusion, time_encoding, time_bias):
         timestep_embed_dim=COND,
         time_encoding=time_encoding,
         time_bias=time_bias,
+        space_encoding=space_encoding,
     )
     stack = BridgeStack(config, video_width=24, audio_width=20)  # towers wider than the bridge: adapters in/out
     video, audio, _ = _tokens(video_width=24, audio_width=20)
@@ -285,6 +291,29 @@ def test_without_time_encoding_audio_cannot_tell_when_video_happens(fusion):
         _, audio_out = stack.run(0, video, audio, condition, GRID)
         _, audio_reordered = stack.run(0, reordered, audio, condition, GRID)
         assert torch.allclose(audio_out, audio_reordered, atol=1e-5) is (not positions)
+
+
+@pytest.mark.parametrize("fusion", ["dca", "v2a", "full_attention"])
+def test_without_space_encoding_audio_cannot_tell_where_in_a_frame_video_happens(fusion):
+    """Neither the time bias nor the time encoding says where a token is in its frame: moving what every frame shows
+    from one place to another (here the four tokens of each frame reversed) leaves the audio update unchanged, so a
+    ball on the floor and one in the air look alike to the audio. The space encoding breaks that symmetry."""
+    video, audio, condition = _tokens()
+    moved = video.reshape(2, 3, 4, WIDTH).flip(2).reshape(2, NV, WIDTH)  # each frame's tokens in reverse order
+    for positions in ({"time_bias": 1.0, "time_encoding": True}, {"time_bias": 1.0, "space_encoding": True}):
+        stack = _stack(fusion, **positions)
+        _, audio_out = stack.run(0, video, audio, condition, GRID)
+        _, audio_moved = stack.run(0, moved, audio, condition, GRID)
+        assert torch.allclose(audio_out, audio_moved, atol=1e-5) is (not positions.get("space_encoding", False))
+
+
+def test_space_encoding_codes_row_and_column_alike_in_every_frame():
+    encoding = space_encoding(GRID, WIDTH, torch.device("cpu"))  # (12, WIDTH): 3 frames of 2 x 2 tokens
+    assert encoding.shape == (NV, WIDTH)
+    assert torch.equal(encoding[:4], encoding[4:8]) and torch.equal(encoding[:4], encoding[8:])
+    rows, columns = encoding[:4, : WIDTH // 2], encoding[:4, WIDTH // 2 :]
+    assert torch.equal(rows[0], rows[1]) and not torch.equal(rows[0], rows[2])  # tokens 0, 1: row 0; 2, 3: row 1
+    assert torch.equal(columns[0], columns[2]) and not torch.equal(columns[0], columns[1])
 
 
 def test_a_strong_time_bias_makes_each_audio_token_read_its_own_frame():

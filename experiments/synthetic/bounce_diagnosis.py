@@ -108,6 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(BUNDLED_MODEL))
     parser.add_argument("--world", type=Path, help="a world made before by the recipe or a benchmark (its dataset)")
+    parser.add_argument("--results-name", default="bounce_diagnosis", help="writes results/NAME.json")
     args = parser.parse_args()
     started = time.perf_counter()
     pipe = BridgeDiTPipeline.from_pretrained(args.model, dtype=torch.float32)
@@ -172,8 +173,9 @@ def main() -> None:
         "seconds": time.perf_counter() - started,
     }
     RESULTS.mkdir(exist_ok=True)
-    write_text_atomic(RESULTS / "bounce_diagnosis.json", json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'bounce_diagnosis.json'}")
+    path = RESULTS / f"{args.results_name}.json"
+    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
