@@ -8,7 +8,7 @@ import importlib
 
 # semantic versioning: a minor release adds capabilities and may change defaults (CHANGELOG.md says which); models
 # saved by any 0.x release keep loading
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 #: each public name -> the module that defines it
 _PUBLIC = {

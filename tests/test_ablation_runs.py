@@ -55,7 +55,10 @@ def test_a_committed_result_is_reused_only_from_bit_identical_towers(tmp_path):
 
 
 def test_run_names_spell_out_every_varied_setting():
-    base = RecipeSettings(bridge_precision="fp32")  # the first tables' precision: their folders carry no precision
+    # the first tables' precision and bridges (no space encoding): their folders carry neither
+    first = RecipeSettings(bridge_precision="fp32")
+    base = replace(first, bridge={**first.bridge, "space_encoding": False})
+    assert runs.run_name("dca", 1, first) == runs.run_name("dca", 1, base).replace("-tb2/", "-tb2-se/")
     name = runs.run_name("dca", 1, base)
     assert name == (
         f"ablation-{base.bridge_steps}-lr{base.bridge_lr:g}-{base.bridge_timesteps}"
@@ -71,7 +74,7 @@ def test_run_names_spell_out_every_varied_setting():
     assert runs.run_name("none", 2, in_bf16) == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
     assert (
         runs.run_name("none", 2, replace(RecipeSettings(), bridge_steps=600, bridge_batch_size=8))
-        == "ablation-600-lr0.005-independent-tb2-batch8-bf16/none-seed2"
+        == "ablation-600-lr0.005-independent-tb2-se-batch8-bf16/none-seed2"
     )  # named by precision, not by the default
 
 
@@ -85,6 +88,10 @@ def test_the_recipes_own_bridge_stage_is_reused(tmp_path):
     (tmp_path / "recipe.json").write_text(json.dumps(older, indent=2))
     assert runs.recipe_run_name(tmp_path, dca_seed0) == "bridges"
     assert runs.recipe_run_name(tmp_path, replace(dca_seed0, bridge_batch_size=8)) is None
+    first_demo = {k: v for k, v in settings.to_dict().items() if k not in ("world", "video_codec")}
+    (tmp_path / "recipe.json").write_text(json.dumps(first_demo, indent=2))  # made before the world was a setting
+    assert runs.recipe_run_name(tmp_path, dca_seed0) is None  # its world was the first demo's, not today's
+    (tmp_path / "recipe.json").write_text(json.dumps(older, indent=2))
     for other in (
         runs.variant_settings(settings, "none", 0),
         runs.variant_settings(settings, "dca", 1),

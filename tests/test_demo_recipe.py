@@ -69,6 +69,43 @@ def test_patch_codec_speaks_the_wan_vae_interface(tmp_path):
     assert torch.equal(loaded.encode(x).latent_dist.mode(), latents)
 
 
+def test_a_wider_decoder_kernel_lets_each_patch_read_its_neighbours(tmp_path):
+    """decoder_kernel 1 (the first demo's codec) decodes each patch from its own latent alone; 3 from the 3 x 3 latents
+    around it, so a ball across a patch border is drawn from both sides. Encoding stays per patch either way."""
+    torch.manual_seed(0)
+    latents = torch.randn(1, 4, 2, 3, 3)  # (B, z, F, h, w)
+    changed = latents.clone()
+    changed[0, :, 1, 1, 2] += 1.0  # one latent: frame 1, row 1, column 2
+    for kernel, reaches in ((1, {(1, 2)}), (3, {(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)})):
+        codec = PatchVideoCodec(patch_size=4, z_dim=4, hidden_dim=8, decoder_kernel=kernel)
+        with torch.no_grad():
+            moved = (codec.decode_patches(changed) - codec.decode_patches(latents)).abs()  # (B, 3, F, 12, 12)
+        per_patch = moved[0].sum(dim=0).reshape(2, 3, 4, 3, 4).sum(dim=(2, 4))  # (F, h, w)
+        assert per_patch[0].sum() == 0  # frames are decoded apart
+        assert {tuple(ij) for ij in torch.nonzero(per_patch[1]).tolist()} == reaches, kernel
+        codec.save_pretrained(tmp_path / f"k{kernel}")
+        loaded = PatchVideoCodec.from_pretrained(tmp_path / f"k{kernel}")
+        assert torch.equal(loaded.decode_patches(latents), codec.decode_patches(latents))
+    with pytest.raises(ValueError, match="decoder_kernel"):
+        PatchVideoCodec(decoder_kernel=2)
+
+
+def test_recipe_settings_of_a_model_made_before_the_world_was_a_setting_mean_the_first_demos(tmp_path):
+    from bridgedit.config import ConfigError
+    from bridgedit.synthetic.recipe import FIRST_VIDEO_CODEC, RecipeSettings
+
+    recorded = RecipeSettings().to_dict()
+    del recorded["world"], recorded["video_codec"]
+    (tmp_path / "recipe.json").write_text(json.dumps(recorded))
+    first = RecipeSettings.of_model(tmp_path)
+    assert first.world_settings == WorldSettings() and first.video_codec == FIRST_VIDEO_CODEC
+    size = {key: first.generation_defaults[key] for key in ("height", "width", "num_frames", "fps")}
+    assert size == {"height": 64, "width": 64, "num_frames": 17, "fps": 15.0}
+    assert RecipeSettings().generation_defaults["num_frames"] == 25  # the demo's world: 2.08 s at 12 fps
+    with pytest.raises(ConfigError, match="world has no setting colour"):
+        RecipeSettings(world={"colour": "red"})
+
+
 def test_foreground_marks_the_object():
     settings = WorldSettings()
     rng = np.random.default_rng(3)
@@ -168,6 +205,22 @@ def test_recipe_precision_from_the_command_line_reaches_both_stages_and_bf16_fal
     assert main(["synthetic", "recipe", "--out", str(tmp_path / "refused"), "--precision", "bf16"]) != 0
     assert len(ran) == 3  # asked for explicitly: refused before any work
 
+    # --like MODEL: the settings its recipe.json records (a model made before the world was a setting: the first
+    # demo's world and codec), its seed unless --seed is given, the precision as above
+    first = {**recipe.RecipeSettings(seed=7).to_dict(), "train_clips": 96}
+    del first["world"], first["video_codec"]
+    (tmp_path / "first").mkdir()
+    (tmp_path / "first" / "recipe.json").write_text(json.dumps(first))
+    assert main(["synthetic", "recipe", "--out", str(tmp_path / "like"), "--like", str(tmp_path / "first")]) == 0
+    assert (ran[-1].seed, ran[-1].train_clips, ran[-1].world, ran[-1].tower_precision) == (7, 96, {}, "fp32")
+    assert ran[-1].video_codec == recipe.FIRST_VIDEO_CODEC
+    assert (
+        main(["synthetic", "recipe", "--out", str(tmp_path / "l2"), "--like", str(tmp_path / "first"), "--seed", "3"])
+        == 0
+    )
+    assert ran[-1].seed == 3
+    assert main(["synthetic", "recipe", "--out", str(tmp_path / "l3"), "--like", str(tmp_path)]) != 0  # no recipe.json
+
 
 @pytest.mark.parametrize("finished", [False, True], ids=["unfinished", "finished"])
 def test_a_recipe_folder_made_with_other_settings_is_refused_before_any_work(tmp_path, finished):
@@ -194,7 +247,7 @@ def test_a_recipe_folder_made_with_other_settings_is_refused_before_any_work(tmp
 def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     from bridgedit.cli.main import main
     from bridgedit.pipeline import BridgeDiTPipeline
-    from bridgedit.synthetic.recipe import DEMO_GENERATION, environment
+    from bridgedit.synthetic.recipe import RecipeSettings, environment
 
     out = tmp_path / "demo"
     assert main(["synthetic", "recipe", "--out", str(out), "--scale", "1000"]) == 0
@@ -205,11 +258,11 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     pipe = BridgeDiTPipeline.from_pretrained(out / "model")
     assert pipe.model.config.bridge.fusion == "dca" and pipe.model.config.trainable.policy == "bridges+last_blocks"
     assert isinstance(pipe.video_pipe.vae, PatchVideoCodec)
-    assert pipe.generation_defaults == DEMO_GENERATION
+    assert pipe.generation_defaults == RecipeSettings().generation_defaults
     index = json.loads((out / "model" / "model_index.json").read_text())
     assert index["video"] == "video" and index["audio"] == "audio"  # self-contained: towers copied
     # the towers are the stage-1 (pretrained) towers, apart from the last blocks the bridge stage trained
-    from bridgedit.synthetic.recipe import RecipeSettings, smaller
+    from bridgedit.synthetic.recipe import smaller
     from bridgedit.training.trainer import checkpoint_folder
 
     tower_steps = smaller(RecipeSettings(), 1000).tower_steps
@@ -230,7 +283,7 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     loaded = BridgeDiTPipeline.from_pretrained(bundled, dtype=torch.float32)
     original = pipe.model.state_dict()
     assert all(torch.equal(v, original[k].half().float()) for k, v in loaded.model.state_dict().items())
-    assert loaded.generation_defaults == DEMO_GENERATION
+    assert loaded.generation_defaults == RecipeSettings().generation_defaults
 
     stamp = (out / "model" / "bridge" / "model.safetensors").stat().st_mtime_ns
     assert main(["synthetic", "recipe", "--out", str(out), "--scale", "1000"]) == 0  # finished: nothing is redone
@@ -269,8 +322,8 @@ def test_recipe_end_to_end_from_the_command_line(tmp_path, capsys):
     next_to_video = list(generate_for(pipe, records, given="video", given_latents=video_latents, num_inference_steps=2))
     next_to_audio = list(generate_for(pipe, records, given="audio", given_latents=audio_latents, num_inference_steps=2))
     with torch.no_grad():
-        assert all(
-            np.array_equal(frames, pipe.decode_video(latents[None])[0])
+        assert all(  # batched: the codec's convolution rounds a batch otherwise, a grey level at most
+            np.abs(frames.astype(int) - pipe.decode_video(latents[None])[0].astype(int)).max() <= 1
             for (_, frames, *_), latents in zip(next_to_video, video_latents)
         )
         assert all(

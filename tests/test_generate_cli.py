@@ -248,10 +248,11 @@ def test_the_bundled_demo_model_is_the_default(tmp_path, capsys):
     assert model is not None, "bridgedit/assets/demo-model is missing (bridgedit synthetic recipe --install)"
     size = sum(f.stat().st_size for f in model.rglob("*") if f.is_file())
     assert size <= 25 * 2**20, f"the bundled model is {size / 2**20:.1f} MiB; the limit is 25 MiB"
-    from bridgedit.synthetic.recipe import DEMO_GENERATION  # what the recipe writes: the committed model keeps it
+    from bridgedit.synthetic.recipe import RecipeSettings  # what the recipe writes: the committed model keeps it
 
-    assert json.loads((model / "model_index.json").read_text())["generation_defaults"] == DEMO_GENERATION
-    assert DEMO_GENERATION["audio_guidance"] == 2.0  # chosen and confirmed in docs/synthetic.md
+    stored = json.loads((model / "model_index.json").read_text())["generation_defaults"]
+    assert stored == RecipeSettings.of_model(model).generation_defaults
+    assert stored["audio_guidance"] == 2.0  # chosen and confirmed in docs/synthetic.md
     out = tmp_path / "demo.mp4"
     assert (
         main(

@@ -129,6 +129,24 @@ def test_faithfulness_notices_the_wrong_thing():
     assert faithfulness(frames, audio, 4000, wrong) == {"colour": False, "shape": False, "material": False}
 
 
+def test_smooth_edges_draw_a_round_ball_of_the_scenes_size():
+    """Anti-aliased: the ball's edge pixels are blends of its colour and the background's, and the colour it adds
+    over a frame is the disc's area, pi r^2 (a hard edge: whole pixels only)."""
+    from bridgedit.synthetic.world import BACKGROUNDS, COLOURS, Scene
+
+    scene = Scene("ball", "red", "rubber", "gray", size=0.12, x=0.5, events=(0.5,))
+    radius = scene.size * 128
+    for smooth in (True, False):
+        world = WorldSettings(height=128, width=128, seconds=25 / 12, fps=12.0, max_events=4, smooth_edges=smooth)
+        frames, _ = render_clip(scene, world, np.random.default_rng(0))
+        sky = frames[0, :100].astype(float)  # the ball in mid-air, above the floor line
+        red, gray = np.array(COLOURS["red"], float), np.array(BACKGROUNDS["gray"], float)
+        cover = ((sky - gray) @ (red - gray)) / ((red - gray) @ (red - gray))  # 0 background ... 1 ball
+        partial = ((cover > 0.02) & (cover < 0.98)).sum()
+        assert bool(partial > 2 * radius) is smooth  # a blended rim all round, or none
+        assert cover.sum() == pytest.approx(np.pi * radius**2, rel=0.02 if smooth else 0.05)
+
+
 def test_lamps_flash_and_ambience_is_only_heard():
     from bridgedit.synthetic.detect import flash_times, impact_times
     from bridgedit.synthetic.world import AMBIENCES

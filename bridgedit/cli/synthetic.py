@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from ..synthetic import WorldSettings, make_dataset
 
@@ -29,6 +31,7 @@ def add_parser(subparsers) -> None:
     make.add_argument("--width", type=int, default=defaults.width)
     make.add_argument("--sample-rate", type=int, default=defaults.sample_rate)
     make.add_argument("--max-events", type=int, default=defaults.max_events)
+    make.add_argument("--smooth-edges", action="store_true", help="anti-aliased balls (the demo model's world)")
     make.set_defaults(run=run)
 
     from ..synthetic.recipe import PRECISION_MODES, RecipeSettings
@@ -36,14 +39,20 @@ def add_parser(subparsers) -> None:
     recipe_defaults = RecipeSettings()
     recipe = actions.add_parser(
         "recipe",
-        help="train the demo model from nothing: world, codecs, towers, then DCA bridges (46-50 min measured on 2 free cores with native bf16)",
+        help="train the demo model from nothing: world, codecs, towers, then DCA bridges (hours on 2 CPU cores; resumable)",
         description="The paper's recipe at toy scale, one command: make the world, train tiny codecs, pretrain a "
         "text-to-video and a text-to-audio tower separately, then freeze all but their last blocks and train DCA "
         "bridges. Resumable: re-run the same command after an interruption. The model lands in OUT/model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     recipe.add_argument("--out", required=True, metavar="DIR")
-    recipe.add_argument("--seed", type=int, default=recipe_defaults.seed)
+    recipe.add_argument("--seed", type=int, help=f"default: {recipe_defaults.seed} (with --like: the model's)")
+    recipe.add_argument(
+        "--like",
+        metavar="MODEL",
+        help="make the model a recipe's model folder records in its recipe.json (e.g. bridgedit/assets/demo-model): "
+        "its world, codecs, budgets and seed, not today's defaults",
+    )
     recipe.add_argument(
         "--install",
         action="store_true",
@@ -93,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         width=args.width,
         sample_rate=args.sample_rate,
         max_events=args.max_events,
+        smooth_edges=args.smooth_edges,
     )
     print(f"wrote {args.clips} clips to {out} (manifest: {out}/manifest.jsonl)")
     return 0
@@ -107,11 +117,18 @@ def run_recipe(args: argparse.Namespace) -> int:
 
     if args.scale < 1:
         raise ConfigError("--scale must be a positive integer")
-    precision = args.precision or recipe_precision(recipe.RecipeSettings().tower_precision, bf16_unavailable_reason())
+    if args.like:
+        if not (Path(args.like) / "recipe.json").is_file():
+            raise ConfigError(f"--like {args.like}: no recipe.json there (a model folder the recipe made has one)")
+        settings = recipe.RecipeSettings.of_model(args.like)
+    else:
+        settings = recipe.RecipeSettings()
+    precision = args.precision or recipe_precision(settings.tower_precision, bf16_unavailable_reason())
     if precision == "bf16" and (reason := bf16_unavailable_reason()):
         raise ConfigError(f"--precision bf16: {reason}; use --precision fp32")
     logging.getLogger("bridgedit").setLevel(logging.INFO)  # a long job: show each stage's progress
-    settings = recipe.RecipeSettings(seed=args.seed, tower_precision=precision, bridge_precision=precision)
+    seed = settings.seed if args.seed is None else args.seed
+    settings = replace(settings, seed=seed, tower_precision=precision, bridge_precision=precision)
     if args.scale > 1:
         settings = recipe.smaller(settings, args.scale)
     model = recipe.run_recipe(args.out, settings)
@@ -126,8 +143,8 @@ def recipe_precision(default: str, bf16_unavailable: str | None) -> str:
     on stderr: the recipe then takes longer and makes a model with other numbers than the bundled one)."""
     if default == "bf16" and bf16_unavailable:
         print(
-            f"training in float32, not the recipe's bf16: {bf16_unavailable}; this takes longer than the documented "
-            "hour and makes a model with other numbers than the bundled one",
+            f"training in float32, not the recipe's bf16: {bf16_unavailable}; this takes longer "
+            "and makes a model with other numbers than the bundled one",
             file=sys.stderr,
         )
         return "fp32"

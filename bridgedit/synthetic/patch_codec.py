@@ -42,10 +42,13 @@ class PatchVideoCodec(ModelMixin, ConfigMixin):
         latents_std: list[float] | None = None,
         scale_factor_temporal: int = 1,
         scale_factor_spatial: int | None = None,
+        decoder_kernel: int = 1,
     ) -> None:
         super().__init__()
         if scale_factor_temporal != 1 or (scale_factor_spatial not in (None, patch_size)):
             raise ValueError("PatchVideoCodec compresses by patch_size in space and not at all in time")
+        if decoder_kernel < 1 or decoder_kernel % 2 == 0:
+            raise ValueError(f"decoder_kernel must be a positive odd number; got {decoder_kernel}")
         self.register_to_config(
             scale_factor_spatial=patch_size,
             latents_mean=latents_mean or [0.0] * z_dim,
@@ -54,6 +57,13 @@ class PatchVideoCodec(ModelMixin, ConfigMixin):
         values = in_channels * patch_size**2
         self.encoder = _mlp(values, hidden_dim, z_dim)
         self.decoder = _mlp(z_dim, hidden_dim, values)
+        if decoder_kernel > 1:  # the decoder's first layer reads the k x k latents around each patch, not one alone
+            self.decoder[0] = nn.Conv3d(
+                z_dim,
+                hidden_dim,
+                (1, decoder_kernel, decoder_kernel),
+                padding=(0, decoder_kernel // 2, decoder_kernel // 2),
+            )
 
     def encode_patches(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, F, H, W) -> (B, z_dim, F, H / P, W / P)."""
@@ -66,7 +76,10 @@ class PatchVideoCodec(ModelMixin, ConfigMixin):
     def decode_patches(self, z: torch.Tensor) -> torch.Tensor:
         """(B, z_dim, F, h, w) -> (B, 3, F, h P, w P), unclamped."""
         p = self.config.patch_size
-        patches = self.decoder(rearrange(z, "b z f h w -> b f h w z"))
+        if self.config.decoder_kernel > 1:  # (B, hidden, F, h, w): each patch's neighbourhood, then per patch
+            patches = self.decoder[1:](rearrange(self.decoder[0](z), "b c f h w -> b f h w c"))
+        else:
+            patches = self.decoder(rearrange(z, "b z f h w -> b f h w z"))
         return rearrange(patches, "b f h w (c p q) -> b c f (h p) (w q)", p=p, q=p, c=self.config.in_channels)
 
     def encode(self, x: torch.Tensor, return_dict: bool = True):

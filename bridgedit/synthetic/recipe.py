@@ -35,7 +35,7 @@ from ..atomic import write_text_atomic
 from ..config import BridgeConfig, ConfigError, ModelConfig, TrainableConfig
 from ..data.manifest import MANIFEST_NAME
 from ..generation import BUNDLED_MODEL
-from .world import make_dataset
+from .world import WorldSettings, make_dataset
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads RecipeSettings for its help without it
     import torch
@@ -71,10 +71,19 @@ DEMO_STABLE_AUDIO_TRANSFORMER = dict(
     global_states_input_dim=32,
     cross_attention_input_dim=16,
 )
-#: The patch video codec (bridgedit.synthetic.patch_codec): 8x8-pixel patches -> 16 channels, 8x in space like the real Wan
-#: VAE, none in time, so every frame (and so every event's frame) has its own latent frame: 17 x 8 x 8 latents,
-#: 17 x 4 x 4 = 272 video tokens.
-DEMO_VIDEO_CODEC = dict(patch_size=8, z_dim=16, hidden_dim=256)
+#: The demo's world (`WorldSettings`): 128 x 128 pixels, 25 frames at 12 fps (2.08 s; Wan's 4k+1 frames), up to 4
+#: events, a ball with anti-aliased edges: big enough that a ball reads as round and its path as a bounce, small
+#: enough that the recipe trains on 2 CPU cores in about 2.5 hours (docs/synthetic.md, "The demo's world")
+DEMO_WORLD = dict(height=128, width=128, seconds=25 / 12, fps=12.0, sample_rate=4_000, max_events=4, smooth_edges=True)
+#: The patch video codec (bridgedit.synthetic.patch_codec): 16x16-pixel patches -> 16 channels, none in time, so
+#: every frame (and so every event's frame) has its own latent frame: 25 x 8 x 8 latents, 25 x 4 x 4 = 400 video
+#: tokens of 32 x 32 pixels each. Its decoder reads each patch's 3 x 3 neighbourhood of latents: a ball across a
+#: patch border is drawn from both sides (per-patch decoding drew it as a blocky cross)
+DEMO_VIDEO_CODEC = dict(patch_size=16, z_dim=16, hidden_dim=256, decoder_kernel=3)
+#: What a recipe recorded before the world and the video codec were settings meant (the first demo model's): the
+#: world's defaults (64 x 64, 17 frames at 15 fps, hard edges) and 8x8-pixel patches
+FIRST_WORLD: dict[str, Any] = {}
+FIRST_VIDEO_CODEC = dict(patch_size=8, z_dim=16, hidden_dim=256)
 #: Hop 16 at 4 kHz (250 latent frames/s, 4 ms each), 8 latent channels.
 DEMO_OOBLECK_VAE = dict(
     encoder_hidden_size=16,
@@ -87,14 +96,23 @@ DEMO_OOBLECK_VAE = dict(
 )
 #: time_bias 2: an audio token's attention to a video frame one latent frame away starts 2 (head 0) / 1 (head 1) logits
 #: lower than to its own frame (BridgeConfig.time_bias), so the untrained bridges already read the matching moment
+#: space_encoding: each video token's row and column, without which the bridges cannot tell a ball on the floor
+#: from one in the air (docs/synthetic.md, "Why the bridges carried flashes and not bounces")
 DEMO_BRIDGE = BridgeConfig(
-    fusion="dca", video_blocks=(1, 3), audio_blocks=(1, 3), width=64, num_heads=2, timestep_embed_dim=32, time_bias=2.0
+    fusion="dca",
+    video_blocks=(1, 3),
+    audio_blocks=(1, 3),
+    width=64,
+    num_heads=2,
+    timestep_embed_dim=32,
+    time_bias=2.0,
+    space_encoding=True,
 )
 #: audio guidance 2, not the paper's 7: at 7 these small towers' audio guidance places onsets by the text alone, 5 per
 #: clip where the world makes 1.6, and DCA's sync lead over "none" with both streams generated is gone; at 2 it is
 #: there (picked on the ablation's seeds 0-6, confirmed on fresh seeds 7-13: docs/synthetic.md, "The audio guidance
 #: scale and DCA's lead")
-DEMO_GENERATION = dict(height=64, width=64, num_frames=17, fps=15.0, num_inference_steps=25, audio_guidance=2.0)
+DEMO_SAMPLING = dict(num_inference_steps=25, audio_guidance=2.0)
 #: a stage's precision -> `bridgedit train`'s train.mixed_precision
 PRECISION_MODES = {"fp32": "no", "bf16": "bf16"}
 #: the bridge stage's freezing policy: bridges + the last block of each tower trainable, all else frozen
@@ -104,9 +122,11 @@ BRIDGE_STAGE_TRAINABLE = {"policy": "bridges+last_blocks", "video_last_blocks": 
 @dataclass(frozen=True)
 class RecipeSettings:
     seed: int = 0
+    world: dict[str, Any] = field(default_factory=lambda: dict(DEMO_WORLD))  # `WorldSettings` fields
+    video_codec: dict[str, Any] = field(default_factory=lambda: dict(DEMO_VIDEO_CODEC))  # `PatchVideoCodec` fields
     train_clips: int = 768
     test_clips: int = 32
-    video_codec_steps: int = 1500
+    video_codec_steps: int = 3000
     audio_codec_steps: int = 3000
     tower_steps: int = 3600
     bridge_steps: int = 1200
@@ -128,6 +148,10 @@ class RecipeSettings:
     tower_precision: str = "bf16"
 
     def __post_init__(self) -> None:
+        unknown = set(self.world) - set(WorldSettings.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"world has no setting {', '.join(sorted(unknown))}")
+        _ = self.world_settings  # its own checks
         for name in ("bridge_precision", "tower_precision"):
             if getattr(self, name) not in PRECISION_MODES:
                 raise ValueError(f"{name} must be one of {', '.join(PRECISION_MODES)}, got {getattr(self, name)!r}")
@@ -137,8 +161,23 @@ class RecipeSettings:
 
     @classmethod
     def of_model(cls, model: str | Path) -> RecipeSettings:
-        """The settings a model folder was made with (its recipe.json, which `install` copies beside it)."""
-        return cls(**json.loads((Path(model) / "recipe.json").read_text()))
+        """The settings a model folder was made with (its recipe.json, which `install` copies beside it); a recipe
+        recorded before the world and the video codec were settings made the first demo's."""
+        recorded = json.loads((Path(model) / "recipe.json").read_text())
+        recorded.setdefault("world", dict(FIRST_WORLD))
+        recorded.setdefault("video_codec", dict(FIRST_VIDEO_CODEC))
+        return cls(**recorded)
+
+    @property
+    def world_settings(self) -> WorldSettings:
+        return WorldSettings(**self.world)
+
+    @property
+    def generation_defaults(self) -> dict[str, Any]:
+        """What the recipe's model stores as its generation defaults: the world's clip, the demo's sampling."""
+        world = self.world_settings
+        size = dict(height=world.height, width=world.width, num_frames=world.standard.num_frames, fps=world.fps)
+        return {**size, **DEMO_SAMPLING}
 
 
 def _stage_done(folder: Path) -> bool:
@@ -160,6 +199,7 @@ def make_world(out: Path, settings: RecipeSettings) -> Path:
             seed=settings.seed,
             test_clips=settings.test_clips,
             progress=True,
+            **settings.world,
         )
     return dataset
 
@@ -177,7 +217,7 @@ def train_codecs(out: Path, dataset: Path, settings: RecipeSettings):
         frames, audio, _ = load_clips(dataset)
         if not (video_dir / "config.json").is_file():
             torch.manual_seed(settings.seed)
-            video = PatchVideoCodec(**DEMO_VIDEO_CODEC)
+            video = PatchVideoCodec(**settings.video_codec)
             train_video_codec(video, frames, steps=settings.video_codec_steps, seed=settings.seed)
             set_latent_statistics(video, frames[:64])
             video.save_pretrained(video_dir)
@@ -189,7 +229,7 @@ def train_codecs(out: Path, dataset: Path, settings: RecipeSettings):
     return PatchVideoCodec.from_pretrained(video_dir).eval(), AutoencoderOobleck.from_pretrained(audio_dir).eval()
 
 
-def initial_pipeline(video_vae, audio_vae, seed: int):
+def initial_pipeline(video_vae, audio_vae, seed: int, generation_defaults: dict[str, Any]):
     """Random tiny towers and text encoders of the real classes around the trained codecs; no bridges."""
     import torch
     from diffusers import StableAudioDiTModel, StableAudioPipeline, WanPipeline, WanTransformer3DModel
@@ -218,7 +258,7 @@ def initial_pipeline(video_vae, audio_vae, seed: int):
     )
     config = ModelConfig(bridge=BridgeConfig(fusion="none"), trainable=TrainableConfig(policy="towers"))
     return BridgeDiTPipeline.from_pipes(
-        video_pipe, audio_pipe, config, video_source=None, audio_source=None, generation_defaults=DEMO_GENERATION
+        video_pipe, audio_pipe, config, video_source=None, audio_source=None, generation_defaults=generation_defaults
     )
 
 
@@ -278,7 +318,8 @@ def pretrain_towers(out: Path, dataset: Path, settings: RecipeSettings) -> Path:
     init = out / "init"
     if not _stage_done(init):
         video_vae, audio_vae = train_codecs(out, dataset, settings)
-        initial_pipeline(video_vae, audio_vae, settings.seed).save_pretrained(init, copy_towers=True)
+        pipe = initial_pipeline(video_vae, audio_vae, settings.seed, settings.generation_defaults)
+        pipe.save_pretrained(init, copy_towers=True)
     config = training_config(
         base=init,
         dataset=dataset,
@@ -425,7 +466,7 @@ def run_recipe(out: str | Path, settings: RecipeSettings = RecipeSettings()) -> 
     bridges = _timed(timings, "bridges_s", bridges_done, lambda: train_bridges(out, dataset, towers, settings))
     save_timings()
     pipe = BridgeDiTPipeline.from_pretrained(bridges)
-    pipe.generation_defaults = dict(DEMO_GENERATION)
+    pipe.generation_defaults = settings.generation_defaults
     pipe.save_pretrained(model, copy_towers=True)  # self-contained: no reference to the run folders
     logger.info("recipe finished (%s): %s", ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()), model)
     return model

@@ -50,6 +50,9 @@ class WorldSettings:
     fps: float = 15.0
     sample_rate: int = 4_000  # the tiny audio VAE's rate
     max_events: int = 3
+    # a ball's edge anti-aliased (each pixel coloured by how much of it the disc covers): round at any size, where a
+    # hard edge makes a small disc a blocky patch; the first demo world (False) had hard edges
+    smooth_edges: bool = False
 
     def __post_init__(self) -> None:
         _ = self.standard  # ClipStandard's checks: a positive finite length and rate, even sizes, a sample rate
@@ -149,7 +152,11 @@ def render_clip(scene: Scene, settings: WorldSettings, rng: np.random.Generator)
         frame = np.empty((h, w, 3), np.uint8)
         frame[:] = BACKGROUNDS[scene.background]
         frame[floor:] = np.array(BACKGROUNDS[scene.background]) // 2 + 40
-        if shown:
+        if shown and scene.shape == "ball" and settings.smooth_edges:
+            distance = np.sqrt((rows + 0.5 - cy) ** 2 + (cols + 0.5 - cx) ** 2)  # from each pixel's centre
+            cover = np.clip(radius + 0.5 - distance, 0.0, 1.0)[..., None]  # (H, W, 1): 1 inside, 0 outside
+            frame[:] = np.rint(frame * (1 - cover) + np.array(COLOURS[scene.colour]) * cover).astype(np.uint8)
+        elif shown:
             if scene.shape == "ball":
                 mask = (rows - cy) ** 2 + (cols - cx) ** 2 <= radius**2
             elif scene.shape == "cube":

@@ -471,7 +471,9 @@ def main() -> None:
             "float32; use --precision fp32"
         )
     out = Path(args.recipe)
-    settings = recipe.RecipeSettings()
+    # a recipe folder's own settings (the first demo's world and codec for one made before they were settings), else
+    # today's recipe
+    settings = recipe.RecipeSettings.of_model(out) if (out / "recipe.json").is_file() else recipe.RecipeSettings()
     if args.scale > 1:
         settings = recipe.smaller(settings, args.scale)
     try:  # a recipe folder made with other settings (an older bridgedit's defaults) is not extended

@@ -60,8 +60,10 @@ ATTENTION_MARK = "scaled_dot_product"
 #: precision name -> (the autocast dtype its steps run under (None: float32, no autocast), whether attention runs as
 #: matrix products (bridgedit.cpu_attention, as `bridgedit train` runs it on a CPU) or in PyTorch's fused kernel)
 PRECISIONS = {"fp32": (None, False), "bf16-fused-attention": (torch.bfloat16, False), "bf16": (torch.bfloat16, True)}
-#: the demo world's clip: 17 frames at 15 fps; its audio at 4 kHz through a hop of 16
-SECONDS = recipe.DEMO_GENERATION["num_frames"] / recipe.DEMO_GENERATION["fps"]
+#: the demo world's clip and its generation defaults; its audio at 4 kHz through a hop of 16
+DEMO = recipe.RecipeSettings()
+GENERATION = DEMO.generation_defaults
+SECONDS = GENERATION["num_frames"] / GENERATION["fps"]
 TEXT_TOKENS = 24  # caption tokens per tower, about the world's captions' length (the cost barely depends on it)
 
 
@@ -72,7 +74,10 @@ def demo_model_pipeline(fusion: str) -> BridgeDiTPipeline:
     from bridgedit.synthetic.patch_codec import PatchVideoCodec
 
     towers = recipe.initial_pipeline(
-        PatchVideoCodec(**recipe.DEMO_VIDEO_CODEC), AutoencoderOobleck(**recipe.DEMO_OOBLECK_VAE), seed=0
+        PatchVideoCodec(**DEMO.video_codec),
+        AutoencoderOobleck(**recipe.DEMO_OOBLECK_VAE),
+        seed=0,
+        generation_defaults=GENERATION,
     )
     config = ModelConfig(
         bridge=replace(recipe.DEMO_BRIDGE, fusion=fusion), trainable=TrainableConfig(**recipe.BRIDGE_STAGE_TRAINABLE)
@@ -83,7 +88,7 @@ def demo_model_pipeline(fusion: str) -> BridgeDiTPipeline:
         config,
         video_source=None,
         audio_source=None,
-        generation_defaults=recipe.DEMO_GENERATION,
+        generation_defaults=GENERATION,
     )
 
 
@@ -94,8 +99,8 @@ def training_step(pipe: BridgeDiTPipeline, batch_size: int, precision: str):
     attention = MatmulAttention() if matmul else nullcontext()
     video_codec, audio_codec = pipe.video_pipe.vae, pipe.audio_pipe.vae
     frames, side = (
-        recipe.DEMO_GENERATION["num_frames"],
-        recipe.DEMO_GENERATION["height"] // recipe.DEMO_VIDEO_CODEC["patch_size"],
+        GENERATION["num_frames"],
+        GENERATION["height"] // DEMO.video_codec["patch_size"],
     )
     audio_length = round(SECONDS * recipe.DEMO_OOBLECK_VAE["sampling_rate"] / audio_codec.hop_length)
     generator = torch.Generator().manual_seed(0)

@@ -58,7 +58,7 @@ class SyncProtocol(NamedTuple):
 #: scores never depend on the defaults of the towers it started from
 PAPER_AUDIO_GUIDANCE = GenerationSettings.audio_guidance
 #: the demo model's own audio guidance (docs/synthetic.md, "The audio guidance scale and DCA's lead")
-DEMO_AUDIO_GUIDANCE = recipe.DEMO_GENERATION["audio_guidance"]
+DEMO_AUDIO_GUIDANCE = recipe.DEMO_SAMPLING["audio_guidance"]
 #: both streams generated, at the paper's guidance, at the demo model's audio guidance and without audio guidance
 #: (w_a = 1): the lower two take away the audio guidance's spurious onsets (below) from the joint samples. Each joint
 #: protocol's result keeps its samples' per-clip SCORES too ("per_clip")
@@ -137,7 +137,7 @@ def variant_settings(base: recipe.RecipeSettings, variant: str, seed: int) -> re
 
 
 def run_name(variant: str, seed: int, settings: recipe.RecipeSettings, towers_tag: str = "") -> str:
-    """ablation-STEPS-lrLR-TIMESTEPS[-te][-tbSLOPE][-batchB][-blocksIJ][-bf16][TOWERS_TAG]/VARIANT-seedS: the folder names
+    """ablation-STEPS-lrLR-TIMESTEPS[-te][-tbSLOPE][-se][-batchB][-blocksIJ][-bf16][TOWERS_TAG]/VARIANT-seedS: the folder names
     every bridge-stage setting the ablation varies, and other towers than the recipe's (`towers_tag`), so runs with
     other settings are never reused for each other."""
     tag = f"ablation-{settings.bridge_steps}-lr{settings.bridge_lr:g}-{settings.bridge_timesteps}"
@@ -145,6 +145,8 @@ def run_name(variant: str, seed: int, settings: recipe.RecipeSettings, towers_ta
         tag += "-te"
     if settings.bridge.get("time_bias"):
         tag += f"-tb{settings.bridge['time_bias']:g}"
+    if settings.bridge.get("space_encoding"):
+        tag += "-se"
     if settings.bridge_batch_size != recipe.RecipeSettings.bridge_batch_size:
         tag += f"-batch{settings.bridge_batch_size}"
     if list(settings.bridge["video_blocks"]) != list(recipe.DEMO_BRIDGE.video_blocks):
@@ -205,8 +207,8 @@ def recipe_run_name(out: Path, run_settings: recipe.RecipeSettings) -> str | Non
     recorded = out / "recipe.json"
     if not recorded.is_file():
         return None
-    # a setting added since that recipe ran is missing there: it ran with what is now that setting's default
-    recorded_settings = {**recipe.RecipeSettings().to_dict(), **json.loads(recorded.read_text())}
+    # a setting added since that recipe ran is missing there: it ran with what that setting meant then (of_model)
+    recorded_settings = recipe.RecipeSettings.of_model(out).to_dict()
     if json.loads(json.dumps(recorded_settings)) == json.loads(json.dumps(run_settings.to_dict())):
         return "bridges"
     return None
