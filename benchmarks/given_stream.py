@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from bridgedit.config import BridgeConfig, ModelConfig
 from bridgedit.data.manifest import load_manifest
 from bridgedit.generation import BUNDLED_MODEL
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic.recipe import RecipeSettings, make_world
+from bridgedit.synthetic.recipe import model_world
 from bridgedit.synthetic.scoring import NEXT_TO_REAL, paired_lead, score_next_to_real
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,8 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch:
-        dataset = args.world or make_world(Path(scratch), RecipeSettings.of_model(args.model))
+    with model_world(args.model, args.world) as dataset:
         records = load_manifest(dataset, split="test")
         model = BridgeDiTPipeline.from_pretrained(args.model, dtype=torch.float32)
         rows = {

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 from bridgedit.data.manifest import load_manifest
 from bridgedit.generation import BUNDLED_MODEL
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic.recipe import RecipeSettings, make_world
+from bridgedit.synthetic.recipe import model_world
 from bridgedit.synthetic.scoring import event_statistics, prompts_for, score_clip, summarize_scores
 
 RESULTS = Path(__file__).parent / "results"
@@ -84,8 +83,7 @@ def main() -> None:
 
     started = time.perf_counter()
     pipe = BridgeDiTPipeline.from_pretrained(args.model, dtype=torch.float32)
-    with tempfile.TemporaryDirectory() as scratch:
-        dataset = args.world or make_world(Path(scratch), RecipeSettings.of_model(args.model))
+    with model_world(args.model, args.world) as dataset:
         records = load_manifest(dataset, split="test")
     runs, reference = {}, None
     for threshold in thresholds:

@@ -268,3 +268,18 @@ def test_a_dataset_made_again_leaves_no_temporary_of_a_killed_run(tmp_path):
     (clips / ".clip00000.mp4.ab12cd_3.mp4").write_bytes(b"half a clip")  # what a killed write leaves
     make_dataset(tmp_path / "world", clips=1)
     assert sorted(p.name for p in clips.iterdir()) == ["clip00000.mp4", "clip00000.wav"]
+
+
+def test_a_models_world_is_the_one_given_or_made_again_from_its_recipe_and_then_removed(tmp_path):
+    from bridgedit.synthetic.recipe import RecipeSettings, model_world
+
+    settings = RecipeSettings(train_clips=2, test_clips=1)
+    (tmp_path / "recipe.json").write_text(json.dumps(settings.to_dict()))
+    with model_world(tmp_path, world=tmp_path / "given") as dataset:
+        assert dataset == tmp_path / "given"  # given: used as it is, nothing made
+    assert not (tmp_path / "given").exists()
+    with model_world(tmp_path) as dataset:
+        records = load_manifest(dataset)
+        assert len(records) == 3 and records[-1]["split"] == "test"
+        assert (records[0]["width"], records[0]["fps"]) == (settings.world["width"], settings.world["fps"])
+    assert not dataset.exists()  # the temporary world is gone

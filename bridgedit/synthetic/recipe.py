@@ -24,7 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,6 +205,17 @@ def make_world(out: Path, settings: RecipeSettings) -> Path:
             **settings.world,
         )
     return dataset
+
+
+@contextmanager
+def model_world(model: str | Path, world: str | Path | None = None) -> Iterator[Path]:
+    """The dataset of a recipe model's world: `world` when given (made before by the recipe or a benchmark), else
+    made again from the model's recipe.json in a temporary folder, removed on leaving the block."""
+    if world is not None:
+        yield Path(world)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        yield make_world(Path(scratch), RecipeSettings.of_model(model))
 
 
 def train_codecs(out: Path, dataset: Path, settings: RecipeSettings):

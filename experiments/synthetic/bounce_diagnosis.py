@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from bridgedit.data.manifest import load_manifest
 from bridgedit.generation import BUNDLED_MODEL
 from bridgedit.pipeline import BridgeDiTPipeline
 from bridgedit.synthetic.detect import audio_events, video_events
-from bridgedit.synthetic.recipe import RecipeSettings, make_world
+from bridgedit.synthetic.recipe import model_world
 from bridgedit.synthetic.scoring import HELD_OUT_SEED, generate_for, real_latents
 from bridgedit.synthetic.world import LAMP
 
@@ -112,8 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     pipe = BridgeDiTPipeline.from_pretrained(args.model, dtype=torch.float32)
-    with tempfile.TemporaryDirectory() as scratch:
-        dataset = args.world or make_world(Path(scratch), RecipeSettings.of_model(args.model))
+    with model_world(args.model, args.world) as dataset:
         records = load_manifest(dataset, split="test")
         video_latents, _ = real_latents(pipe, dataset, records)
         training, _ = real_latents(pipe, dataset, load_manifest(dataset, split="train")[:96])

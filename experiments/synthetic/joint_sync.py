@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from bridgedit.atomic import write_text_atomic
 from bridgedit.data.manifest import load_manifest
 from bridgedit.generation import BUNDLED_MODEL
 from bridgedit.pipeline import BridgeDiTPipeline
-from bridgedit.synthetic.recipe import RecipeSettings, make_world
+from bridgedit.synthetic.recipe import model_world
 from bridgedit.synthetic.scoring import HELD_OUT_SEED, score_model
 from bridgedit.synthetic.world import LAMP
 
@@ -38,8 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     pipe = BridgeDiTPipeline.from_pretrained(args.model, dtype=torch.float32)
-    with tempfile.TemporaryDirectory() as scratch:
-        dataset = args.world or make_world(Path(scratch), RecipeSettings.of_model(args.model))
+    with model_world(args.model, args.world) as dataset:
         records = load_manifest(dataset, split="test")
     per_clip, statistics = score_model(pipe, records, seed=HELD_OUT_SEED)
     kinds = np.array(["lamp" if record["scene"]["shape"] == LAMP else "bounce" for record in records])
