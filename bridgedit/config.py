@@ -83,8 +83,7 @@ class BridgeConfig:
     time_bias: float = 0.0
     # add a fixed sinusoidal encoding of each video token's row and column (half the channels each) to the video
     # stream before mixing (not in the paper): without it a bridge knows where a token is only from what it shows,
-    # and cannot tell a ball touching the floor from one in mid-air (docs/synthetic.md, "Why the bridges carry flashes
-    # and not bounces")
+    # and cannot tell a ball touching the floor from one in mid-air (docs/synthetic.md §3.2)
     space_encoding: bool = False
     # --- the authors' released architecture (../shared/official-release.md); the defaults are bridgedit's first
     # models, which every model saved before these fields existed means ---

@@ -75,8 +75,8 @@ DEMO_STABLE_AUDIO_TRANSFORMER = dict(
     cross_attention_input_dim=16,
 )
 #: The demo's world (`WorldSettings`): 128 x 128 pixels, 25 frames at 12 fps (2.08 s; Wan's 4k+1 frames), up to 4
-#: events, a ball with anti-aliased edges: big enough that a ball reads as round and its path as a bounce, small
-#: enough that the recipe trains on 2 CPU cores in about 2.5 hours (docs/synthetic.md, "The demo's world")
+#: events, a ball with anti-aliased edges: big enough that a ball reads as round and its path as a bounce, at the
+#: first demo's 4 x 4 tokens a frame (docs/synthetic.md §3.3: why this size, and what a tower step costs)
 DEMO_WORLD = dict(height=128, width=128, seconds=25 / 12, fps=12.0, sample_rate=4_000, max_events=4, smooth_edges=True)
 #: The patch video codec (bridgedit.synthetic.patch_codec): 16x16-pixel patches -> 16 channels, none in time, so
 #: every frame (and so every event's frame) has its own latent frame: 25 x 8 x 8 latents, 25 x 4 x 4 = 400 video
@@ -100,7 +100,7 @@ DEMO_OOBLECK_VAE = dict(
 #: time_bias 2: an audio token's attention to a video frame one latent frame away starts 2 (head 0) / 1 (head 1) logits
 #: lower than to its own frame (BridgeConfig.time_bias), so the untrained bridges already read the matching moment
 #: space_encoding: each video token's row and column, without which the bridges cannot tell a ball on the floor
-#: from one in the air (docs/synthetic.md, "Why the bridges carried flashes and not bounces")
+#: from one in the air (docs/synthetic.md §3.2)
 DEMO_BRIDGE = BridgeConfig(
     fusion="dca",
     video_blocks=(1, 3),

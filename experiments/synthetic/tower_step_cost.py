@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from bridgedit.synthetic.recipe import (
 
 RESULTS = Path(__file__).parent / "results"
 TEXT_TOKENS = 32
-HOP = 16  # the demo's audio codec: 4 kHz, downsampling 4 x 4
+HOP = math.prod(DEMO_OOBLECK_VAE["downsampling_ratios"])  # audio samples per latent
 
 
 def latent_shapes(settings: RecipeSettings) -> tuple[tuple[int, int, int], int]:
@@ -63,8 +64,10 @@ def step_seconds(settings: RecipeSettings, repeats: int) -> dict[str, float]:
         out = audio(
             hidden_states=torch.randn(batch, DEMO_STABLE_AUDIO_TRANSFORMER["in_channels"], audio_length),
             timestep=torch.rand(batch),
-            encoder_hidden_states=torch.randn(batch, TEXT_TOKENS + 1, 16),
-            global_hidden_states=torch.randn(batch, 1, 32),
+            encoder_hidden_states=torch.randn(
+                batch, TEXT_TOKENS + 1, DEMO_STABLE_AUDIO_TRANSFORMER["cross_attention_dim"]
+            ),  # the caption's tokens and the duration token, as the projection model gives them
+            global_hidden_states=torch.randn(batch, 1, DEMO_STABLE_AUDIO_TRANSFORMER["global_states_input_dim"]),
             rotary_embedding=rotary,
             return_dict=False,
         )[0]
